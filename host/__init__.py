@@ -1,0 +1,1 @@
+"""Standalone runtime: node registry, workflow formats, executor, server, CLI."""

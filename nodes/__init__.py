@@ -1,0 +1,26 @@
+"""ComfyUI node classes, one module per family.
+
+Every module in this package that defines ``NODE_CLASS_MAPPINGS`` is collected here, so adding a
+family is adding a file. Modules starting with ``_`` are helpers, not families.
+"""
+import importlib
+import pkgutil
+
+NODE_CLASS_MAPPINGS = {}
+NODE_DISPLAY_NAME_MAPPINGS = {}
+
+
+def _collect_families():
+    """Import each node family module and merge its mappings, refusing duplicate class names."""
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f".{info.name}", __name__)
+        for name, cls in getattr(module, "NODE_CLASS_MAPPINGS", {}).items():
+            if name in NODE_CLASS_MAPPINGS:
+                raise RuntimeError(f"FrameFold node class {name!r} is defined twice (in nodes/{info.name}.py)")
+            NODE_CLASS_MAPPINGS[name] = cls
+        NODE_DISPLAY_NAME_MAPPINGS.update(getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {}))
+
+
+_collect_families()

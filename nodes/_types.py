@@ -1,0 +1,19 @@
+"""Socket type names. ComfyUI's own types where we interoperate, ``FF_`` types for our objects."""
+
+IMAGE = "IMAGE"          # float32 [F, H, W, C] in 0..1; a video is a batch of frames
+MASK = "MASK"            # float32 [F, H, W]
+LATENT = "LATENT"        # {"samples": [F, C, h, w], ...}
+INT = "INT"
+FLOAT = "FLOAT"
+STRING = "STRING"
+BOOLEAN = "BOOLEAN"
+
+FF_MODEL = "FF_MODEL"                  # pipelines.models.bundle.DiffusionModel
+FF_TEXT_ENCODER = "FF_TEXT_ENCODER"    # text encoder + tokenizer
+FF_VAE = "FF_VAE"
+FF_CONDITIONING = "FF_CONDITIONING"
+FF_MOTION_MODULE = "FF_MOTION_MODULE"
+FF_NOISE = "FF_NOISE"                  # a noise prior
+FF_CONTEXT = "FF_CONTEXT"              # context-window options
+FF_CONTROLNET = "FF_CONTROLNET"
+FF_METRICS = "FF_METRICS"

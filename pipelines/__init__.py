@@ -1,0 +1,1 @@
+"""The FrameFold library: models, loaders, samplers, noise priors, video I/O. Usable with no host."""

@@ -1,0 +1,1 @@
+"""Readers for real checkpoint files: format detection, key maps, dtype handling."""

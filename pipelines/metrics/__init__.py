@@ -1,0 +1,1 @@
+"""Video quality metrics: seams, flicker, warp error, PSNR, SSIM."""

@@ -1,0 +1,1 @@
+"""Architectures: temporal UNet + motion modules, VAE (+ temporal decoder), CLIP text encoder, and more."""

@@ -1,0 +1,1 @@
+"""Noise priors for video diffusion."""

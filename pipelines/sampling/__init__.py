@@ -1,0 +1,1 @@
+"""Noise schedules, samplers, guidance, context windows and iterative long-video generation."""

@@ -1,0 +1,1 @@
+"""Video decode/encode with PyAV and frame utilities."""
