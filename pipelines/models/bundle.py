@@ -62,3 +62,15 @@ class DiffusionModel:
             temporal_pattern=self.temporal_pattern,
             control=control,
         )
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What a FF_CONDITIONING socket carries: text embeddings for one prompt.
+
+    embeds: ``[1, L, D]`` for one prompt for all frames, or ``[F, L, D]`` for per-frame prompts.
+    L is a multiple of 77 when a long prompt was encoded in chunks (ComfyUI's convention).
+    """
+
+    embeds: torch.Tensor
+    prompt: str = ""

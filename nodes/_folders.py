@@ -1,0 +1,101 @@
+"""Where model files and the input/output/temp folders are.
+
+Inside ComfyUI the lookups go through ``folder_paths``. Standalone, model folders are
+``$FRAMEFOLD_MODELS/<kind>`` (several roots may be joined with ``os.pathsep``) or ``./models/<kind>``,
+and the package's embedded default model (``default_model/<kind>/``) is always listed first.
+"""
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+EMBEDDED_DIR = PACKAGE_DIR / "default_model"
+
+MODEL_KINDS = (
+    "checkpoints",
+    "vae",
+    "text_encoders",
+    "animatediff_models",
+    "controlnet",
+    "upscale_models",
+    "frame_interpolation",
+)
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
+
+_dirs = {"output": None, "input": None, "temp": None, "user": None}
+
+
+def _comfy_folder_paths():
+    """ComfyUI's folder_paths module when running inside ComfyUI, else None."""
+    try:
+        import folder_paths  # type: ignore
+
+        return folder_paths
+    except ImportError:
+        return None
+
+
+def set_io_dirs(**dirs):
+    """Override the output/input/temp/user folders (the host does this from its command line)."""
+    for name, value in dirs.items():
+        if name not in _dirs:
+            raise KeyError(f"unknown folder {name!r}; known: {sorted(_dirs)}")
+        _dirs[name] = Path(value) if value is not None else None
+
+
+def io_dir(name):
+    """The output, input, temp or user folder (created on first use)."""
+    fp = _comfy_folder_paths()
+    if _dirs.get(name) is not None:
+        path = _dirs[name]
+    elif fp is not None and name in ("output", "input", "temp", "user"):
+        path = Path(getattr(fp, f"get_{name}_directory")())
+    else:
+        path = Path.cwd() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def model_search_dirs(kind):
+    """The folders searched for model files of ``kind``, in lookup order."""
+    if kind not in MODEL_KINDS:
+        raise KeyError(f"unknown model folder {kind!r}; known: {', '.join(MODEL_KINDS)}")
+    dirs = [EMBEDDED_DIR / kind]
+    fp = _comfy_folder_paths()
+    if fp is not None:
+        try:
+            dirs += [Path(p) for p in fp.get_folder_paths(kind)]
+        except Exception:  # folder kind unknown to this ComfyUI version
+            pass
+    else:
+        roots = os.environ.get("FRAMEFOLD_MODELS")
+        for root in (roots.split(os.pathsep) if roots else [str(Path.cwd() / "models")]):
+            dirs.append(Path(root) / kind)
+    return dirs
+
+
+def list_models(kind):
+    """Names (relative paths with '/') of the model files of ``kind``; embedded ones come first."""
+    names = []
+    for base in model_search_dirs(kind):
+        if not base.is_dir():
+            continue
+        found = sorted(
+            p.relative_to(base).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and p.suffix.lower() in MODEL_EXTENSIONS
+        )
+        names += [n for n in found if n not in names]
+    return names
+
+
+def resolve_model(kind, name):
+    """Full path of model file ``name`` of ``kind``; a clear error lists the folders searched."""
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise FileNotFoundError(f"model name {name!r} must be a relative path inside a '{kind}' folder")
+    searched = model_search_dirs(kind)
+    for base in searched:
+        candidate = base / name
+        if candidate.is_file():
+            return candidate
+    listing = "\n  ".join(str(d) for d in searched)
+    raise FileNotFoundError(f"{kind} file {name!r} not found. Folders searched:\n  {listing}")
