@@ -11,7 +11,7 @@ setup(
     package_dir={"framefold": "."},
     packages=["framefold"] + [f"framefold.{name}" for name in _SUBPACKAGES],
     package_data={
-        "framefold": ["example_workflows/*.json", "example_workflows/*.jpg", "web/*", "web/**/*"],
+        "framefold": ["example_workflows/*.json", "example_workflows/*.jpg", "web/*", "web/**/*", "default_model/**/*"],
         "": ["*.safetensors", "*.json", "*.txt"],
     },
 )
