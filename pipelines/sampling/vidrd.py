@@ -1,0 +1,257 @@
+"""VidRD iterative long-video generation ("Reuse and Diffuse", seed 003 §4.3, eq. 5-8, Algorithm 1).
+
+A video longer than the model's frame window is generated clip by clip. Every clip has ``N`` frames
+(``clip_frames``); the last ``M`` frames (``prompt_frames``) of clip ``i-1`` prompt clip ``i``, whose frame ``j``
+mirrors frame ``N-1-j`` of clip ``i-1`` (frame 0 continues from the previous clip's last frame):
+
+- eq. 5: clip 0 starts from unit Gaussian noise (or any noise prior's draw);
+- eq. 6 FNR: clip ``i``'s initial noise is clip ``i-1``'s in reversed frame order;
+- eq. 7 PNS: for ``j >= M`` that reversed noise is mixed with fresh noise,
+  ``a/sqrt(1+a^2) * reversed + eps``, ``eps ~ N(0, 1/(1+a^2))`` (``alpha=None`` keeps plain FNR);
+- eq. 8 DSG: ``z_{t-1}^{i,j} = z_{t-1}^{i-1,N-j-1}  if t > (1-beta) T + beta T j / M`` else a normal step.
+
+**What t and T are here.** With a discrete schedule of ``S`` steps, ``T = S`` and step ``i`` (0-based, from
+``sigmas[i]`` to ``sigmas[i+1]``) is the step from ``z_t`` to ``z_{t-1}`` with ``t = S - i``; so ``t`` runs
+``S .. 1`` like the paper's ``T .. 1``. Prompt frame ``j`` is therefore replaced after step ``i`` exactly when
+``S - i > (1-beta) S + beta S j / M`` (equivalently ``i < beta S (1 - j/M)``): with beta 1 frame 0 follows the
+previous clip at every step and frame ``j`` for the first ``S (1 - j/M)`` steps; with beta 0 never. Counting in
+steps makes the rule independent of the timestep spacing (leading / trailing / karras ...). Both clips use the
+same ``sigmas``, so the recorded sigma-space states are copied as they are.
+
+**Output assembly.** ``overlap="drop"`` leaves clip ``i``'s first ``M`` frames (the mirrored prompt frames) out of
+the output, so each later clip adds ``N - M`` frames; ``overlap="keep"`` concatenates whole clips (``N`` each),
+as the paper's "concatenating the continuous video clips" reads literally. See :data:`DEFAULT_OVERLAP`.
+
+**Memory.** One clip's activations at a time, the previous clip's initial noise (``N`` frames), and the recorded
+trajectory of its last ``M`` frames over the guided steps only (``[guided_steps, M, C, h, w]``), besides the
+output latent itself.
+
+**Randomness**, all from one ``generator`` in this order: clip 0's noise (unless given), then for every later
+clip its PNS draw, then the sampler's own noise (ancestral samplers / DDIM eta > 0) as it runs.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+import torch
+
+from ..noise import frame_noise_reversal, past_dependent_noise
+from . import freeinit as freeinit_module
+from .samplers import SAMPLERS
+from .schedules import from_sigma_space, initial_latent
+
+OVERLAP_MODES = ("drop", "keep")
+# Chosen from bench/long_video.py figures (seam_ratio closer to 1 = a less visible join); see /tmp/ff_status/vidrd.md.
+DEFAULT_OVERLAP = "drop"
+
+# float tolerance for eq. 8's strict inequality (beta, j/M are decimals such as 0.4)
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class VidRDOptions:
+    """VidRD settings: clip length N, prompt frames M, PNS alpha (None = FNR only), DSG beta, output assembly."""
+
+    clip_frames: int = 16
+    prompt_frames: int = 4
+    alpha: Optional[float] = 4.0
+    beta: float = 0.4
+    overlap: str = DEFAULT_OVERLAP
+
+    def __post_init__(self):
+        if self.clip_frames < 1:
+            raise ValueError(f"clip_frames must be >= 1, got {self.clip_frames}")
+        if not 0 <= self.prompt_frames < self.clip_frames:
+            raise ValueError(f"prompt_frames must be in [0, clip_frames) = [0, {self.clip_frames}), "
+                             f"got {self.prompt_frames}")
+        if self.alpha is not None and self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0 (or None for FNR only), got {self.alpha}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+        if self.overlap not in OVERLAP_MODES:
+            raise ValueError(f"overlap must be one of {OVERLAP_MODES}, got {self.overlap!r}")
+
+    @property
+    def new_frames_per_clip(self) -> int:
+        """Output frames each clip after the first adds."""
+        return self.clip_frames - self.prompt_frames if self.overlap == "drop" else self.clip_frames
+
+
+@dataclass
+class LongVideoResult:
+    """The generated latent and bookkeeping: join indices (first output frame of every later clip), clip count,
+    and the largest recorded DSG trajectory shape (for memory checks)."""
+
+    latent: torch.Tensor
+    joins: List[int] = field(default_factory=list)
+    clips: int = 0
+    recorded_shape: Tuple[int, ...] = ()
+
+
+def dsg_guided(steps, prompt_frames, beta):
+    """Eq. 8 as a bool table ``[steps, M]``: True where prompt frame j copies the previous clip after step i.
+
+    ``t = steps - i``, ``T = steps``; guided iff ``t > (1 - beta) T + beta T j / M``.
+    """
+    table = torch.zeros(steps, prompt_frames, dtype=torch.bool)
+    for i in range(steps):
+        t = steps - i
+        for j in range(prompt_frames):
+            threshold = (1.0 - beta) * steps + beta * steps * j / prompt_frames
+            table[i, j] = t > threshold + _EPS
+    return table
+
+
+def clip_count(total_frames, options: VidRDOptions):
+    """Clips needed to produce at least ``total_frames`` output frames."""
+    if total_frames < 1:
+        raise ValueError(f"total_frames must be >= 1, got {total_frames}")
+    extra = max(0, total_frames - options.clip_frames)
+    return 1 + -(-extra // options.new_frames_per_clip)
+
+
+def clip_layout(index, options: VidRDOptions):
+    """For clip ``index``: ``(first_kept_frame, output_start, positions)`` where ``positions[j]`` is the output frame
+    clip frame j shows (a dropped prompt frame shows the frame it mirrors)."""
+    n, m = options.clip_frames, options.prompt_frames
+    if index == 0:
+        return 0, 0, list(range(n))
+    if options.overlap == "keep":
+        start = index * n
+        return 0, start, [start + j for j in range(n)]
+    start = n + (index - 1) * (n - m)
+    positions = [start - 1 - j for j in range(m)] + [start + (j - m) for j in range(m, n)]
+    return m, start, positions
+
+
+def next_clip_noise(previous, generator, options: VidRDOptions):
+    """Initial noise of the next clip from the previous clip's (eq. 6 FNR, or eq. 7 PNS when alpha is set)."""
+    if options.alpha is None:
+        return frame_noise_reversal(previous)
+    return past_dependent_noise(previous, generator, options.prompt_frames, options.alpha)
+
+
+def trajectory_recorder(guided, clip_frames):
+    """A step hook recording the last M frames, reversed (slot j = frame N-1-j), at every guided step.
+
+    Returns ``(hook, states)``: ``states`` is a list filled with ``[M, C, h, w]`` tensors, one per step that
+    guides at least one prompt frame (``guided`` from :func:`dsg_guided`).
+    """
+    m = guided.shape[1]
+    recorded_steps = int(guided.any(dim=1).sum())
+    order = torch.arange(clip_frames - 1, clip_frames - 1 - m, -1)
+    states = []
+
+    def record(i, sigma, x):
+        if i < recorded_steps:
+            states.append(x.index_select(0, order.to(x.device)).clone())
+
+    return record, states
+
+
+def replay_hook(guided, states):
+    """A step hook applying eq. 8: after step i, prompt frames j with ``guided[i, j]`` take the recorded state."""
+
+    def replay(i, sigma, x):
+        if i >= guided.shape[0] or not bool(guided[i].any()):
+            return None
+        frames = torch.nonzero(guided[i]).flatten()
+        x = x.clone()
+        x[frames.to(x.device)] = states[i].index_select(0, frames.to(x.device)).to(x.dtype)
+        return x
+
+    return replay
+
+
+def _chain(*hooks):
+    """One hook running the non-None ``hooks`` in order (each sees the previous replacement)."""
+    active = [h for h in hooks if h is not None]
+    if not active:
+        return None
+
+    def chained(i, sigma, x):
+        for hook in active:
+            replaced = hook(i, sigma, x)
+            if replaced is not None:
+                x = replaced
+        return x
+
+    return chained
+
+
+def _run_clip(denoise, noise, sigmas, sampler, generator, step_hook, sampler_options, start_hook=None):
+    """One clip: start point, sampler with hooks, back to a VP latent."""
+    x = initial_latent(noise, sigmas)
+    if start_hook is not None:
+        x = start_hook(x)
+    x = SAMPLERS[sampler](denoise, x, sigmas, generator=generator, step_hook=step_hook, **sampler_options)
+    return from_sigma_space(x, float(sigmas[-1]))
+
+
+def sample_long_video(denoise, frame_shape, total_frames, sigmas, *, generator, options: VidRDOptions = VidRDOptions(),
+                      sampler="ddim", first_noise=None, denoise_for_clip: Optional[Callable] = None,
+                      first_clip_hook=None, first_clip_start=None, freeinit=None, alphas_cumprod=None,
+                      **sampler_options):
+    """Generate ``total_frames`` latent frames clip by clip with FNR/PNS noise and DSG replay.
+
+    denoise: ``denoise(x, sigma) -> x0`` for one clip ``[N, C, h, w]`` (conditioning baked in).
+    frame_shape: ``(C, h, w)``. sigmas: the per-clip schedule (``[steps + 1]``), identical for all clips.
+    first_noise: clip 0's unit noise ``[N, C, h, w]`` (default: i.i.d. from ``generator``).
+    denoise_for_clip: optional ``f(positions: list[int]) -> denoise`` for per-frame prompts (positions are the
+    output frames the clip's frames show, clamped to the output); overrides ``denoise``.
+    first_clip_hook / first_clip_start: extra step hook / start-point transform ``x -> x`` for clip 0
+    (image-to-video holds frame 0 this way). freeinit: :class:`~.freeinit.FreeInitOptions` for clip 0 (needs
+    ``alphas_cumprod``). Returns a :class:`LongVideoResult`.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
+    n, m = options.clip_frames, options.prompt_frames
+    steps = len(sigmas) - 1
+    clips = clip_count(total_frames, options)
+    guided = dsg_guided(steps, m, options.beta)
+    if first_noise is None:
+        first_noise = torch.randn((n, *frame_shape), generator=generator, device=generator.device)
+    if tuple(first_noise.shape) != (n, *frame_shape):
+        raise ValueError(f"first_noise must be {(n, *frame_shape)}, got {tuple(first_noise.shape)}")
+    passes = freeinit.iterations if freeinit is not None else 1
+    grand_total = steps * (clips + passes - 1)
+
+    out = torch.empty((total_frames, *frame_shape), dtype=torch.float32)
+    result = LongVideoResult(out, clips=clips)
+    noise, states = first_noise, None
+    for index in range(clips):
+        kept_from, start, positions = clip_layout(index, options)
+        clip_denoise = denoise if denoise_for_clip is None else \
+            denoise_for_clip([min(p, total_frames - 1) for p in positions])
+        if index > 0:
+            noise = next_clip_noise(noise, generator, options)
+            if start < total_frames:
+                result.joins.append(start)
+        record_next = index + 1 < clips and bool(guided.any())
+        hooks = [replay_hook(guided, states) if states else None]
+        if index == 0:
+            hooks.append(first_clip_hook)
+        recording = {}
+
+        def run(initial, hooks=hooks, recording=recording, clip_denoise=clip_denoise, index=index):
+            # a fresh recorder per pass: with FreeInit only the last pass's trajectory is kept
+            record, recording["states"] = trajectory_recorder(guided, n) if record_next else (None, [])
+            start_hook = first_clip_start if index == 0 else None
+            return _run_clip(clip_denoise, initial, sigmas, sampler, generator, _chain(*hooks, record),
+                             sampler_options, start_hook)
+
+        if index == 0 and freeinit is not None and freeinit.iterations > 1:
+            if alphas_cumprod is None:
+                raise ValueError("FreeInit needs the model's alphas_cumprod")
+            latent, noise = freeinit_module.sample_with_freeinit(
+                run, noise, alphas_cumprod, generator, freeinit, steps=steps, progress_total=grand_total)
+        else:
+            with freeinit_module.progress_stage(steps * (index + passes - 1), grand_total):
+                latent = run(noise)
+        states = recording["states"]
+        if states:
+            shape = (len(states), *states[0].shape)
+            if not result.recorded_shape or shape[0] * shape[1] > result.recorded_shape[0] * result.recorded_shape[1]:
+                result.recorded_shape = shape
+        stop = min(total_frames, start + n - kept_from)
+        out[start:stop] = latent[kept_from:kept_from + stop - start].to(torch.float32).cpu()
+    return result
