@@ -1,10 +1,13 @@
 """ComfyUI node classes, one module per family.
 
 Every module in this package that defines ``NODE_CLASS_MAPPINGS`` is collected here, so adding a
-family is adding a file. Modules starting with ``_`` are helpers, not families.
+family is adding a file. Inside real ComfyUI each node's FUNCTION is wrapped so library progress
+and interrupts reach ComfyUI's progress bar (a no-op elsewhere). Modules starting with ``_`` are helpers, not families.
 """
 import importlib
 import pkgutil
+
+from ._comfy import wrap_node_class
 
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
@@ -19,7 +22,7 @@ def _collect_families():
         for name, cls in getattr(module, "NODE_CLASS_MAPPINGS", {}).items():
             if name in NODE_CLASS_MAPPINGS:
                 raise RuntimeError(f"FrameFold node class {name!r} is defined twice (in nodes/{info.name}.py)")
-            NODE_CLASS_MAPPINGS[name] = cls
+            NODE_CLASS_MAPPINGS[name] = wrap_node_class(cls)
         NODE_DISPLAY_NAME_MAPPINGS.update(getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {}))
 
 

@@ -42,8 +42,8 @@ def set_io_dirs(**dirs):
         _dirs[name] = Path(value) if value is not None else None
 
 
-def io_dir(name):
-    """The output, input, temp or user folder (created on first use)."""
+def io_dir(name, create=True):
+    """The output, input, temp or user folder; created unless ``create`` is False (listing only)."""
     fp = _comfy_folder_paths()
     if _dirs.get(name) is not None:
         path = _dirs[name]
@@ -51,7 +51,8 @@ def io_dir(name):
         path = Path(getattr(fp, f"get_{name}_directory")())
     else:
         path = Path.cwd() / name
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -23,7 +23,7 @@ _DATE_TOKEN = re.compile(r"%date:([^%]+)%")
 
 def list_input_videos():
     """Video files under the input folder as 'sub/dir/name.ext' (hidden files and folders skipped)."""
-    base = io_dir("input")
+    base = io_dir("input", create=False)
     names = []
     for root, dirs, files in os.walk(base):
         dirs[:] = [d for d in dirs if not d.startswith(".")]

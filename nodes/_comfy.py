@@ -1,0 +1,82 @@
+"""Progress and interrupt inside real ComfyUI.
+
+Library loops report through ``pipelines.progress``. FrameFold's own host installs a sink around
+every node call; inside ComfyUI nobody does, so this module maps the same reports to ComfyUI's
+``comfy.utils.ProgressBar`` (which drives the canvas bar and checks for interrupts) and to
+``comfy.model_management.throw_exception_if_processing_interrupted`` (so a stop request raises
+ComfyUI's own interrupt exception, reported as "interrupted", not as an error).
+
+Outside ComfyUI every helper here is a no-op, so nodes can use them unconditionally.
+"""
+import contextlib
+import functools
+
+from ..pipelines import progress
+
+
+def comfy_modules():
+    """``(comfy.utils, comfy.model_management)`` when running inside ComfyUI, else None."""
+    try:
+        import comfy.model_management as model_management  # type: ignore
+        import comfy.utils as utils  # type: ignore
+    except ImportError:
+        return None
+    return utils, model_management
+
+
+class ComfyProgressSink(progress.ProgressSink):
+    """Forwards progress to a ComfyUI ProgressBar; interrupts raise ComfyUI's own exception."""
+
+    def __init__(self, utils, model_management):
+        super().__init__()
+        self._utils = utils
+        self._mm = model_management
+        self._bar = None
+        self._total = None
+
+    def progress(self, step, total, preview=None):
+        """Update (or start) the ComfyUI progress bar for this node."""
+        if self._bar is None or total != self._total:
+            self._bar = self._utils.ProgressBar(total)
+            self._total = total
+        self._bar.update_absolute(step, total)
+
+    def should_stop(self):
+        """Raise ComfyUI's interrupt exception when the user pressed stop; otherwise keep going."""
+        self._mm.throw_exception_if_processing_interrupted()
+        return False
+
+
+@contextlib.contextmanager
+def host_progress():
+    """Inside ComfyUI, route ``pipelines.progress`` to ComfyUI for the ``with`` block; elsewhere do nothing."""
+    modules = comfy_modules()
+    if modules is None:
+        yield None
+        return
+    with progress.use_sink(ComfyProgressSink(*modules)) as sink:
+        yield sink
+
+
+def with_host_progress(method):
+    """Decorator for a node's FUNCTION method: runs it under :func:`host_progress`."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with host_progress():
+            return method(*args, **kwargs)
+
+    wrapper.__framefold_host_progress__ = True
+    return wrapper
+
+
+def wrap_node_class(cls):
+    """Make a node class's FUNCTION run under :func:`host_progress` (only inside ComfyUI; idempotent)."""
+    if comfy_modules() is None:
+        return cls
+    name = getattr(cls, "FUNCTION", None)
+    method = getattr(cls, name, None) if name else None
+    if method is None or getattr(method, "__framefold_host_progress__", False):
+        return cls
+    setattr(cls, name, with_host_progress(method))
+    return cls
