@@ -1,0 +1,145 @@
+"""What kind of weight file is this? Used to route files and to tell users which loader a file belongs to.
+
+:func:`detect_format` looks only at key names (and the ``framefold`` metadata entry), never at values.
+"""
+import json
+from pathlib import Path
+
+SD_CHECKPOINT = "sd_checkpoint"
+FRAMEFOLD_CHECKPOINT = "framefold_checkpoint"
+DIFFUSERS_UNET = "diffusers_unet"
+DIFFUSERS_VAE = "diffusers_vae"
+DIFFUSERS_FOLDER = "diffusers"
+STANDALONE_VAE = "standalone_vae"
+MOTION_MODULE = "motion_module"
+CONTROLNET = "controlnet"
+CLIP_TEXT = "clip_text"
+UNKNOWN = "unknown"
+
+FORMATS = (SD_CHECKPOINT, FRAMEFOLD_CHECKPOINT, DIFFUSERS_UNET, DIFFUSERS_VAE, DIFFUSERS_FOLDER, STANDALONE_VAE,
+           MOTION_MODULE, CONTROLNET, CLIP_TEXT, UNKNOWN)
+
+# Which FrameFold node loads each format (for "wrong loader" messages).
+LOADER_FOR_FORMAT = {
+    SD_CHECKPOINT: "FrameFold Load Checkpoint",
+    FRAMEFOLD_CHECKPOINT: "FrameFold Load Checkpoint",
+    DIFFUSERS_UNET: "FrameFold Load Checkpoint (diffusers UNet files are not supported as a checkpoint)",
+    DIFFUSERS_VAE: "FrameFold Load VAE",
+    STANDALONE_VAE: "FrameFold Load VAE",
+    MOTION_MODULE: "FrameFold Load Motion Module",
+    CONTROLNET: "FrameFold Load ControlNet",
+    CLIP_TEXT: "a text-encoder loader (a standalone CLIP file is not a full checkpoint)",
+}
+
+DESCRIPTION = {
+    SD_CHECKPOINT: "a Stable Diffusion single-file checkpoint",
+    FRAMEFOLD_CHECKPOINT: "a FrameFold checkpoint",
+    DIFFUSERS_UNET: "a diffusers-format UNet",
+    DIFFUSERS_VAE: "a diffusers-format VAE",
+    DIFFUSERS_FOLDER: "a diffusers model folder",
+    STANDALONE_VAE: "a standalone VAE",
+    MOTION_MODULE: "an AnimateDiff motion module",
+    CONTROLNET: "a ControlNet",
+    CLIP_TEXT: "a CLIP text encoder",
+    UNKNOWN: "a file of unknown format",
+}
+
+
+def _has_prefix(keys, *prefixes):
+    """True when some key starts with one of ``prefixes``."""
+    return any(k.startswith(prefixes) for k in keys)
+
+
+def _has_key_part(keys, part):
+    """True when some key contains ``part``."""
+    return any(part in k for k in keys)
+
+
+def motion_module_version(state_dict) -> str:
+    """'v1' / 'v2' / 'v3' (or 'unknown') for an AnimateDiff motion module (``motion_keys`` detector when present).
+
+    The rule (AnimateDiff-Evolved and diffusers agree): a mid-block module means v2; otherwise a positional
+    table of length 24 means v1 and 32 means v3.
+    """
+    try:
+        from .motion_keys import detect_motion_module_version
+    except ImportError:
+        detect_motion_module_version = None
+    if detect_motion_module_version is not None:
+        try:
+            return detect_motion_module_version(state_dict)
+        except ValueError:
+            return "unknown"
+    keys = list(state_dict)
+    if _has_key_part(keys, "mid_block.motion_modules."):
+        return "v2"
+    lengths = {tuple(state_dict[k].shape)[1] for k in keys if k.endswith("pos_encoder.pe")}
+    if lengths == {24}:
+        return "v1"
+    if lengths == {32}:
+        return "v3"
+    return "unknown"
+
+
+def detect_format(state_dict, metadata=None) -> str:
+    """One of :data:`FORMATS` from the key names (and the ``framefold`` metadata entry)."""
+    keys = list(state_dict)
+    if (metadata or {}).get("framefold") is not None and _has_prefix(keys, "model.diffusion_model."):
+        return FRAMEFOLD_CHECKPOINT
+    if _has_key_part(keys, "motion_modules.") and not _has_prefix(keys, "model.diffusion_model.input_blocks"):
+        return MOTION_MODULE
+    if _has_prefix(keys, "control_model.", "input_hint_block.", "controlnet_cond_embedding.", "zero_convs."):
+        return CONTROLNET
+    if _has_prefix(keys, "model.diffusion_model."):
+        return SD_CHECKPOINT
+    if "time_embedding.linear_1.weight" in state_dict and _has_prefix(keys, "down_blocks."):
+        return DIFFUSERS_UNET
+    if _has_prefix(keys, "encoder.down_blocks.", "decoder.up_blocks."):
+        return DIFFUSERS_VAE
+    if _has_prefix(keys, "encoder.down.", "decoder.up.", "first_stage_model.encoder.", "first_stage_model.decoder."):
+        return STANDALONE_VAE
+    if _has_key_part(keys, "encoder.layers.0.self_attn.q_proj.weight") and _has_key_part(keys, "token_embedding"):
+        return CLIP_TEXT
+    return UNKNOWN
+
+
+def detect_path_format(path) -> str:
+    """Like :func:`detect_format` for a folder: a diffusers pipeline folder has ``model_index.json``."""
+    path = Path(path)
+    if path.is_dir():
+        return DIFFUSERS_FOLDER if (path / "model_index.json").is_file() else UNKNOWN
+    raise ValueError(f"{path}: detect_path_format expects a folder; read files with read_state_dict + detect_format")
+
+
+def describe(state_dict, metadata=None) -> str:
+    """Human description, e.g. 'an AnimateDiff motion module (v2)'."""
+    fmt = detect_format(state_dict, metadata)
+    text = DESCRIPTION[fmt]
+    if fmt == MOTION_MODULE:
+        text += f" ({motion_module_version(state_dict)})"
+    if fmt == FRAMEFOLD_CHECKPOINT:
+        try:
+            json.loads(metadata["framefold"])
+        except (TypeError, ValueError):
+            text += " (with unreadable metadata)"
+    return text
+
+
+class WrongLoaderError(ValueError):
+    """A file was given to a loader that does not load its format; says which loader does."""
+
+
+def require_format(path, state_dict, metadata, accepted, loader_name):
+    """Raise :class:`WrongLoaderError` unless the file's format is in ``accepted``; returns the format."""
+    fmt = detect_format(state_dict, metadata)
+    if fmt in accepted:
+        return fmt
+    what = describe(state_dict, metadata)
+    if fmt == UNKNOWN:
+        sample = ", ".join(list(state_dict)[:5])
+        raise WrongLoaderError(
+            f"{Path(path).name}: {loader_name} cannot load this file: its keys match no known format "
+            f"(first keys: {sample}).")
+    hint = LOADER_FOR_FORMAT.get(fmt, "another loader")
+    raise WrongLoaderError(
+        f"{Path(path).name} is {what}, not something {loader_name} loads; load it with {hint}.")

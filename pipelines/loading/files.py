@@ -1,0 +1,191 @@
+"""Safe reading of weight files: safetensors first, legacy pickles only through ``torch.load(weights_only=True)``.
+
+Nothing is ever unpickled freely: a ``.ckpt`` whose pickle asks to run code is refused by PyTorch's
+weights-only unpickler, and the error names the file.
+"""
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import torch
+
+SAFETENSORS_EXTENSIONS = (".safetensors", ".sft")
+PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin")
+WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model", "module")
+
+_DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "fp16": torch.float16, "float16": torch.float16,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+}
+
+
+class WeightFileError(ValueError):
+    """A weight file could not be read; the message names the file and the reason."""
+
+
+def parse_dtype(dtype) -> Optional[torch.dtype]:
+    """None, a torch dtype, or one of 'fp32'/'fp16'/'bf16' (and long names) -> torch dtype or None."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower()
+    if key in ("default", "auto", "none", ""):
+        return None
+    if key not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    return _DTYPES[key]
+
+
+def _read_safetensors(path: Path, device: str) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """All tensors and the ``__metadata__`` of a safetensors file."""
+    from safetensors import safe_open
+
+    size = path.stat().st_size
+    if size < 8:
+        raise WeightFileError(f"{path}: file is empty or truncated ({size} bytes); expected a safetensors file")
+    try:
+        with safe_open(str(path), framework="pt", device=device) as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own SafetensorError types
+        raise WeightFileError(
+            f"{path}: not a valid safetensors file (truncated or corrupt download?): {e}") from e
+    return tensors, metadata
+
+
+def _unpickler_reason(text: str, error: Exception) -> str:
+    """The informative line of PyTorch's weights-only refusal (e.g. 'Unsupported global: GLOBAL builtins.exec')."""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith(("Unsupported", "WeightsUnpickler error: Unsupported")):
+            return line.split(". Please")[0]  # drop PyTorch's advice on allow-listing the global
+    return type(error).__name__
+
+
+def _read_pickle(path: Path, device: str) -> Tuple[Dict[str, torch.Tensor], dict]:
+    """A legacy checkpoint through PyTorch's weights-only unpickler."""
+    if path.stat().st_size == 0:
+        raise WeightFileError(f"{path}: file is empty")
+    try:
+        obj = torch.load(str(path), map_location=device, weights_only=True)
+    except Exception as e:
+        text = str(e)
+        if "weights_only" in text or "Unsupported global" in text or "UnpicklingError" in type(e).__name__:
+            raise WeightFileError(
+                f"{path}: refused to load: the pickle contains objects other than tensors (possibly code). "
+                f"FrameFold only loads weights (torch.load(weights_only=True)); convert the file to safetensors "
+                f"with a tool you trust. Details: {_unpickler_reason(text, e)}") from e
+        raise WeightFileError(f"{path}: could not read the checkpoint (truncated or corrupt?): {type(e).__name__}: {e}") from e
+    return obj, {}
+
+
+def unwrap_state_dict(obj, path="<memory>") -> Dict[str, torch.Tensor]:
+    """Peel ``state_dict`` / ``params_ema`` / ``params`` wrappers and a ``module.`` key prefix off a loaded object."""
+    for _ in range(3):
+        if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+            for key in WRAPPER_KEYS:
+                if isinstance(obj.get(key), dict):
+                    obj = obj[key]
+                    break
+            else:
+                break
+    if not isinstance(obj, dict):
+        raise WeightFileError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise WeightFileError(f"{path}: contains no tensors (top-level keys: {sorted(map(str, obj))[:10]})")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def cast_state_dict(state_dict: Dict[str, torch.Tensor], dtype) -> Dict[str, torch.Tensor]:
+    """Cast floating-point tensors to ``dtype``; integer/bool tensors are kept as they are."""
+    dtype = parse_dtype(dtype)
+    if dtype is None:
+        return state_dict
+    return {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
+
+
+def read_state_dict(path, *, dtype=None, device="cpu") -> Tuple[Dict[str, torch.Tensor], dict]:
+    """Read a weight file -> (state_dict, metadata).
+
+    ``.safetensors``/``.sft`` via safetensors; ``.ckpt``/``.pt``/``.pth``/``.bin`` only via
+    ``torch.load(weights_only=True)``. Wrappers (``state_dict``, ``params_ema``, ``params``) and a
+    ``module.`` prefix are removed. ``dtype`` ('fp16'/'bf16'/'fp32' or a torch dtype) casts float tensors.
+    metadata is the safetensors ``__metadata__`` dict ({} for pickles).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_EXTENSIONS:
+        tensors, metadata = _read_safetensors(path, device)
+    elif suffix in PICKLE_EXTENSIONS:
+        tensors, metadata = _read_pickle(path, device)
+    else:
+        raise WeightFileError(
+            f"{path}: unknown weight file type {suffix!r}; expected one of "
+            f"{', '.join(SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS)}")
+    return cast_state_dict(unwrap_state_dict(tensors, path), dtype), metadata
+
+
+def read_framefold_metadata(metadata: dict) -> Optional[dict]:
+    """The parsed ``framefold`` JSON entry of safetensors metadata, or None."""
+    raw = (metadata or {}).get("framefold")
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise WeightFileError(f"the 'framefold' metadata entry is not valid JSON: {e}") from e
+
+
+def write_safetensors(path, state_dict: Dict[str, torch.Tensor], metadata: Optional[dict] = None) -> Path:
+    """Write tensors to ``path`` atomically (temp file in the same folder, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- latent files
+LATENT_EXTENSION = ".latent"
+
+
+def save_latent_file(path, samples: torch.Tensor, metadata: Optional[dict] = None) -> Path:
+    """Write ``samples`` ``[F,C,h,w]`` as a ComfyUI-compatible ``.latent`` file (safetensors, ``latent_tensor``).
+
+    The ``latent_format_version_0`` marker tells ComfyUI's Load Latent the values are already scaled.
+    """
+    tensors = {"latent_tensor": samples.detach().float().contiguous().cpu(), "latent_format_version_0": torch.tensor([])}
+    return write_safetensors(path, tensors, metadata)
+
+
+def load_latent_file(path) -> torch.Tensor:
+    """Read a ``.latent`` file written by :func:`save_latent_file` or ComfyUI's Save Latent -> ``[F,C,h,w]``.
+
+    Files without the version marker (written by very old ComfyUI versions) are multiplied by 1/0.18215, as
+    ComfyUI's Load Latent does.
+    """
+    path = Path(path)
+    tensors, _ = _read_safetensors(path, "cpu")
+    if "latent_tensor" not in tensors:
+        raise WeightFileError(f"{path}: not a latent file (no 'latent_tensor'; keys: {sorted(tensors)[:5]})")
+    samples = tensors["latent_tensor"].float()
+    if "latent_format_version_0" not in tensors:
+        samples = samples * (1.0 / 0.18215)
+    return samples

@@ -1,0 +1,141 @@
+"""Loader, text and latent nodes: node API shape, decode failure -> saved latents -> Load Latent."""
+import pytest
+import torch
+
+from framefold.nodes import _folders
+from framefold.nodes._errors import NodeInputError
+from framefold.nodes.conditioning import FrameFoldTextEncode
+from framefold.nodes.latent import (
+    FrameFoldEmptyVideoLatent, FrameFoldLoadLatent, FrameFoldSaveLatent, FrameFoldVAEDecode, FrameFoldVAEEncode,
+    NODE_CLASS_MAPPINGS as LATENT_NODES)
+from framefold.nodes.loaders import NODE_CLASS_MAPPINGS as LOADER_NODES
+from framefold.nodes.loaders import FrameFoldCheckpointLoader, FrameFoldVAELoader
+from framefold.nodes.conditioning import NODE_CLASS_MAPPINGS as TEXT_NODES
+from framefold.pipelines.loading.checkpoint import save_framefold_checkpoint, save_vae
+from framefold.pipelines.loading.files import write_safetensors
+from framefold.pipelines.models.clip import CLIPTextConfig, CLIPTextModel, TextEncoder
+from framefold.pipelines.models.tokenizers import CLIPTokenizer
+from framefold.pipelines.models.vae import VAE, AutoencoderKL, AutoencoderKLConfig
+
+TINY_VAE = AutoencoderKLConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, norm_groups=4)
+
+
+@pytest.fixture
+def folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRAMEFOLD_MODELS", str(tmp_path / "models"))
+    _folders.set_io_dirs(output=tmp_path / "output", input=tmp_path / "input")
+    yield tmp_path
+    _folders.set_io_dirs(output=None, input=None)
+
+
+def _vae(seed=0):
+    torch.manual_seed(seed)
+    return VAE(AutoencoderKL(TINY_VAE).eval())
+
+
+def test_every_input_has_a_tooltip_and_names_are_prefixed(folders):
+    for mapping in (LATENT_NODES, LOADER_NODES, TEXT_NODES):
+        for name, cls in mapping.items():
+            assert name.startswith("FrameFold") and cls.CATEGORY.startswith("FrameFold/")
+            spec = cls.INPUT_TYPES()
+            for section in ("required", "optional"):
+                for input_name, (kind, *opts) in spec.get(section, {}).items():
+                    assert opts and opts[0].get("tooltip"), f"{name}.{input_name} has no tooltip"
+            assert callable(getattr(cls, cls.FUNCTION))
+
+
+def test_empty_latent_encode_decode(folders):
+    vae = _vae()
+    (latent,) = FrameFoldEmptyVideoLatent().generate(vae, width=16, height=8, frames=3)
+    assert latent["samples"].shape == (3, 4, 4, 8) and not latent["samples"].any()
+    with pytest.raises(NodeInputError, match="FrameFoldEmptyVideoLatent: input 'width'"):
+        FrameFoldEmptyVideoLatent().generate(vae, width=15, height=8, frames=3)
+    images = torch.rand(3, 8, 16, 3)
+    (enc,) = FrameFoldVAEEncode().encode(images, vae)
+    (enc2,) = FrameFoldVAEEncode().encode(images, vae, mode="sample", seed=7)
+    (enc3,) = FrameFoldVAEEncode().encode(images, vae, mode="sample", seed=7, frame_chunk=1)
+    assert (enc2["samples"] - enc3["samples"]).abs().max() <= 1e-6
+    (out,) = FrameFoldVAEDecode().decode(enc, vae, frame_chunk=2)
+    assert out.shape == (3, 8, 16, 3) and out.dtype == torch.float32
+    (tiled,) = FrameFoldVAEDecode().decode(enc, vae, tile_size=16, tile_overlap=0)
+    assert tiled.shape == out.shape
+    with pytest.raises(NodeInputError, match="input 'samples'.*4 channels"):
+        FrameFoldVAEDecode().decode({"samples": torch.zeros(1, 3, 4, 4)}, vae)
+
+
+def test_failed_decode_saves_latents_and_load_latent_resumes(folders, monkeypatch):
+    vae = _vae()
+    latents = torch.randn(4, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+
+    def boom(*args, **kwargs):
+        raise MemoryError("out of memory (simulated)")
+
+    monkeypatch.setattr(vae, "decode", boom)
+    with pytest.raises(RuntimeError, match="out of memory") as info:
+        FrameFoldVAEDecode().decode({"samples": latents}, vae)
+    saved = list((folders / "output" / "latents").glob("*.latent"))
+    assert len(saved) == 1 and str(saved[0]) in str(info.value)
+    choices = FrameFoldLoadLatent.INPUT_TYPES()["required"]["latent"][0]
+    name = f"latents/{saved[0].name} [output]"
+    assert name in choices and name in str(info.value)
+    assert FrameFoldLoadLatent.VALIDATE_INPUTS(name) is True
+    (loaded,) = FrameFoldLoadLatent().load(name)
+    assert torch.equal(loaded["samples"], latents)
+    assert isinstance(FrameFoldLoadLatent.VALIDATE_INPUTS("../../etc/passwd"), str)
+
+
+def test_save_latent_node(folders):
+    latents = torch.randn(2, 4, 3, 3)
+    ui = FrameFoldSaveLatent().save({"samples": latents}, "clip")
+    entry = ui["ui"]["latents"][0]
+    assert entry["filename"] == "clip_00001.latent"
+    (loaded,) = FrameFoldLoadLatent().load("latents/clip_00001.latent [output]")
+    assert torch.equal(loaded["samples"], latents)
+    with pytest.raises(NodeInputError, match="filename_prefix"):
+        FrameFoldSaveLatent().save({"samples": latents}, "../x")
+
+
+def _tiny_checkpoint(path):
+    from framefold.pipelines.models.unet import UNetConfig, UNetModel
+
+    torch.manual_seed(0)
+    unet = UNetModel(UNetConfig(model_channels=8, channel_mult=(1,), num_res_blocks=1, attention_levels=(0,),
+                                num_heads=2, context_dim=16, norm_groups=4))
+    text = TextEncoder(CLIPTokenizer(), CLIPTextModel(CLIPTextConfig(hidden_size=16, num_layers=2, num_heads=2,
+                                                                     intermediate_size=32)))
+    save_framefold_checkpoint(path, unet, _vae(), text, extra={"frame_window": 8})
+    return text
+
+
+def test_checkpoint_loader_and_text_encode(folders):
+    ckpt_dir = folders / "models" / "checkpoints"
+    text = _tiny_checkpoint(ckpt_dir / "tiny.safetensors")
+    names = FrameFoldCheckpointLoader.INPUT_TYPES()["required"]["ckpt_name"][0]
+    assert "tiny.safetensors" in names
+    model, text_encoder, vae = FrameFoldCheckpointLoader().load("tiny.safetensors", "auto")
+    assert model.frame_window == 8 and vae.config == TINY_VAE
+    (cond,) = FrameFoldTextEncode().encode("a (red:1.2) cat", text_encoder)
+    assert torch.equal(cond.embeds, text.encode("a (red:1.2) cat").embeds)
+    (cond2,) = FrameFoldTextEncode().encode("a cat", text_encoder, clip_skip=2)
+    assert cond2.embeds.shape == (1, 77, 16)
+    with pytest.raises(NodeInputError, match="clip_skip"):
+        FrameFoldTextEncode().encode("a cat", text_encoder, clip_skip=3)
+    with pytest.raises(NodeInputError, match="FrameFoldCheckpointLoader: input 'ckpt_name'.*not found"):
+        FrameFoldCheckpointLoader().load("missing.safetensors", "auto")
+
+
+def test_loaders_refuse_wrong_files(folders):
+    mm = {"down_blocks.0.motion_modules.0.temporal_transformer.norm.weight": torch.ones(8)}
+    write_safetensors(folders / "models" / "checkpoints" / "mm.safetensors", mm)
+    with pytest.raises(NodeInputError, match="input 'ckpt_name'.*motion module.*FrameFold Load Motion Module"):
+        FrameFoldCheckpointLoader().load("mm.safetensors", "auto")
+    vae_dir = folders / "models" / "vae"
+    save_vae(vae_dir / "v.safetensors", _vae())
+    (vae,) = FrameFoldVAELoader().load("v.safetensors", "fp32")
+    assert vae.config == TINY_VAE
+    write_safetensors(vae_dir / "no_config.safetensors", _vae().model.state_dict())
+    with pytest.raises(ValueError, match="GroupNorm groups cannot be read"):
+        FrameFoldVAELoader().load("no_config.safetensors", "fp32")
+    (vae_dir / "broken.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(NodeInputError, match="input 'vae_name'.*broken.safetensors"):
+        FrameFoldVAELoader().load("broken.safetensors", "auto")
