@@ -293,7 +293,8 @@ def cmd_serve(args, registry):
     from . import server
 
     server.serve(listen=args.listen, port=args.port, open_browser=args.open, max_upload_mb=args.max_upload_mb,
-                 output_dir=args.output_dir, input_dir=args.input_dir, user_dir=args.user_dir)
+                 output_dir=args.output_dir, input_dir=args.input_dir, user_dir=args.user_dir,
+                 temp_dir=args.temp_dir, allowed_hosts=tuple(args.allow_host))
     return EXIT_OK
 
 
@@ -339,6 +340,9 @@ def build_parser():
     serve.add_argument("--output-dir", default=None)
     serve.add_argument("--input-dir", default=None)
     serve.add_argument("--user-dir", default=None)
+    serve.add_argument("--temp-dir", default=None)
+    serve.add_argument("--allow-host", action="append", default=[],
+                       help="extra Host header name to accept (repeatable); others get 403 (DNS-rebinding guard)")
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -36,7 +36,7 @@ import torch
 
 from ..noise import frame_noise_reversal, past_dependent_noise
 from . import freeinit as freeinit_module
-from .samplers import SAMPLERS
+from .samplers import SAMPLERS, chain_hooks
 from .schedules import from_sigma_space, initial_latent
 
 OVERLAP_MODES = ("drop", "keep")
@@ -85,6 +85,14 @@ class LongVideoResult:
     joins: List[int] = field(default_factory=list)
     clips: int = 0
     recorded_shape: Tuple[int, ...] = ()
+
+    def note_recording(self, states):
+        """Keep the shape of the largest recorded trajectory (``states``: list of ``[M, C, h, w]``)."""
+        if not states:
+            return
+        shape = (len(states), *states[0].shape)
+        if not self.recorded_shape or shape[0] * shape[1] > self.recorded_shape[0] * self.recorded_shape[1]:
+            self.recorded_shape = shape
 
 
 def dsg_guided(steps, prompt_frames, beta):
@@ -162,27 +170,14 @@ def replay_hook(guided, states):
     return replay
 
 
-def _chain(*hooks):
-    """One hook running the non-None ``hooks`` in order (each sees the previous replacement)."""
-    active = [h for h in hooks if h is not None]
-    if not active:
-        return None
-
-    def chained(i, sigma, x):
-        for hook in active:
-            replaced = hook(i, sigma, x)
-            if replaced is not None:
-                x = replaced
-        return x
-
-    return chained
-
-
-def _run_clip(denoise, noise, sigmas, sampler, generator, step_hook, sampler_options, start_hook=None):
+def _run_clip(denoise, noise, sigmas, sampler, generator, step_hook, sampler_options, start_hook=None,
+              watch_start=None):
     """One clip: start point, sampler with hooks, back to a VP latent."""
     x = initial_latent(noise, sigmas)
     if start_hook is not None:
         x = start_hook(x)
+    if watch_start is not None:
+        watch_start(x)
     x = SAMPLERS[sampler](denoise, x, sigmas, generator=generator, step_hook=step_hook, **sampler_options)
     return from_sigma_space(x, float(sigmas[-1]))
 
@@ -190,7 +185,7 @@ def _run_clip(denoise, noise, sigmas, sampler, generator, step_hook, sampler_opt
 def sample_long_video(denoise, frame_shape, total_frames, sigmas, *, generator, options: VidRDOptions = VidRDOptions(),
                       sampler="ddim", first_noise=None, denoise_for_clip: Optional[Callable] = None,
                       first_clip_hook=None, first_clip_start=None, freeinit=None, alphas_cumprod=None,
-                      **sampler_options):
+                      observer=None, **sampler_options):
     """Generate ``total_frames`` latent frames clip by clip with FNR/PNS noise and DSG replay.
 
     denoise: ``denoise(x, sigma) -> x0`` for one clip ``[N, C, h, w]`` (conditioning baked in).
@@ -200,7 +195,9 @@ def sample_long_video(denoise, frame_shape, total_frames, sigmas, *, generator, 
     output frames the clip's frames show, clamped to the output); overrides ``denoise``.
     first_clip_hook / first_clip_start: extra step hook / start-point transform ``x -> x`` for clip 0
     (image-to-video holds frame 0 this way). freeinit: :class:`~.freeinit.FreeInitOptions` for clip 0 (needs
-    ``alphas_cumprod``). Returns a :class:`LongVideoResult`.
+    ``alphas_cumprod``). observer: optional ``f(clip_index, step, sigma, x)`` that sees every clip's sigma-space
+    start state (step -1) and its state after every step (after the DSG replay); it must not modify ``x``.
+    Returns a :class:`LongVideoResult`.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
@@ -236,8 +233,10 @@ def sample_long_video(denoise, frame_shape, total_frames, sigmas, *, generator, 
             # a fresh recorder per pass: with FreeInit only the last pass's trajectory is kept
             record, recording["states"] = trajectory_recorder(guided, n) if record_next else (None, [])
             start_hook = first_clip_start if index == 0 else None
-            return _run_clip(clip_denoise, initial, sigmas, sampler, generator, _chain(*hooks, record),
-                             sampler_options, start_hook)
+            watch = None if observer is None else (lambda i, sigma, x: observer(index, i, sigma, x))
+            watch_start = None if observer is None else (lambda x: observer(index, -1, sigmas[0], x))
+            return _run_clip(clip_denoise, initial, sigmas, sampler, generator, chain_hooks(*hooks, record, watch),
+                             sampler_options, start_hook, watch_start)
 
         if index == 0 and freeinit is not None and freeinit.iterations > 1:
             if alphas_cumprod is None:
@@ -248,10 +247,7 @@ def sample_long_video(denoise, frame_shape, total_frames, sigmas, *, generator, 
             with freeinit_module.progress_stage(steps * (index + passes - 1), grand_total):
                 latent = run(noise)
         states = recording["states"]
-        if states:
-            shape = (len(states), *states[0].shape)
-            if not result.recorded_shape or shape[0] * shape[1] > result.recorded_shape[0] * result.recorded_shape[1]:
-                result.recorded_shape = shape
+        result.note_recording(states)
         stop = min(total_frames, start + n - kept_from)
         out[start:stop] = latent[kept_from:kept_from + stop - start].to(torch.float32).cpu()
     return result
