@@ -12,9 +12,7 @@ from framefold.pipelines.loading.vae_keys import diffusers_vae_to_original
 from framefold.pipelines.models.clip import CLIPTextConfig, CLIPTextModel
 from framefold.pipelines.models.vae import AutoencoderKL, AutoencoderKLConfig
 
-MANIFESTS = Path("/work/shared/fixtures/manifests")
-if not MANIFESTS.is_dir():
-    MANIFESTS = Path(__file__).resolve().parent / "fixtures" / "manifests"
+from fixture_paths import MANIFESTS
 
 
 def _manifest(name):
