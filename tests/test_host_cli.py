@@ -140,9 +140,10 @@ def test_serve_calls_the_server(monkeypatch):
     import framefold.host as host_pkg
 
     monkeypatch.setattr(host_pkg, "server", fake, raising=False)
-    assert run(["serve", "--port", "9999", "--max-upload-mb", "300"]) == 0
+    assert run(["serve", "--port", "9999", "--max-upload-mb", "300", "--allow-host", "box.lan"]) == 0
     assert calls == {"listen": "127.0.0.1", "port": 9999, "open_browser": False, "max_upload_mb": 300.0,
-                     "output_dir": None, "input_dir": None, "user_dir": None}
+                     "output_dir": None, "input_dir": None, "user_dir": None, "temp_dir": None,
+                     "allowed_hosts": ("box.lan",)}
 
 
 def test_usage_error_exits_2():
