@@ -465,18 +465,23 @@ class CanvasHost:
         """GET /queue: running and pending queue tuples."""
         return web.json_response(self.queue.queue_snapshot())
 
-    async def post_queue(self, request):
-        """POST /queue: delete pending items or clear the queue."""
+    @staticmethod
+    async def _delete_or_clear(request, clear, delete):
+        """Apply a ``{"clear": true}`` / ``{"delete": [ids]}`` body (the /queue and /history POST shape)."""
         try:
             body = await request.json()
         except ValueError:
             return web.json_response({"error": "body must be JSON"}, status=400)
         if isinstance(body, dict):
             if body.get("clear"):
-                self.queue.clear_pending()
+                clear()
             if isinstance(body.get("delete"), list):
-                self.queue.delete_pending([str(i) for i in body["delete"]])
+                delete([str(i) for i in body["delete"]])
         return web.Response(status=200)
+
+    async def post_queue(self, request):
+        """POST /queue: delete pending items or clear the queue."""
+        return await self._delete_or_clear(request, self.queue.clear_pending, self.queue.delete_pending)
 
     async def get_history(self, request):
         """GET /history?max_items=&offset=: finished prompts."""
@@ -493,16 +498,7 @@ class CanvasHost:
 
     async def post_history(self, request):
         """POST /history: delete entries or clear the history."""
-        try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body must be JSON"}, status=400)
-        if isinstance(body, dict):
-            if body.get("clear"):
-                self.queue.clear_history()
-            if isinstance(body.get("delete"), list):
-                self.queue.delete_history([str(i) for i in body["delete"]])
-        return web.Response(status=200)
+        return await self._delete_or_clear(request, self.queue.clear_history, self.queue.delete_history)
 
     # -- internal ------------------------------------------------------------------------------
     async def internal_logs(self, request):
