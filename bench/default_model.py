@@ -1,0 +1,152 @@
+"""Benchmark of the embedded default model (framefold-tiny): quality by the no-human evaluator, and speed.
+
+    python bench/default_model.py [--count 60] [--steps 20] [--cfg 7.5] [--threads 2] [--long]
+
+Generates ``--count`` prompt x seed combinations through the normal pipeline (checkpoint loader ->
+motion module -> text encode -> guided sampler -> VAE decode, the same calls the nodes make), checks
+every video with ``pipelines.metrics.evaluator`` against its prompt, and prints the success rates
+(colour, motion direction, background, area stability, all four), seconds per video, and per-attribute
+breakdowns. With ``--long`` it also generates a 64-frame video with the VidRD long-video sampler and
+prints the mean seam ratio at the clip joins. Prints figures; passes or fails nothing.
+"""
+import argparse
+import collections
+import json
+import time
+
+import numpy as np
+import torch
+
+
+def parse_args():
+    """Command line."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--count", type=int, default=60, help="prompt x seed combinations")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=float, default=7.5)
+    p.add_argument("--sampler", default="ddim")
+    p.add_argument("--scheduler", default="leading")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--checkpoint", default="framefold-tiny.safetensors")
+    p.add_argument("--motion", default="framefold-tiny-motion.safetensors")
+    p.add_argument("--long", action="store_true", help="also run a 64-frame VidRD video and print seam ratios")
+    p.add_argument("--json", help="write every per-video result to this file")
+    return p.parse_args()
+
+
+def load_default_model(checkpoint, motion):
+    """(model with motion module, text encoder, vae) from the model folders (embedded files listed first)."""
+    from framefold.nodes._folders import resolve_model
+    from framefold.pipelines.loading.checkpoint import load_checkpoint
+    from framefold.pipelines.loading.motion_keys import load_motion_module
+
+    model, text_encoder, vae = load_checkpoint(resolve_model("checkpoints", checkpoint))
+    module = load_motion_module(resolve_model("animatediff_models", motion))
+    model = model.with_options(unet=model.unet.with_motion(module), frame_window=module.max_frames)
+    return model, text_encoder, vae
+
+
+def generate(model, text_encoder, vae, prompt, seed, *, steps, cfg, sampler, scheduler, frames=16):
+    """One video [F,H,W,3] float32 0..1 the way FrameFold Video Sampler + VAE Decode make it."""
+    from framefold.pipelines.sampling import samplers, schedules
+    from framefold.pipelines.sampling.guidance import GuidedDenoiser
+
+    generator = torch.Generator().manual_seed(int(seed))
+    h = w = 64 // vae.downscale
+    noise = torch.randn((frames, vae.latent_channels, h, w), generator=generator)
+    denoiser = GuidedDenoiser(model, text_encoder.encode(prompt), text_encoder.encode(""), cfg)
+    sigmas = schedules.denoise_sigmas(schedules.alphas_cumprod_from_config(model.schedule), steps, scheduler, 1.0)
+    latent = samplers.sample(sampler, denoiser, noise, sigmas, generator=generator)
+    return vae.decode(latent)
+
+
+def prompt_set(count, seeds):
+    """``count`` (prompt, seed) pairs: prompts spread over the grammar (seeded), ``seeds`` seeds each."""
+    from framefold.pipelines import synthetic
+
+    rng = np.random.default_rng(2024)
+    combos = synthetic.GRAMMAR.combinations()
+    order = rng.permutation(len(combos))
+    pairs = []
+    for i in order:
+        for s in range(seeds):
+            pairs.append((synthetic.GRAMMAR.caption(*combos[i]), 1000 + s))
+            if len(pairs) == count:
+                return pairs
+    return pairs
+
+
+def long_video_seams(model, text_encoder, vae, prompt, *, steps, cfg, total_frames=64):
+    """Mean seam ratio at the clip joins of a VidRD long video (None when the VidRD code is absent)."""
+    try:
+        from framefold.pipelines.metrics import seam_ratios
+        from framefold.pipelines.sampling import schedules
+        from framefold.pipelines.sampling.guidance import GuidedDenoiser
+        from framefold.pipelines.sampling.vidrd import VidRDOptions, sample_long_video
+    except ImportError as e:
+        print(f"long video: skipped ({e})")
+        return None
+    generator = torch.Generator().manual_seed(7)
+    denoiser = GuidedDenoiser(model, text_encoder.encode(prompt), text_encoder.encode(""), cfg)
+    abar = schedules.alphas_cumprod_from_config(model.schedule)
+    sigmas = schedules.sampling_sigmas(abar, steps, "leading")
+    h = 64 // vae.downscale
+    start = time.perf_counter()
+    result = sample_long_video(denoiser, (vae.latent_channels, h, h), total_frames, sigmas, generator=generator,
+                               options=VidRDOptions(clip_frames=16), alphas_cumprod=abar)
+    video = vae.decode(result.latent)
+    ratios = seam_ratios(video, result.joins)
+    print(f"long video ({total_frames} frames, {result.clips} clips, {time.perf_counter() - start:.1f} s): "
+          f"seam ratios {[round(r, 2) for r in ratios]}, mean {np.mean(ratios):.2f}")
+    return float(np.mean(ratios))
+
+
+def main():
+    """Run the benchmark and print the figures."""
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    from framefold.pipelines.metrics.evaluator import evaluate
+
+    t0 = time.perf_counter()
+    model, text_encoder, vae = load_default_model(args.checkpoint, args.motion)
+    print(f"load: {time.perf_counter() - t0:.2f} s")
+    pairs = prompt_set(args.count, args.seeds)
+    keys = ("colour_ok", "motion_ok", "background_ok", "stability_ok", "all_ok")
+    totals = collections.Counter()
+    by_attr = collections.defaultdict(collections.Counter)
+    records, seconds = [], []
+    for prompt, seed in pairs:
+        start = time.perf_counter()
+        with torch.no_grad():
+            video = generate(model, text_encoder, vae, prompt, seed, steps=args.steps, cfg=args.cfg,
+                             sampler=args.sampler, scheduler=args.scheduler)
+        seconds.append(time.perf_counter() - start)
+        result = evaluate(video, prompt)
+        for k in keys:
+            totals[k] += bool(result[k])
+        for attr in ("colour", "motion", "background"):
+            by_attr[attr][(result[f"want_{attr}"], bool(result[f"{attr}_ok"]))] += 1
+        records.append({k: v for k, v in result.items() if k != "areas"} | {"seed": seed, "seconds": seconds[-1]})
+        print(f"{'ok ' if result['all_ok'] else 'BAD'} {prompt!r} seed {seed}: " +
+              " ".join(f"{k[:-3]}={int(bool(result[k]))}" for k in keys[:-1]) +
+              f" (saw {result['colour']}/{result['background']}, travel {result['travel_x']:.1f},"
+              f"{result['travel_y']:.1f}, area x{(result['area_ratio'] or 0):.2f}) {seconds[-1]:.2f} s", flush=True)
+    n = len(pairs)
+    print(f"\n{n} videos, {args.steps} {args.sampler} steps, cfg {args.cfg}, {args.threads} threads")
+    for k in keys:
+        print(f"  {k[:-3]:<11} {totals[k] / n:6.1%}  ({totals[k]}/{n})")
+    print(f"  seconds per video: mean {np.mean(seconds):.2f}, median {np.median(seconds):.2f}")
+    for attr, counts in by_attr.items():
+        names = sorted({name for name, _ in counts})
+        print(f"  {attr}: " + ", ".join(
+            f"{name} {counts[(name, True)]}/{counts[(name, True)] + counts[(name, False)]}" for name in names))
+    if args.long:
+        long_video_seams(model, text_encoder, vae, pairs[0][0], steps=args.steps, cfg=args.cfg)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

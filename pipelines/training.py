@@ -1,0 +1,294 @@
+"""Training the embedded default model ("framefold-tiny") on procedural videos.
+
+Two stages, both on infinite random data from :mod:`pipelines.synthetic`:
+
+1. **VAE** (:func:`vae_step`): a small :class:`AutoencoderKL` (64x64 -> 16x16x4) trained on random 32x32
+   crops of frames (the network is convolutional, so crops cost a quarter of full frames) with L1 + MSE
+   and a small KL term; now and then a batch of full frames for the middle attention.
+2. **Diffusion** (:func:`diffusion_step`): the same UNet + AnimateDiff motion module classes as the real
+   path, and a small CLIP text transformer over a word vocabulary, trained jointly (the text encoder is
+   tiny, and trained embeddings separate "left" from "right" much faster than a frozen random one).
+   Epsilon prediction, SD's scaled_linear schedule, one timestep per clip, min-SNR-5 loss weighting,
+   offset noise (so the background level cannot be read from the noise mean the schedule leaks at
+   t = T), and 10% empty captions for classifier-free guidance. A first phase trains the image model
+   alone (no motion module) on single frames of many different clips — cheap diversity for colours,
+   shapes and backgrounds — then the video phase trains on clips, with every third step still an image
+   step (joint image-video training, as in VideoLDM / Imagen Video: the frames of 2 clips carry only 2
+   captions, and image steps keep the text conditioning from drifting while the motion module learns).
+
+The result is one FrameFold checkpoint (SD single-file key layout + configs in metadata, written by
+:func:`pipelines.loading.checkpoint.save_framefold_checkpoint`) and one motion module file (released
+AnimateDiff key layout, :func:`pipelines.loading.motion_keys.save_motion_module`).
+
+All randomness is seeded per step (``seed``, ``step``), so a resumed run draws the same data as an
+uninterrupted one.
+"""
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from . import synthetic
+from .models.bundle import ScheduleConfig
+
+
+@dataclass
+class TinyConfig:
+    """Sizes of every part of the tiny model (dicts of constructor arguments)."""
+
+    vae: Dict = field(default_factory=lambda: dict(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, norm_groups=8))
+    unet: Dict = field(default_factory=lambda: dict(
+        model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2,
+        context_dim=64, norm_groups=16))
+    motion: Dict = field(default_factory=lambda: dict(
+        block_channels=(32, 64), layers_per_block=1, pe_length=16, num_heads=4, norm_groups=16))
+    text: Dict = field(default_factory=lambda: dict(
+        hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_positions=77))
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+def micro_config() -> TinyConfig:
+    """An even smaller config for tests (seconds per step on one thread)."""
+    return TinyConfig(
+        vae=dict(ch=8, ch_mult=(1, 2, 2), num_res_blocks=1, norm_groups=4, mid_attention=False),
+        unet=dict(model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2,
+                  context_dim=32, norm_groups=8),
+        motion=dict(block_channels=(16, 32), layers_per_block=1, pe_length=16, num_heads=2, norm_groups=8),
+        text=dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=77),
+    )
+
+
+class TinyModel(torch.nn.Module):
+    """Every trainable part together: ``vae`` (AutoencoderKL), ``unet``, ``motion``, ``text`` (CLIPTextModel).
+
+    ``tokenizer`` is the word tokenizer over the synthetic grammar. ``animated`` is the UNet with the
+    motion module attached (weights shared).
+    """
+
+    def __init__(self, config: TinyConfig):
+        super().__init__()
+        from .models.clip import CLIPTextConfig, CLIPTextModel
+        from .models.motion import MotionModule, MotionModuleConfig
+        from .models.unet import UNetConfig, UNetModel
+        from .models.vae import AutoencoderKL, AutoencoderKLConfig
+        from .models.word_tokenizer import WordTokenizer
+
+        self.config = config
+        self.tokenizer = WordTokenizer(synthetic.GRAMMAR.vocabulary())
+        tok = self.tokenizer
+        self.vae = AutoencoderKL(AutoencoderKLConfig(**config.vae))
+        self.unet = UNetModel(UNetConfig(**config.unet))
+        self.motion = MotionModule(MotionModuleConfig(**config.motion))
+        text_cfg = CLIPTextConfig(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id, eos_token_id=tok.eos_id,
+                                  pad_token_id=tok.pad_id, **config.text)
+        self.text = CLIPTextModel(text_cfg)
+        self.animated = self.unet.with_motion(self.motion)
+
+    def denoiser_parameters(self):
+        """Parameters trained in stage 2 (UNet, motion module, text encoder)."""
+        return list(self.unet.parameters()) + list(self.motion.parameters()) + list(self.text.parameters())
+
+    def token_ids(self, captions) -> torch.Tensor:
+        """Captions -> first 77-token chunk ids ``[B, 77]``."""
+        return torch.tensor([self.tokenizer.tokenize(c)[0].ids for c in captions], dtype=torch.long)
+
+
+def set_scaling_factor(model: TinyModel, factor: float) -> None:
+    """Replace the VAE config's latent scaling factor (it is stored in the checkpoint metadata)."""
+    import dataclasses
+
+    model.vae.config = dataclasses.replace(model.vae.config, scaling_factor=float(factor))
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def step_rng(seed: int, stage: str, step: int) -> np.random.Generator:
+    """The numpy generator for one training step (resumable: depends only on seed, stage and step)."""
+    return np.random.default_rng([seed, {"vae": 1, "image": 2, "video": 3}[stage], step])
+
+
+def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
+    """The torch generator for one training step."""
+    mixed = int(step_rng(seed, stage, step).integers(2**62))
+    return torch.Generator().manual_seed(mixed)
+
+
+def to_pixels(frames: np.ndarray) -> torch.Tensor:
+    """[N,H,W,3] 0..1 numpy -> [N,3,H,W] -1..1 torch."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2) * 2.0 - 1.0
+
+
+def scene_centre(scene: synthetic.Scene, frame: int):
+    """The object's centre (x, y) in pixels at ``frame``."""
+    t = frame / max(scene.frames - 1, 1)
+    return (scene.start[0] + t * (scene.end[0] - scene.start[0]), scene.start[1] + t * (scene.end[1] - scene.start[1]))
+
+
+def vae_batch(rng: np.random.Generator, count: int, crop: Optional[int], object_crops: float = 0.7) -> torch.Tensor:
+    """``count`` random frames (random clip, random frame, optional square crop) as pixels.
+
+    With probability ``object_crops`` a crop is placed around the object (a uniformly placed crop
+    mostly shows background, and the shapes' colours are what matter).
+    """
+    frames = []
+    for _ in range(count):
+        scene = synthetic.random_scene(rng)
+        video = synthetic.render_scene(scene)
+        index = int(rng.integers(len(video)))
+        frame = video[index]
+        if crop:
+            limit = frame.shape[0] - crop
+            if rng.random() < object_crops:
+                cx, cy = scene_centre(scene, index)
+                jitter = rng.uniform(-crop / 4, crop / 4, 2)
+                x = int(np.clip(round(cx - crop / 2 + jitter[0]), 0, limit))
+                y = int(np.clip(round(cy - crop / 2 + jitter[1]), 0, limit))
+            else:
+                y, x = rng.integers(0, limit + 1, 2)
+            frame = frame[y:y + crop, x:x + crop]
+        frames.append(frame)
+    return to_pixels(np.stack(frames))
+
+
+def caption_dropout(captions, rng: np.random.Generator, p_empty: float):
+    """Replace each caption by "" with probability ``p_empty`` (classifier-free guidance training)."""
+    return ["" if rng.random() < p_empty else c for c in captions]
+
+
+# ----------------------------------------------------------------------------------------- losses
+
+
+def vae_step(model: TinyModel, pixels: torch.Tensor, generator: torch.Generator, kl_weight: float = 1e-4):
+    """One VAE loss: foreground-weighted L1 + MSE reconstruction of a sampled latent + ``kl_weight`` * mean KL.
+
+    Returns (loss, parts)."""
+    mean, logvar = model.vae.encode_moments(pixels)
+    eps = torch.randn(mean.shape, generator=generator)
+    z = mean + torch.exp(0.5 * logvar) * eps
+    recon = model.vae.decode(z)
+    # Coloured (foreground) pixels weigh 5x: they are few, and their colour is what captions name.
+    saturation = pixels.amax(dim=1, keepdim=True) - pixels.amin(dim=1, keepdim=True)
+    weight = 1.0 + 2.0 * saturation
+    l1 = ((recon - pixels).abs() * weight).mean()
+    mse = ((recon - pixels).square() * weight).mean()
+    kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+    loss = l1 + mse + kl_weight * kl
+    return loss, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+
+
+def alphas_cumprod(schedule: ScheduleConfig) -> torch.Tensor:
+    """The schedule's cumulative alphas [T] (from the sampling package, so training and sampling agree)."""
+    from .sampling.schedules import alphas_cumprod_from_config
+
+    return alphas_cumprod_from_config(schedule)
+
+
+@torch.no_grad()
+def encode_latents(model: TinyModel, videos: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """Videos [B,F,H,W,3] -> scaled latents [B*F,C,h,w] (a posterior sample)."""
+    pixels = to_pixels(videos.reshape(-1, *videos.shape[2:]))
+    mean, logvar = model.vae.encode_moments(pixels)
+    z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
+    return z * model.vae.config.scaling_factor
+
+
+def diffusion_step(model: TinyModel, latents: torch.Tensor, captions, num_frames: int, abar: torch.Tensor,
+                   generator: torch.Generator, *, use_motion: bool, offset_noise: float = 0.1,
+                   min_snr: float = 5.0):
+    """One denoising loss on latents [B*F,C,h,w] with one caption and one timestep per clip.
+
+    Epsilon prediction, loss weighted per clip by min(SNR, min_snr) / SNR. Returns (loss, parts).
+    """
+    clips = latents.shape[0] // num_frames
+    T = abar.shape[0]
+    t = torch.randint(0, T, (clips,), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    if offset_noise:
+        per_clip = torch.randn(clips, latents.shape[1], 1, 1, generator=generator) * offset_noise
+        noise = noise + per_clip.repeat_interleave(num_frames, 0)
+    a = abar[t].repeat_interleave(num_frames)[:, None, None, None]
+    noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+    context = model.text(model.token_ids(captions)).repeat_interleave(num_frames, 0)
+    timesteps = t.repeat_interleave(num_frames)
+    net = model.animated if use_motion else model.unet
+    pred = net(noisy, timesteps, context, num_frames=num_frames)
+    snr = abar[t] / (1 - abar[t])
+    weight = (torch.clamp(snr, max=min_snr) / snr).repeat_interleave(num_frames)
+    per_frame = (pred - noise).square().mean(dim=(1, 2, 3))
+    loss = (per_frame * weight).mean()
+    return loss, {"mse": per_frame.detach().mean().item()}
+
+
+# ----------------------------------------------------------------------------------------- EMA
+
+
+class EMA:
+    """Exponential moving average of a set of parameters (warm-up: decay ramps from 0 to ``decay``)."""
+
+    def __init__(self, params, decay: float = 0.995):
+        self.params = list(params)
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self):
+        """Move the average toward the current parameters."""
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for s, p in zip(self.shadow, self.params):
+            s.mul_(d).add_(p.detach(), alpha=1 - d)
+
+    def state_dict(self):
+        """Tensors and counters (torch.load(weights_only=True)-safe)."""
+        return {"shadow": self.shadow, "updates": self.updates, "decay": self.decay}
+
+    def load_state_dict(self, state):
+        """Restore from :meth:`state_dict`."""
+        for s, v in zip(self.shadow, state["shadow"]):
+            s.copy_(v)
+        self.updates = int(state["updates"])
+
+    @torch.no_grad()
+    def copy_to(self, params):
+        """Write the averaged values into ``params`` (same order as at construction)."""
+        for s, p in zip(self.shadow, params):
+            p.copy_(s)
+
+
+# ----------------------------------------------------------------------------------------- export
+
+
+def export_model(model: TinyModel, checkpoint_path, motion_path, ema: Optional[EMA] = None):
+    """Write the FrameFold checkpoint and the motion module file (EMA weights if ``ema`` is given)."""
+    from .loading.checkpoint import save_framefold_checkpoint
+    from .loading.motion_keys import save_motion_module
+    from .models.clip import TextEncoder
+
+    if ema is not None:
+        model = copy.deepcopy(model)
+        ema.copy_to(model.denoiser_parameters())
+    text_encoder = TextEncoder(model.tokenizer, model.text)
+    save_framefold_checkpoint(checkpoint_path, model.unet, model.vae, text_encoder,
+                              schedule=model.config.schedule, extra={"frame_window": model.motion.config.pe_length})
+    save_motion_module(motion_path, model.motion)
+
+
+def warmup_lr(step: int, base: float, warmup: int = 50) -> float:
+    """Linear warm-up to ``base`` over ``warmup`` steps."""
+    return base * min(1.0, (step + 1) / warmup)
+
+
+def cosine_tail(step: int, total: int, base: float, floor: float = 0.1) -> float:
+    """Warm-up, then cosine decay to ``floor * base`` at ``total`` steps."""
+    lr = warmup_lr(step, base)
+    if total <= 0:
+        return lr
+    progress = min(1.0, step / total)
+    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))

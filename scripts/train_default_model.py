@@ -1,0 +1,226 @@
+"""Train the embedded default model (framefold-tiny) from scratch on procedural videos.
+
+    python scripts/train_default_model.py --state /tmp/ff_train/state.pt --out default_model \
+        --vae-minutes 10 --image-minutes 12 --video-minutes 50
+
+Stages: ``vae`` -> ``image`` (UNet + text encoder on single frames) -> ``video`` (UNet + motion module +
+text encoder on 16-frame clips) -> ``done``. Each stage runs for its step count or its time budget,
+whichever comes first. The run saves its full state (weights, optimizer, EMA, stage, step, losses) to
+``--state`` every ``--save-every`` seconds and at every stage change, and resumes from it when it
+exists; during the diffusion stages each save also exports the shippable files to ``--out``:
+``checkpoints/framefold-tiny.safetensors`` and ``animatediff_models/framefold-tiny-motion.safetensors``.
+Losses go to stdout as JSON lines; a tqdm bar goes to stderr. See ``pipelines/training.py``.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from framefold.pipelines import synthetic, training
+
+STAGES = ("vae", "image", "video", "done")
+
+
+def parse_args(argv=None):
+    """Command line."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--state", default="/tmp/ff_train/state.pt", help="training state file (resumed if present)")
+    p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "default_model"),
+                   help="folder receiving checkpoints/ and animatediff_models/")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--micro", action="store_true", help="use the micro config (tests)")
+    p.add_argument("--vae-steps", type=int, default=100000)
+    p.add_argument("--vae-minutes", type=float, default=10.0)
+    p.add_argument("--vae-batch", type=int, default=32)
+    p.add_argument("--vae-crop", type=int, default=32)
+    p.add_argument("--vae-lr", type=float, default=2e-3)
+    p.add_argument("--image-steps", type=int, default=100000)
+    p.add_argument("--image-minutes", type=float, default=12.0)
+    p.add_argument("--image-batch", type=int, default=32)
+    p.add_argument("--video-steps", type=int, default=100000)
+    p.add_argument("--video-minutes", type=float, default=50.0)
+    p.add_argument("--video-batch", type=int, default=2, help="clips of 16 frames per step")
+    p.add_argument("--video-lr", type=float, default=5e-4)
+    p.add_argument("--image-every", type=int, default=3,
+                   help="in the video stage, every N-th step is an image step (joint image-video training; 0 = never)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--cfg-dropout", type=float, default=0.1)
+    p.add_argument("--offset-noise", type=float, default=0.1,
+                   help="std of the per-clip, per-channel constant added to the noise")
+    p.add_argument("--save-every", type=float, default=180.0, help="seconds between saves")
+    p.add_argument("--log-every", type=int, default=10)
+    return p.parse_args(argv)
+
+
+def new_state(model):
+    """Fresh training state."""
+    return {"stage": "vae", "step": 0, "stage_seconds": 0.0, "losses": {}, "durations": {}}
+
+
+def save_state(path, model, optimizer, ema, state):
+    """Write everything needed to resume (atomic: temp file then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
+            "ema": ema.state_dict() if ema else None, "state": json.dumps(state),
+            "scaling_factor": float(model.vae.config.scaling_factor)}
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def make_optimizer(model, stage, args):
+    """AdamW over the VAE (stage vae) or over UNet + motion + text encoder (diffusion stages)."""
+    if stage == "vae":
+        return torch.optim.AdamW(model.vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    return torch.optim.AdamW(model.denoiser_parameters(), lr=args.lr, weight_decay=0.01)
+
+
+def export(model, ema, out):
+    """Write the shippable files."""
+    out = Path(out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "animatediff_models").mkdir(parents=True, exist_ok=True)
+    training.export_model(model, out / "checkpoints" / "framefold-tiny.safetensors",
+                          out / "animatediff_models" / "framefold-tiny-motion.safetensors", ema=ema)
+
+
+@torch.no_grad()
+def measure_scaling_factor(model, seed):
+    """1 / std of the VAE latents of 64 random frames."""
+    rng = training.step_rng(seed, "vae", 10**9)
+    pixels = training.vae_batch(rng, 64, None)
+    mean, _ = model.vae.encode_moments(pixels)
+    return 1.0 / float(mean.std())
+
+
+def stage_limits(stage, args):
+    """(max steps, max seconds) of a stage."""
+    return {"vae": (args.vae_steps, args.vae_minutes * 60), "image": (args.image_steps, args.image_minutes * 60),
+            "video": (args.video_steps, args.video_minutes * 60)}[stage]
+
+
+def lr_at(stage, step, seconds, args):
+    """Warm-up then a cosine decay over the stage's time budget (time-based: the budget is wall time)."""
+    base = {"vae": args.vae_lr, "image": args.lr, "video": args.video_lr}[stage]
+    steps, budget = stage_limits(stage, args)
+    progress = max(min(1.0, seconds / budget), min(1.0, step / steps))
+    warm = min(1.0, (step + 1) / 30) if stage != "video" else 1.0
+    import math
+    return base * warm * (0.15 + 0.85 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def run_step(model, stage, step, args, abar):
+    """One training step of ``stage``: returns (loss tensor, figures dict)."""
+    rng = training.step_rng(args.seed, stage, step)
+    gen = training.step_generator(args.seed, stage, step)
+    if stage == "vae":
+        full = step % 4 == 3
+        pixels = training.vae_batch(rng, args.vae_batch // 4 if full else args.vae_batch, None if full else args.vae_crop)
+        return training.vae_step(model, pixels, gen)
+    if stage == "image" or (stage == "video" and args.image_every and step % args.image_every == args.image_every - 1):
+        scenes = [synthetic.random_scene(rng) for _ in range(args.image_batch)]
+        frames = [synthetic.render_scene(s)[rng.integers(s.frames)] for s in scenes]
+        videos = torch.stack([torch.from_numpy(f) for f in frames]).numpy()[:, None]
+        latents = training.encode_latents(model, videos, gen)
+        captions = training.caption_dropout([s.caption for s in scenes], rng, args.cfg_dropout)
+        return training.diffusion_step(model, latents, captions, 1, abar, gen, use_motion=False,
+                                       offset_noise=args.offset_noise)
+    videos, captions, _ = synthetic.random_batch(rng, args.video_batch)
+    latents = training.encode_latents(model, videos, gen)
+    captions = training.caption_dropout(captions, rng, args.cfg_dropout)
+    return training.diffusion_step(model, latents, captions, videos.shape[1], abar, gen, use_motion=True,
+                                   offset_noise=args.offset_noise)
+
+
+def main(argv=None):
+    """Train (or resume) until every stage is done."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    from tqdm import tqdm
+
+    config = training.micro_config() if args.micro else training.TinyConfig()
+    model = training.TinyModel(config)
+    state = new_state(model)
+    blob = None
+    if Path(args.state).exists():
+        blob = torch.load(args.state, weights_only=True)
+        training.set_scaling_factor(model, blob["scaling_factor"])
+        model.load_state_dict(blob["model"])
+        state = json.loads(blob["state"])
+        print(json.dumps({"event": "resumed", "stage": state["stage"], "step": state["step"]}), flush=True)
+    abar = training.alphas_cumprod(config.schedule)
+    ema = None
+    while state["stage"] != "done":
+        stage = state["stage"]
+        optimizer = make_optimizer(model, stage, args)
+        if stage != "vae":
+            ema = training.EMA(model.denoiser_parameters(), decay=0.995)
+        if blob is not None and blob["optimizer"] is not None:
+            optimizer.load_state_dict(blob["optimizer"])
+            if ema is not None and blob["ema"] is not None:
+                ema.load_state_dict(blob["ema"])
+        blob = None
+        max_steps, budget = stage_limits(stage, args)
+        model.train()
+        if stage != "vae":
+            model.vae.eval().requires_grad_(False)
+        bar = tqdm(desc=stage, initial=state["step"], total=max_steps if max_steps < 100000 else None,
+                   file=sys.stderr, mininterval=5)
+        started = time.time() - state["stage_seconds"]
+        last_save = time.time()
+        running = None
+        while state["step"] < max_steps and time.time() - started < budget:
+            step = state["step"]
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(stage, step, time.time() - started, args)
+            loss, parts = run_step(model, stage, step, args, abar)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+            optimizer.step()
+            if ema is not None:
+                ema.update()
+            running = float(loss) if running is None else 0.95 * running + 0.05 * float(loss)
+            state["step"] = step + 1
+            state["stage_seconds"] = time.time() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}")
+            if state["step"] % args.log_every == 0:
+                state["losses"][stage] = running
+                print(json.dumps({"stage": stage, "step": state["step"], "loss": round(float(loss), 5),
+                                  "ema_loss": round(running, 5), **{k: round(v, 5) for k, v in parts.items()},
+                                  "lr": optimizer.param_groups[0]["lr"],
+                                  "seconds": round(state["stage_seconds"], 1)}), flush=True)
+            if time.time() - last_save > args.save_every:
+                save_state(args.state, model, optimizer, ema, state)
+                if stage != "vae":
+                    export(model, ema, args.out)
+                last_save = time.time()
+        bar.close()
+        state["losses"][stage] = running
+        state["durations"][stage] = state["stage_seconds"]
+        if stage == "vae":
+            factor = measure_scaling_factor(model, args.seed)
+            training.set_scaling_factor(model, factor)
+            print(json.dumps({"event": "scaling_factor", "value": factor}), flush=True)
+        state["stage"] = STAGES[STAGES.index(stage) + 1]
+        state["step"] = 0
+        state["stage_seconds"] = 0.0
+        print(json.dumps({"event": "stage_done", "stage": stage, "seconds": state["durations"][stage],
+                          "final_ema_loss": running}), flush=True)
+        save_state(args.state, model, None if state["stage"] == "done" else None, ema, state)
+        if stage != "vae":
+            export(model, ema, args.out)
+    print(json.dumps({"event": "done", "durations": state["durations"], "losses": state["losses"]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
