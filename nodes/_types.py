@@ -17,3 +17,4 @@ FF_NOISE = "FF_NOISE"                  # a noise prior
 FF_CONTEXT = "FF_CONTEXT"              # context-window options
 FF_CONTROLNET = "FF_CONTROLNET"
 FF_METRICS = "FF_METRICS"
+FF_FREEINIT = "FF_FREEINIT"            # pipelines.sampling.freeinit.FreeInitOptions

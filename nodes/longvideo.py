@@ -18,7 +18,7 @@ CATEGORY = "FrameFold/sampling"
 MAX_SEED = 2**53 - 1
 SAMPLER_NAMES = list(samplers.SAMPLERS)
 SCHEDULER_NAMES = list(schedules.SPACINGS)
-FF_FREEINIT = getattr(T, "FF_FREEINIT", "FF_FREEINIT")   # FreeInitOptions (not yet in _types; requested)
+FF_FREEINIT = T.FF_FREEINIT
 NOISE_REUSE = ("pns", "fnr")
 
 

@@ -42,6 +42,11 @@ def use_sink(sink):
         _SINK.reset(token)
 
 
+def current_sink():
+    """The sink progress goes to right now (to wrap it, e.g. to merge several passes into one bar)."""
+    return _SINK.get()
+
+
 def report(step, total, preview=None):
     """Report that ``step`` of ``total`` is done, then stop if an interrupt was asked for."""
     sink = _SINK.get()

@@ -135,7 +135,7 @@ def sample_with_freeinit(run, noise, alphas_cumprod, generator, options: FreeIni
 def progress_stage(done_before, grand_total):
     """Inside the block a loop's ``progress.report(step, n)`` reaches the host as
     ``report(done_before + step, grand_total)``, so several sampling passes fill one progress bar."""
-    outer = progress._SINK.get()   # no public accessor for the active sink yet (requested)
+    outer = progress.current_sink()
 
     def forward(step, total, preview):
         outer.progress(done_before + step, grand_total, preview)
