@@ -8,6 +8,14 @@ FLOAT = "FLOAT"
 STRING = "STRING"
 BOOLEAN = "BOOLEAN"
 
+MAX_SEED = 2**53 - 1    # the browser stores numbers as doubles: larger seeds lose precision on the canvas
+
+
+def seed_widget(tooltip):
+    """The sampler seed widget: 0..MAX_SEED with ComfyUI's control_after_generate combo."""
+    return (INT, {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True, "tooltip": tooltip})
+
+
 FF_MODEL = "FF_MODEL"                  # pipelines.models.bundle.DiffusionModel
 FF_TEXT_ENCODER = "FF_TEXT_ENCODER"    # text encoder + tokenizer
 FF_VAE = "FF_VAE"

@@ -16,7 +16,6 @@ from ._errors import NodeInputError
 from ._folders import io_dir
 
 CATEGORY = "FrameFold/latent"
-MAX_SEED = 2**53 - 1
 LATENT_SUBFOLDER = "latents"
 _FOLDER_TAGS = {"input": "", "output": " [output]"}
 
@@ -117,7 +116,7 @@ class FrameFoldVAEEncode:
                 "mode": (["mean", "sample"], {"default": "mean",
                                               "tooltip": "mean: the posterior mean (deterministic, what ComfyUI "
                                                          "does); sample: draw from the posterior with the seed."}),
-                "seed": (T.INT, {"default": 0, "min": 0, "max": MAX_SEED,
+                "seed": (T.INT, {"default": 0, "min": 0, "max": T.MAX_SEED,
                                  "tooltip": "Seed for mode=sample."}),
                 "frame_chunk": (T.INT, {"default": 16, "min": 1, "max": 4096,
                                         "tooltip": "Frames encoded at once; lower uses less memory."}),

@@ -15,16 +15,10 @@ from ._comfy import with_host_progress
 from ._errors import NodeInputError
 
 CATEGORY = "FrameFold/sampling"
-MAX_SEED = 2**53 - 1
 SAMPLER_NAMES = list(samplers.SAMPLERS)
 SCHEDULER_NAMES = list(schedules.SPACINGS)
 FF_FREEINIT = T.FF_FREEINIT
 NOISE_REUSE = ("pns", "fnr")
-
-
-def _seed_widget(tooltip):
-    """The shared seed widget."""
-    return (T.INT, {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True, "tooltip": tooltip})
 
 
 def _sampler_widgets():
@@ -102,7 +96,7 @@ class FrameFoldLongVideoSampler:
                 "latent": (T.LATENT, {
                     "tooltip": "Gives the frame size and channels (e.g. FrameFold Empty Video Latent); its frame "
                                "count is used only when total_frames is 0."}),
-                "seed": _seed_widget("Seed of clip 0's noise, of every PNS draw and of the sampler's noise."),
+                "seed": T.seed_widget("Seed of clip 0's noise, of every PNS draw and of the sampler's noise."),
                 "total_frames": (T.INT, {
                     "default": 64, "min": 0, "max": 4096,
                     "tooltip": "Output frames; 0 = the latent's frame count."}),
@@ -244,7 +238,7 @@ class FrameFoldImageToVideo:
                     "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                     "tooltip": "1 pins frame 0 to the image; lower lets it drift; 0 ignores the image."}),
                 "frames": (T.INT, {"default": 16, "min": 1, "max": 4096, "tooltip": "Frames to generate."}),
-                "seed": _seed_widget("Seed of the initial noise and of the sampler's noise."),
+                "seed": T.seed_widget("Seed of the initial noise and of the sampler's noise."),
                 "steps": (T.INT, {"default": 25, "min": 1, "max": 1000, "tooltip": "Denoising steps."}),
                 "cfg": (T.FLOAT, {
                     "default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,

@@ -11,7 +11,6 @@ from ._comfy import with_host_progress
 from ._errors import NodeInputError
 
 CATEGORY = "FrameFold/sampling"
-MAX_SEED = 2**53 - 1
 SAMPLER_NAMES = list(samplers.SAMPLERS)
 SCHEDULER_NAMES = list(schedules.SPACINGS)
 
@@ -76,9 +75,7 @@ class FrameFoldVideoSampler:
                 "latent": (T.LATENT, {
                     "tooltip": "Latent video [F,C,h,w]: empty for text-to-video, an encoded video with "
                                "denoise < 1 for video-to-video."}),
-                "seed": (T.INT, {
-                    "default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
-                    "tooltip": "Seed of the initial noise and of the ancestral samplers' noise."}),
+                "seed": T.seed_widget("Seed of the initial noise and of the ancestral samplers' noise."),
                 "steps": (T.INT, {"default": 20, "min": 1, "max": 1000, "tooltip": "Denoising steps run."}),
                 "cfg": (T.FLOAT, {
                     "default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,

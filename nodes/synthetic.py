@@ -9,7 +9,6 @@ from . import _types as T
 from ._errors import NodeInputError
 
 CATEGORY = "FrameFold/synthetic"
-MAX_SEED = 2**53 - 1
 
 
 class FrameFoldSyntheticVideo:
@@ -33,7 +32,7 @@ class FrameFoldSyntheticVideo:
             "required": {
                 "caption": (T.STRING, {"default": "a red circle moving left on a black background", "multiline": False,
                                        "tooltip": "What to draw: a colour, a shape, a motion and a background from the grammar."}),
-                "seed": (T.INT, {"default": 0, "min": 0, "max": MAX_SEED,
+                "seed": (T.INT, {"default": 0, "min": 0, "max": T.MAX_SEED,
                                  "tooltip": "Seed of the random start position, travel and size."}),
                 "frames": (T.INT, {"default": 16, "min": 2, "max": 256,
                                    "tooltip": "Number of frames (the motion spans the whole clip)."}),
