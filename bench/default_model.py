@@ -1,13 +1,15 @@
 """Benchmark of the embedded default model (framefold-tiny): quality by the no-human evaluator, and speed.
 
-    python bench/default_model.py [--count 60] [--steps 20] [--cfg 7.5] [--threads 2] [--long]
+    python bench/default_model.py [--count 60] [--steps 20] [--cfg 7.5] [--threads 2] [--long] [--noise-priors 12]
 
 Generates ``--count`` prompt x seed combinations through the normal pipeline (checkpoint loader ->
 motion module -> text encode -> guided sampler -> VAE decode, the same calls the nodes make), checks
 every video with ``pipelines.metrics.evaluator`` against its prompt, and prints the success rates
 (colour, motion direction, background, area stability, all four), seconds per video, and per-attribute
 breakdowns. With ``--long`` it also generates a 64-frame video with the VidRD long-video sampler and
-prints the mean seam ratio at the clip joins. Prints figures; passes or fails nothing.
+prints the mean seam ratio at the clip joins; with ``--noise-priors N`` it samples N of the pairs from the
+i.i.d., VideoFusion and PYoCo priors and prints flicker and area stability. Prints figures; passes or fails
+nothing.
 """
 import argparse
 import collections
@@ -26,12 +28,15 @@ def parse_args():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", type=float, default=7.5)
     p.add_argument("--sampler", default="ddim")
-    p.add_argument("--scheduler", default="leading")
+    p.add_argument("--scheduler", default="auto",
+                   help="timestep spacing; auto = trailing for a zero-terminal-SNR model, else leading")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpoint", default="framefold-tiny.safetensors")
     p.add_argument("--motion", default="framefold-tiny-motion.safetensors")
     p.add_argument("--long", action="store_true", help="also run a 64-frame VidRD video and print seam ratios")
     p.add_argument("--json", help="write every per-video result to this file")
+    p.add_argument("--noise-priors", type=int, default=0, metavar="N",
+                   help="also sample the first N prompt x seed pairs from each noise prior and compare")
     return p.parse_args()
 
 
@@ -47,14 +52,18 @@ def load_default_model(checkpoint, motion):
     return model, text_encoder, vae
 
 
-def generate(model, text_encoder, vae, prompt, seed, *, steps, cfg, sampler, scheduler, frames=16):
-    """One video [F,H,W,3] float32 0..1 the way FrameFold Video Sampler + VAE Decode make it."""
+def generate(model, text_encoder, vae, prompt, seed, *, steps, cfg, sampler, scheduler, frames=16, prior=None):
+    """One video [F,H,W,3] float32 0..1 the way FrameFold Video Sampler + VAE Decode make it.
+
+    ``prior``: optional ``prior(shape, generator) -> noise`` (a noise prior); default i.i.d. ``torch.randn``.
+    """
     from framefold.pipelines.sampling import samplers, schedules
     from framefold.pipelines.sampling.guidance import GuidedDenoiser
 
     generator = torch.Generator().manual_seed(int(seed))
     h = w = 64 // vae.downscale
-    noise = torch.randn((frames, vae.latent_channels, h, w), generator=generator)
+    shape = (frames, vae.latent_channels, h, w)
+    noise = prior(shape, generator) if prior else torch.randn(shape, generator=generator)
     denoiser = GuidedDenoiser(model, text_encoder.encode(prompt), text_encoder.encode(""), cfg)
     sigmas = schedules.denoise_sigmas(schedules.alphas_cumprod_from_config(model.schedule), steps, scheduler, 1.0)
     latent = samplers.sample(sampler, denoiser, noise, sigmas, generator=generator)
@@ -77,7 +86,45 @@ def prompt_set(count, seeds):
     return pairs
 
 
-def long_video_seams(model, text_encoder, vae, prompt, *, steps, cfg, total_frames=64):
+NOISE_PRIORS = {
+    "iid": lambda shape, g: torch.randn(shape, generator=g),
+    "videofusion 0.5": lambda shape, g: _priors().videofusion_noise(shape, g, lam=0.5),
+    "pyoco mixed 2": lambda shape, g: _priors().pyoco_mixed_noise(shape, g, alpha=2.0),  # alpha 1 == VideoFusion 0.5
+    "pyoco progressive 2": lambda shape, g: _priors().pyoco_progressive_noise(shape, g, alpha=2.0),
+}
+
+
+def _priors():
+    """The noise-prior module (imported late, after the thread count is set)."""
+    from framefold.pipelines.noise import priors
+
+    return priors
+
+
+def compare_noise_priors(model, text_encoder, vae, pairs, *, steps, cfg, sampler, scheduler):
+    """Same prompts and seeds from each noise prior: median flicker and area CV, success rates."""
+    from framefold.pipelines.metrics import flicker
+    from framefold.pipelines.metrics.evaluator import evaluate
+
+    print(f"\nnoise priors over {len(pairs)} prompt x seed pairs (flicker = mean |frame step|, 0..1):")
+    for name, prior in NOISE_PRIORS.items():
+        flick, cv, stable, motion, every = [], [], 0, 0, 0
+        for prompt, seed in pairs:
+            with torch.no_grad():
+                video = generate(model, text_encoder, vae, prompt, seed, steps=steps, cfg=cfg, sampler=sampler,
+                                 scheduler=scheduler, prior=prior)
+            result = evaluate(video, prompt)
+            flick.append(flicker(video))
+            cv.append(result["area_cv"] if result["area_cv"] is not None else float("nan"))
+            stable += bool(result["stability_ok"])
+            motion += bool(result["motion_ok"])
+            every += bool(result["all_ok"])
+        n = len(pairs)
+        print(f"  {name:<20} flicker median {np.median(flick):.4f}  area CV median {np.nanmedian(cv):.3f}  "
+              f"stable {stable}/{n}  motion {motion}/{n}  all {every}/{n}", flush=True)
+
+
+def long_video_seams(model, text_encoder, vae, prompt, *, steps, cfg, scheduler="trailing", total_frames=64):
     """Mean seam ratio at the clip joins of a VidRD long video (None when the VidRD code is absent)."""
     try:
         from framefold.pipelines.metrics import seam_ratios
@@ -90,7 +137,7 @@ def long_video_seams(model, text_encoder, vae, prompt, *, steps, cfg, total_fram
     generator = torch.Generator().manual_seed(7)
     denoiser = GuidedDenoiser(model, text_encoder.encode(prompt), text_encoder.encode(""), cfg)
     abar = schedules.alphas_cumprod_from_config(model.schedule)
-    sigmas = schedules.sampling_sigmas(abar, steps, "leading")
+    sigmas = schedules.sampling_sigmas(abar, steps, scheduler)
     h = 64 // vae.downscale
     start = time.perf_counter()
     result = sample_long_video(denoiser, (vae.latent_channels, h, h), total_frames, sigmas, generator=generator,
@@ -110,6 +157,8 @@ def main():
 
     t0 = time.perf_counter()
     model, text_encoder, vae = load_default_model(args.checkpoint, args.motion)
+    if args.scheduler == "auto":
+        args.scheduler = "trailing" if model.schedule.zero_terminal_snr else "leading"
     print(f"load: {time.perf_counter() - t0:.2f} s")
     pairs = prompt_set(args.count, args.seeds)
     keys = ("colour_ok", "motion_ok", "background_ok", "stability_ok", "all_ok")
@@ -141,8 +190,12 @@ def main():
         names = sorted({name for name, _ in counts})
         print(f"  {attr}: " + ", ".join(
             f"{name} {counts[(name, True)]}/{counts[(name, True)] + counts[(name, False)]}" for name in names))
+    if args.noise_priors:
+        compare_noise_priors(model, text_encoder, vae, pairs[:args.noise_priors], steps=args.steps, cfg=args.cfg,
+                             sampler=args.sampler, scheduler=args.scheduler)
     if args.long:
-        long_video_seams(model, text_encoder, vae, pairs[0][0], steps=args.steps, cfg=args.cfg)
+        long_video_seams(model, text_encoder, vae, pairs[0][0], steps=args.steps, cfg=args.cfg,
+                         scheduler=args.scheduler)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)

@@ -8,10 +8,11 @@ Two stages, both on infinite random data from :mod:`pipelines.synthetic`:
 2. **Diffusion** (:func:`diffusion_step`): the same UNet + AnimateDiff motion module classes as the real
    path, and a small CLIP text transformer over a word vocabulary, trained jointly (the text encoder is
    tiny, and trained embeddings separate "left" from "right" much faster than a frozen random one).
-   Epsilon prediction, SD's scaled_linear schedule, one timestep per clip, min-SNR-5 loss weighting,
-   offset noise (so the background level cannot be read from the noise mean the schedule leaks at
-   t = T), and 10% empty captions for classifier-free guidance. A first phase trains the image model
-   alone (no motion module) on single frames of many different clips — cheap diversity for colours,
+   Epsilon prediction on SD's scaled_linear schedule (or v-prediction with zero terminal SNR), one timestep
+   per clip (optionally a share of the clips from the top timesteps, where only the caption tells the
+   motion), min-SNR-5 loss weighting, offset noise (so the background level cannot be read from the noise
+   mean the schedule leaks at t = T), and 10% empty captions for classifier-free guidance. A first phase
+   trains the image model alone (no motion module) on single frames of many different clips — cheap diversity for colours,
    shapes and backgrounds — then the video phase trains on clips, with every third step still an image
    step (joint image-video training, as in VideoLDM / Imagen Video: the frames of 2 clips carry only 2
    captions, and image steps keep the text conditioning from drifting while the motion module learns).
@@ -49,7 +50,21 @@ class TinyConfig:
         block_channels=(32, 64), layers_per_block=1, pe_length=16, num_heads=4, norm_groups=16))
     text: Dict = field(default_factory=lambda: dict(
         hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_positions=77))
+    # SD's scaled_linear schedule with epsilon prediction (the shipped weights). The training script can
+    # switch to v-prediction + zero terminal SNR (--prediction, --zero-terminal-snr).
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+def deep_config() -> TinyConfig:
+    """The tiny config with a third UNet level (latent 16x16, 8x8, 4x4) and motion modules at all three.
+
+    At 4x4 a whole clip's travel is about 2 latent pixels, which per-pixel temporal attention can follow;
+    at 16x16 it is about 8. Tried in session 2 (27 minutes of video training): not better yet.
+    """
+    config = TinyConfig()
+    config.unet = dict(config.unet, channel_mult=(1, 2, 2), attention_levels=(1, 2))
+    config.motion = dict(config.motion, block_channels=(32, 64, 64))
+    return config
 
 
 def micro_config() -> TinyConfig:
@@ -156,6 +171,13 @@ def vae_batch(rng: np.random.Generator, count: int, crop: Optional[int], object_
     return to_pixels(np.stack(frames))
 
 
+def still_caption(scene: synthetic.Scene) -> str:
+    """The caption of one frame of ``scene``: colour, shape and background, no motion ("a red circle on a black
+    background"). Image steps use it with ``--still-captions``: a single frame does not show the motion, and training on captions that
+    name it anyway teaches the text encoder to drop the motion words from every later token."""
+    return f"a {scene.colour} {scene.shape} on a {scene.background} background"
+
+
 def caption_dropout(captions, rng: np.random.Generator, p_empty: float):
     """Replace each caption by "" with probability ``p_empty`` (classifier-free guidance training)."""
     return ["" if rng.random() < p_empty else c for c in captions]
@@ -200,14 +222,19 @@ def encode_latents(model: TinyModel, videos: np.ndarray, generator: torch.Genera
 
 def diffusion_step(model: TinyModel, latents: torch.Tensor, captions, num_frames: int, abar: torch.Tensor,
                    generator: torch.Generator, *, use_motion: bool, offset_noise: float = 0.1,
-                   min_snr: float = 5.0):
+                   min_snr: float = 5.0, high_noise_fraction: float = 0.0, high_noise_from: int = 850):
     """One denoising loss on latents [B*F,C,h,w] with one caption and one timestep per clip.
 
-    Epsilon prediction, loss weighted per clip by min(SNR, min_snr) / SNR. Returns (loss, parts).
+    The target follows the model's schedule: epsilon, or v = sqrt(abar) * eps - sqrt(1 - abar) * x0 for
+    ``v_prediction`` (needed with a zero-terminal-SNR schedule, where epsilon says nothing about x0 at
+    t = T). Min-SNR weighting per clip: min(SNR, min_snr) / SNR for epsilon, min(SNR + 1, min_snr) /
+    (SNR + 1) for v (which keeps full weight at SNR 0, the steps that must take the layout and motion
+    from the caption). A ``high_noise_fraction`` of the clips draw their timestep from
+    ``[high_noise_from, T)`` instead of ``[0, T)``. Returns (loss, parts).
     """
     clips = latents.shape[0] // num_frames
     T = abar.shape[0]
-    t = torch.randint(0, T, (clips,), generator=generator)
+    t = sample_timesteps(clips, T, generator, high_noise_fraction, high_noise_from)
     noise = torch.randn(latents.shape, generator=generator)
     if offset_noise:
         per_clip = torch.randn(clips, latents.shape[1], 1, 1, generator=generator) * offset_noise
@@ -219,10 +246,33 @@ def diffusion_step(model: TinyModel, latents: torch.Tensor, captions, num_frames
     net = model.animated if use_motion else model.unet
     pred = net(noisy, timesteps, context, num_frames=num_frames)
     snr = abar[t] / (1 - abar[t])
-    weight = (torch.clamp(snr, max=min_snr) / snr).repeat_interleave(num_frames)
-    per_frame = (pred - noise).square().mean(dim=(1, 2, 3))
-    loss = (per_frame * weight).mean()
+    if model.config.schedule.prediction_type == "v_prediction":
+        target = a.sqrt() * noise - (1 - a).sqrt() * latents
+        weight = torch.clamp(snr + 1, max=min_snr) / (snr + 1)
+    else:
+        target = noise
+        weight = torch.clamp(snr, max=min_snr) / snr
+    per_frame = (pred - target).square().mean(dim=(1, 2, 3))
+    loss = (per_frame * weight.repeat_interleave(num_frames)).mean()
     return loss, {"mse": per_frame.detach().mean().item()}
+
+
+def sample_timesteps(count: int, T: int, generator: torch.Generator, high_noise_fraction: float = 0.0,
+                     high_noise_from: int = 850) -> torch.Tensor:
+    """``count`` training timesteps: uniform over ``[0, T)``, a ``high_noise_fraction`` of them over
+    ``[high_noise_from, T)``.
+
+    Why: with SD's schedule even t = 999 keeps ~7% of the signal, and 16 frames of a large object let
+    the network read the clip's layout and motion from the noisy input at almost every t. Only the top
+    timesteps need the caption for the motion, and uniform sampling rarely visits them. (On its own this
+    did not make the default model follow the motion words; see default_model/README.md.)
+    """
+    uniform = torch.randint(0, T, (count,), generator=generator)
+    if high_noise_fraction <= 0:
+        return uniform
+    high = torch.randint(high_noise_from, T, (count,), generator=generator)
+    pick = torch.rand(count, generator=generator) < high_noise_fraction
+    return torch.where(pick, high, uniform)
 
 
 # ----------------------------------------------------------------------------------------- EMA

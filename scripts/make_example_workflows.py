@@ -18,6 +18,8 @@ SIZE = 64
 FRAMES = 16
 STEPS = 20
 CFG = 7.0
+# The default model uses SD's schedule (epsilon prediction): leading spacing, as SD/AnimateDiff sample.
+SCHEDULER = "leading"
 
 
 def _model_nodes(prompt, negative=""):
@@ -35,7 +37,7 @@ def _model_nodes(prompt, negative=""):
 def _sampler(latent, seed, noise=None, steps=STEPS):
     """A Video Sampler node reading model 3 and prompts 4/5."""
     inputs = {"model": ["3", 0], "positive": ["4", 0], "negative": ["5", 0], "latent": latent, "seed": seed,
-              "steps": steps, "cfg": CFG, "sampler_name": "ddim", "scheduler": "leading", "denoise": 1.0}
+              "steps": steps, "cfg": CFG, "sampler_name": "ddim", "scheduler": SCHEDULER, "denoise": 1.0}
     if noise is not None:
         inputs["noise"] = noise
     return {"class_type": "FrameFoldVideoSampler", "inputs": inputs}
@@ -77,7 +79,8 @@ def long_video_vidrd():
     graph["7"] = {"class_type": "FrameFoldLongVideoSampler",
                   "inputs": {"model": ["3", 0], "positive": ["4", 0], "negative": ["5", 0], "latent": ["6", 0],
                              "seed": 7, "total_frames": 64, "clip_frames": 0, "prompt_frames": 4, "alpha": 4.0,
-                             "beta": 0.4, "steps": STEPS, "cfg": CFG, "overlap": "drop"}}
+                             "beta": 0.4, "steps": STEPS, "cfg": CFG, "overlap": "drop",
+                             "sampler_name": "ddim", "scheduler": SCHEDULER}}
     decode = _chain(graph, 8, ["7", 0], "FrameFold/long_video_vidrd")
     graph["10"] = {"class_type": "FrameFoldVideoMetrics",
                    "inputs": {"images": [decode, 0], "warp_error": False, "join_indices": "16,28,40,52"}}
@@ -116,7 +119,7 @@ def image_to_video():
     graph["10"] = {"class_type": "FrameFoldImageToVideo",
                    "inputs": {"model": ["3", 0], "positive": ["4", 0], "negative": ["5", 0], "vae": ["1", 2],
                               "image": ["9", 0], "strength": 1.0, "frames": FRAMES, "seed": 12, "steps": STEPS,
-                              "cfg": CFG}}
+                              "cfg": CFG, "sampler_name": "ddim", "scheduler": SCHEDULER}}
     _chain(graph, 11, ["10", 0], "FrameFold/image_to_video")
     return graph
 

@@ -10,6 +10,13 @@ whichever comes first. The run saves its full state (weights, optimizer, EMA, st
 exists; during the diffusion stages each save also exports the shippable files to ``--out``:
 ``checkpoints/framefold-tiny.safetensors`` and ``animatediff_models/framefold-tiny-motion.safetensors``.
 Losses go to stdout as JSON lines; a tqdm bar goes to stderr. See ``pipelines/training.py``.
+
+The defaults reproduce the shipped weights (epsilon prediction). Options tried in session 2 to make the
+motion words steer the motion (none got there yet; see default_model/README.md): ``--prediction
+v_prediction --zero-terminal-snr --offset-noise 0 --high-noise-fraction 0.3`` (the caption must supply the
+layout at t = T), ``--still-captions`` (image steps without motion words), ``--deep`` (a third UNet level),
+``--vae-from OLD_STATE`` (keep a trained VAE, start at the image stage), ``--finetune-from OLD_STATE``
+(start the video stage from an earlier run's weights, optionally ``--reset-text-encoder``).
 """
 import argparse
 import json
@@ -21,6 +28,7 @@ from pathlib import Path
 import torch
 
 from framefold.pipelines import synthetic, training
+from framefold.pipelines.models.bundle import ScheduleConfig
 
 STAGES = ("vae", "image", "video", "done")
 
@@ -51,7 +59,24 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--cfg-dropout", type=float, default=0.1)
     p.add_argument("--offset-noise", type=float, default=0.1,
-                   help="std of the per-clip, per-channel constant added to the noise")
+                   help="std of the per-clip, per-channel constant added to the noise (use 0 with zero terminal SNR)")
+    p.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="epsilon")
+    p.add_argument("--zero-terminal-snr", action=argparse.BooleanOptionalAction, default=False,
+                   help="rescale the schedule to zero SNR at t = T (Lin et al. 2023; sample with trailing spacing)")
+    p.add_argument("--high-noise-fraction", type=float, default=0.0,
+                   help="fraction of the diffusion clips whose timestep comes from [--high-noise-from, T)")
+    p.add_argument("--still-captions", action="store_true",
+                   help="image steps use captions without the motion phrase (a single frame does not show it)")
+    p.add_argument("--deep", action="store_true", help="use training.deep_config() (three UNet levels)")
+    p.add_argument("--high-noise-from", type=int, default=900)
+    p.add_argument("--vae-from", metavar="STATE",
+                   help="take the trained VAE (and its scaling factor) from an earlier run's state file and start "
+                        "at the image stage")
+    p.add_argument("--reset-text-encoder", action="store_true",
+                   help="with --finetune-from: start the text encoder from fresh weights (see the module docstring)")
+    p.add_argument("--finetune-from", metavar="STATE",
+                   help="start the video stage from the (EMA) weights of an earlier run's state file, with this "
+                        "run's schedule (how the shipped weights were moved from epsilon to v + zero SNR)")
     p.add_argument("--save-every", type=float, default=180.0, help="seconds between saves")
     p.add_argument("--log-every", type=int, default=10)
     return p.parse_args(argv)
@@ -99,6 +124,49 @@ def measure_scaling_factor(model, seed):
     return 1.0 / float(mean.std())
 
 
+def start_from_vae(model, path):
+    """Load only the VAE of an earlier run's state file; return a state that starts at the image stage."""
+    blob = torch.load(path, weights_only=True)
+    training.set_scaling_factor(model, blob["scaling_factor"])
+    prefix = "vae."
+    model.vae.load_state_dict({k[len(prefix):]: v for k, v in blob["model"].items() if k.startswith(prefix)})
+    earlier = json.loads(blob["state"])
+    state = new_state(model)
+    state.update(stage="image", vae_from={"file": str(path), "loss": earlier.get("losses", {}).get("vae"),
+                                          "seconds": earlier.get("durations", {}).get("vae")})
+    state["losses"]["vae"] = earlier.get("losses", {}).get("vae")
+    state["durations"]["vae"] = earlier.get("durations", {}).get("vae")
+    print(json.dumps({"event": "vae_from", "from": str(path)}), flush=True)
+    return state
+
+
+def start_finetune(model, path, reset_text_encoder=False, seed=0):
+    """Load an earlier run's weights (its EMA where saved) and return a state that starts at the video stage.
+
+    ``reset_text_encoder`` re-initialises the text encoder (seeded): one trained first on single frames has
+    learned to keep the motion words out of every later token, and cross-attention reads mostly the later
+    (padding) tokens, so the motion words never reach the UNet; fine-tuning alone does not undo that.
+    """
+    blob = torch.load(path, weights_only=True)
+    training.set_scaling_factor(model, blob["scaling_factor"])
+    model.load_state_dict(blob["model"])
+    if blob.get("ema"):
+        ema = training.EMA(model.denoiser_parameters())
+        ema.load_state_dict(blob["ema"])
+        ema.copy_to(model.denoiser_parameters())
+    if reset_text_encoder:
+        from framefold.pipelines.models.clip import CLIPTextModel
+
+        torch.manual_seed(seed)
+        model.text.load_state_dict(CLIPTextModel(model.text.config).state_dict())
+    earlier = json.loads(blob["state"])
+    state = new_state(model)
+    state.update(stage="video", finetuned_from={"file": str(path), "losses": earlier.get("losses"),
+                                                 "durations": earlier.get("durations")})
+    print(json.dumps({"event": "finetune", "from": str(path)}), flush=True)
+    return state
+
+
 def stage_limits(stage, args):
     """(max steps, max seconds) of a stage."""
     return {"vae": (args.vae_steps, args.vae_minutes * 60), "image": (args.image_steps, args.image_minutes * 60),
@@ -128,14 +196,17 @@ def run_step(model, stage, step, args, abar):
         frames = [synthetic.render_scene(s)[rng.integers(s.frames)] for s in scenes]
         videos = torch.stack([torch.from_numpy(f) for f in frames]).numpy()[:, None]
         latents = training.encode_latents(model, videos, gen)
-        captions = training.caption_dropout([s.caption for s in scenes], rng, args.cfg_dropout)
+        texts = [training.still_caption(s) if args.still_captions else s.caption for s in scenes]
+        captions = training.caption_dropout(texts, rng, args.cfg_dropout)
         return training.diffusion_step(model, latents, captions, 1, abar, gen, use_motion=False,
-                                       offset_noise=args.offset_noise)
+                                       offset_noise=args.offset_noise, high_noise_fraction=args.high_noise_fraction,
+                                       high_noise_from=args.high_noise_from)
     videos, captions, _ = synthetic.random_batch(rng, args.video_batch)
     latents = training.encode_latents(model, videos, gen)
     captions = training.caption_dropout(captions, rng, args.cfg_dropout)
     return training.diffusion_step(model, latents, captions, videos.shape[1], abar, gen, use_motion=True,
-                                   offset_noise=args.offset_noise)
+                                   offset_noise=args.offset_noise, high_noise_fraction=args.high_noise_fraction,
+                                   high_noise_from=args.high_noise_from)
 
 
 def main(argv=None):
@@ -145,11 +216,16 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     from tqdm import tqdm
 
-    config = training.micro_config() if args.micro else training.TinyConfig()
+    config = training.micro_config() if args.micro else training.deep_config() if args.deep else training.TinyConfig()
+    config.schedule = ScheduleConfig(prediction_type=args.prediction, zero_terminal_snr=args.zero_terminal_snr)
     model = training.TinyModel(config)
     state = new_state(model)
     blob = None
-    if Path(args.state).exists():
+    if args.vae_from and not Path(args.state).exists():
+        state = start_from_vae(model, args.vae_from)
+    elif args.finetune_from and not Path(args.state).exists():
+        state = start_finetune(model, args.finetune_from, args.reset_text_encoder, args.seed)
+    elif Path(args.state).exists():
         blob = torch.load(args.state, weights_only=True)
         training.set_scaling_factor(model, blob["scaling_factor"])
         model.load_state_dict(blob["model"])

@@ -112,3 +112,59 @@ def test_export_loads_through_the_normal_loaders(micro, tmp_path):
         assert torch.allclose(out, ref, atol=1e-5)
         assert vae.config.scaling_factor == 2.5
         assert torch.allclose(vae.model.decode(x[:2]), micro.vae.decode(x[:2]), atol=1e-5)
+
+
+def test_high_noise_fraction_draws_that_share_from_the_top_timesteps():
+    g = torch.Generator().manual_seed(0)
+    plain = training.sample_timesteps(20000, 1000, g)
+    assert plain.min() >= 0 and plain.max() <= 999
+    assert abs((plain >= 900).float().mean().item() - 0.1) < 0.01
+    t = training.sample_timesteps(20000, 1000, torch.Generator().manual_seed(0), 0.3, 900)
+    # 30% from [900, 1000) plus 10% of the other 70% that land there uniformly
+    assert abs((t >= 900).float().mean().item() - (0.3 + 0.7 * 0.1)) < 0.015
+    assert t.min() >= 0 and t.max() <= 999
+
+
+def test_still_captions_name_no_motion_and_parse_back():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        scene = synthetic.random_scene(rng)
+        parsed = synthetic.GRAMMAR.parse(training.still_caption(scene))
+        assert parsed == {"colour": scene.colour, "shape": scene.shape, "motion": None, "background": scene.background}
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_diffusion_target_matches_the_schedule(prediction):
+    from framefold.pipelines.models.bundle import ScheduleConfig
+
+    config = training.micro_config()
+    config.schedule = ScheduleConfig(prediction_type=prediction, zero_terminal_snr=prediction == "v_prediction")
+    torch.manual_seed(0)
+    model = training.TinyModel(config)
+    latents = torch.randn(16, 4, 16, 16)
+    abar = training.alphas_cumprod(config.schedule)
+    # a network that outputs exactly the right target has zero loss: build it from the same draws
+    g = torch.Generator().manual_seed(5)
+    t = training.sample_timesteps(1, abar.shape[0], g)
+    noise = torch.randn(latents.shape, generator=g)
+    a = abar[t].repeat_interleave(16)[:, None, None, None]
+    target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x, timesteps, context, num_frames):
+            return target
+
+    model.animated = Oracle()
+    loss, _ = training.diffusion_step(model, latents, ["a red circle moving left on a black background"], 16, abar,
+                                      torch.Generator().manual_seed(5), use_motion=True, offset_noise=0.0)
+    assert loss.item() < 1e-10
+
+
+def test_deep_config_builds_a_three_level_animated_unet():
+    torch.manual_seed(0)
+    model = training.TinyModel(training.deep_config())
+    assert len(model.unet.config.channel_mult) == 3 and len(model.motion.config.block_channels) == 3
+    x = torch.randn(4, 4, 16, 16)
+    context = model.text(model.token_ids(["a red circle moving left on a black background"])).expand(4, -1, -1)
+    with torch.no_grad():
+        assert model.animated(x, torch.full((4,), 500), context, num_frames=4).shape == x.shape
