@@ -86,28 +86,22 @@ def prompt_set(count, seeds):
     return pairs
 
 
-NOISE_PRIORS = {
-    "iid": lambda shape, g: torch.randn(shape, generator=g),
-    "videofusion 0.5": lambda shape, g: _priors().videofusion_noise(shape, g, lam=0.5),
-    "pyoco mixed 2": lambda shape, g: _priors().pyoco_mixed_noise(shape, g, alpha=2.0),  # alpha 1 == VideoFusion 0.5
-    "pyoco progressive 2": lambda shape, g: _priors().pyoco_progressive_noise(shape, g, alpha=2.0),
-}
-
-
-def _priors():
-    """The noise-prior module (imported late, after the thread count is set)."""
-    from framefold.pipelines.noise import priors
-
-    return priors
-
-
 def compare_noise_priors(model, text_encoder, vae, pairs, *, steps, cfg, sampler, scheduler):
     """Same prompts and seeds from each noise prior: median flicker and area CV, success rates."""
+    from functools import partial
+
     from framefold.pipelines.metrics import flicker
     from framefold.pipelines.metrics.evaluator import evaluate
+    from framefold.pipelines.noise import priors
 
+    noise_priors = {
+        "iid": priors.iid_noise,
+        "videofusion 0.5": partial(priors.videofusion_noise, lam=0.5),
+        "pyoco mixed 2": partial(priors.pyoco_mixed_noise, alpha=2.0),  # alpha 1 gives VideoFusion 0.5's noise
+        "pyoco progressive 2": partial(priors.pyoco_progressive_noise, alpha=2.0),
+    }
     print(f"\nnoise priors over {len(pairs)} prompt x seed pairs (flicker = mean |frame step|, 0..1):")
-    for name, prior in NOISE_PRIORS.items():
+    for name, prior in noise_priors.items():
         flick, cv, stable, motion, every = [], [], 0, 0, 0
         for prompt, seed in pairs:
             with torch.no_grad():
@@ -158,7 +152,9 @@ def main():
     t0 = time.perf_counter()
     model, text_encoder, vae = load_default_model(args.checkpoint, args.motion)
     if args.scheduler == "auto":
-        args.scheduler = "trailing" if model.schedule.zero_terminal_snr else "leading"
+        from framefold.pipelines.sampling.schedules import default_spacing
+
+        args.scheduler = default_spacing(model.schedule)
     print(f"load: {time.perf_counter() - t0:.2f} s")
     pairs = prompt_set(args.count, args.seeds)
     keys = ("colour_ok", "motion_ok", "background_ok", "stability_ok", "all_ok")

@@ -56,9 +56,8 @@ else:
     decode = vae.decode
 m = cfg["prompt_frames"]
 options = VidRDOptions(n, m, cfg["alpha"], cfg["beta"], "drop" if cfg["name"] == "vidrd" else "keep")
-# trailing spacing starts at t = T (the default model has zero terminal SNR); leading for the SD-schedule proxies
-spacing = "trailing" if schedule.zero_terminal_snr else "leading"
-sigmas = schedules.sampling_sigmas(schedules.alphas_cumprod_from_config(schedule), cfg["steps"], spacing)
+sigmas = schedules.sampling_sigmas(schedules.alphas_cumprod_from_config(schedule), cfg["steps"],
+                                   schedules.default_spacing(schedule))
 ratios, seconds, records = {}, [], []
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with torch.no_grad():

@@ -16,6 +16,20 @@ def seed_widget(tooltip):
     return (INT, {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True, "tooltip": tooltip})
 
 
+def cfg_widget():
+    """The classifier-free guidance scale widget shared by the samplers."""
+    return (FLOAT, {"default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
+                    "tooltip": "Classifier-free guidance scale; 1 runs the positive prompt only (faster)."})
+
+
+def prompt_inputs(positive_tooltip="What the video should show."):
+    """The positive / negative conditioning sockets shared by the samplers (in this order)."""
+    return {
+        "positive": (FF_CONDITIONING, {"tooltip": positive_tooltip}),
+        "negative": (FF_CONDITIONING, {"tooltip": "What to steer away from (unused at cfg 1)."}),
+    }
+
+
 FF_MODEL = "FF_MODEL"                  # pipelines.models.bundle.DiffusionModel
 FF_TEXT_ENCODER = "FF_TEXT_ENCODER"    # text encoder + tokenizer
 FF_VAE = "FF_VAE"

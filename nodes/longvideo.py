@@ -90,9 +90,7 @@ class FrameFoldLongVideoSampler:
         return {
             "required": {
                 "model": (T.FF_MODEL, {"tooltip": "The UNet with its motion module; one clip is denoised at a time."}),
-                "positive": (T.FF_CONDITIONING, {
-                    "tooltip": "What the video should show: one prompt, or one per output frame."}),
-                "negative": (T.FF_CONDITIONING, {"tooltip": "What to steer away from (unused at cfg 1)."}),
+                **T.prompt_inputs("What the video should show: one prompt, or one per output frame."),
                 "latent": (T.LATENT, {
                     "tooltip": "Gives the frame size and channels (e.g. FrameFold Empty Video Latent); its frame "
                                "count is used only when total_frames is 0."}),
@@ -116,9 +114,7 @@ class FrameFoldLongVideoSampler:
                     "tooltip": "DSG: fraction of the steps in which the prompt frames copy the previous clip's "
                                "trajectory (frame 0 longest); 0 = no guidance. Paper default 0.4."}),
                 "steps": (T.INT, {"default": 50, "min": 1, "max": 1000, "tooltip": "Denoising steps per clip."}),
-                "cfg": (T.FLOAT, {
-                    "default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
-                    "tooltip": "Classifier-free guidance scale; 1 runs the positive prompt only."}),
+                "cfg": T.cfg_widget(),
                 "overlap": (list(OVERLAP_MODES), {
                     "default": DEFAULT_OVERLAP,
                     "tooltip": "drop: later clips' M prompt frames (mirrors of the previous clip's end) are left "
@@ -228,8 +224,7 @@ class FrameFoldImageToVideo:
         return {
             "required": {
                 "model": (T.FF_MODEL, {"tooltip": "The UNet with its motion module."}),
-                "positive": (T.FF_CONDITIONING, {"tooltip": "What the video should show."}),
-                "negative": (T.FF_CONDITIONING, {"tooltip": "What to steer away from (unused at cfg 1)."}),
+                **T.prompt_inputs(),
                 "vae": (T.FF_VAE, {"tooltip": "Encodes the image into the first latent frame."}),
                 "image": (T.IMAGE, {
                     "tooltip": "The first frame (the batch's first image is used); width and height must be "
@@ -240,9 +235,7 @@ class FrameFoldImageToVideo:
                 "frames": (T.INT, {"default": 16, "min": 1, "max": 4096, "tooltip": "Frames to generate."}),
                 "seed": T.seed_widget("Seed of the initial noise and of the sampler's noise."),
                 "steps": (T.INT, {"default": 25, "min": 1, "max": 1000, "tooltip": "Denoising steps."}),
-                "cfg": (T.FLOAT, {
-                    "default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
-                    "tooltip": "Classifier-free guidance scale; 1 runs the positive prompt only."}),
+                "cfg": T.cfg_widget(),
             },
             "optional": {
                 **_sampler_widgets(),

@@ -70,16 +70,13 @@ class FrameFoldVideoSampler:
         return {
             "required": {
                 "model": (T.FF_MODEL, {"tooltip": "The UNet (with motion module) and its noise schedule."}),
-                "positive": (T.FF_CONDITIONING, {"tooltip": "What the video should show."}),
-                "negative": (T.FF_CONDITIONING, {"tooltip": "What to steer away from (unused at cfg 1)."}),
+                **T.prompt_inputs(),
                 "latent": (T.LATENT, {
                     "tooltip": "Latent video [F,C,h,w]: empty for text-to-video, an encoded video with "
                                "denoise < 1 for video-to-video."}),
                 "seed": T.seed_widget("Seed of the initial noise and of the ancestral samplers' noise."),
                 "steps": (T.INT, {"default": 20, "min": 1, "max": 1000, "tooltip": "Denoising steps run."}),
-                "cfg": (T.FLOAT, {
-                    "default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
-                    "tooltip": "Classifier-free guidance scale; 1 runs the positive prompt only (faster)."}),
+                "cfg": T.cfg_widget(),
                 "sampler_name": (SAMPLER_NAMES, {
                     "default": "ddim",
                     "tooltip": "ddim (deterministic), euler, euler_ancestral (adds noise each step), dpmpp_2m "

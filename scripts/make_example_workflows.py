@@ -43,6 +43,13 @@ def _sampler(latent, seed, noise=None, steps=STEPS):
     return {"class_type": "FrameFoldVideoSampler", "inputs": inputs}
 
 
+def _noise_prior(method):
+    """A Noise Prior node of ``method`` with the node's default knobs."""
+    return {"class_type": "FrameFoldNoisePrior",
+            "inputs": {"method": method, "videofusion_lambda": 0.5, "base_frame": -1, "alpha": 1.0, "window": 16,
+                       "stride": 4, "delta_x": 1.0, "delta_y": 0.0, "prompt_frames": 4}}
+
+
 def _decode_and_save(samples, prefix, fps=8.0):
     """VAE Decode + Save Video (mp4) nodes."""
     return (
@@ -92,12 +99,8 @@ def noise_prior_comparison():
     graph = _model_nodes("a green triangle moving up on a gradient background")
     graph["6"] = {"class_type": "FrameFoldEmptyVideoLatent",
                   "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES}}
-    graph["7"] = {"class_type": "FrameFoldNoisePrior",
-                  "inputs": {"method": "iid", "videofusion_lambda": 0.5, "base_frame": -1, "alpha": 1.0,
-                             "window": 16, "stride": 4, "delta_x": 1.0, "delta_y": 0.0, "prompt_frames": 4}}
-    graph["8"] = {"class_type": "FrameFoldNoisePrior",
-                  "inputs": {"method": "videofusion", "videofusion_lambda": 0.5, "base_frame": -1, "alpha": 1.0,
-                             "window": 16, "stride": 4, "delta_x": 1.0, "delta_y": 0.0, "prompt_frames": 4}}
+    graph["7"] = _noise_prior("iid")
+    graph["8"] = _noise_prior("videofusion")
     graph["9"] = _sampler(["6", 0], seed=3, noise=["7", 0])
     graph["10"] = _sampler(["6", 0], seed=3, noise=["8", 0])
     iid = _chain(graph, 11, ["9", 0], "FrameFold/noise_iid")

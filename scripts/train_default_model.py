@@ -124,18 +124,25 @@ def measure_scaling_factor(model, seed):
     return 1.0 / float(mean.std())
 
 
-def start_from_vae(model, path):
-    """Load only the VAE of an earlier run's state file; return a state that starts at the image stage."""
+def read_state_file(model, path, only_vae=False):
+    """Read a state file written by ``save_state`` into ``model`` (all weights, or only the VAE), with the VAE's
+    scaling factor; returns the file's contents and its training state (stage, losses, durations)."""
     blob = torch.load(path, weights_only=True)
     training.set_scaling_factor(model, blob["scaling_factor"])
-    prefix = "vae."
-    model.vae.load_state_dict({k[len(prefix):]: v for k, v in blob["model"].items() if k.startswith(prefix)})
-    earlier = json.loads(blob["state"])
+    if only_vae:
+        model.vae.load_state_dict({k[len("vae."):]: v for k, v in blob["model"].items() if k.startswith("vae.")})
+    else:
+        model.load_state_dict(blob["model"])
+    return blob, json.loads(blob["state"])
+
+
+def start_from_vae(model, path):
+    """Load only the VAE of an earlier run's state file; return a state that starts at the image stage."""
+    _, earlier = read_state_file(model, path, only_vae=True)
     state = new_state(model)
-    state.update(stage="image", vae_from={"file": str(path), "loss": earlier.get("losses", {}).get("vae"),
-                                          "seconds": earlier.get("durations", {}).get("vae")})
-    state["losses"]["vae"] = earlier.get("losses", {}).get("vae")
-    state["durations"]["vae"] = earlier.get("durations", {}).get("vae")
+    state.update(stage="image", vae_from=str(path))
+    state["losses"]["vae"] = earlier["losses"].get("vae")
+    state["durations"]["vae"] = earlier["durations"].get("vae")
     print(json.dumps({"event": "vae_from", "from": str(path)}), flush=True)
     return state
 
@@ -147,9 +154,7 @@ def start_finetune(model, path, reset_text_encoder=False, seed=0):
     learned to keep the motion words out of every later token, and cross-attention reads mostly the later
     (padding) tokens, so the motion words never reach the UNet; fine-tuning alone does not undo that.
     """
-    blob = torch.load(path, weights_only=True)
-    training.set_scaling_factor(model, blob["scaling_factor"])
-    model.load_state_dict(blob["model"])
+    blob, earlier = read_state_file(model, path)
     if blob.get("ema"):
         ema = training.EMA(model.denoiser_parameters())
         ema.load_state_dict(blob["ema"])
@@ -159,7 +164,6 @@ def start_finetune(model, path, reset_text_encoder=False, seed=0):
 
         torch.manual_seed(seed)
         model.text.load_state_dict(CLIPTextModel(model.text.config).state_dict())
-    earlier = json.loads(blob["state"])
     state = new_state(model)
     state.update(stage="video", finetuned_from={"file": str(path), "losses": earlier.get("losses"),
                                                  "durations": earlier.get("durations")})
@@ -221,16 +225,13 @@ def main(argv=None):
     model = training.TinyModel(config)
     state = new_state(model)
     blob = None
-    if args.vae_from and not Path(args.state).exists():
-        state = start_from_vae(model, args.vae_from)
-    elif args.finetune_from and not Path(args.state).exists():
-        state = start_finetune(model, args.finetune_from, args.reset_text_encoder, args.seed)
-    elif Path(args.state).exists():
-        blob = torch.load(args.state, weights_only=True)
-        training.set_scaling_factor(model, blob["scaling_factor"])
-        model.load_state_dict(blob["model"])
-        state = json.loads(blob["state"])
+    if Path(args.state).exists():
+        blob, state = read_state_file(model, args.state)
         print(json.dumps({"event": "resumed", "stage": state["stage"], "step": state["step"]}), flush=True)
+    elif args.vae_from:
+        state = start_from_vae(model, args.vae_from)
+    elif args.finetune_from:
+        state = start_finetune(model, args.finetune_from, args.reset_text_encoder, args.seed)
     abar = training.alphas_cumprod(config.schedule)
     ema = None
     while state["stage"] != "done":

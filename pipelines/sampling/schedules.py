@@ -83,6 +83,12 @@ def karras_sigmas(n, sigma_min, sigma_max, rho=7.0):
     return (hi + ramp * (lo - hi)) ** rho
 
 
+def default_spacing(schedule) -> str:
+    """The timestep spacing a model's schedule calls for: trailing (starts at t = T) for zero terminal SNR,
+    else leading (SD / AnimateDiff DDIM)."""
+    return "trailing" if schedule.zero_terminal_snr else "leading"
+
+
 def spaced_timesteps(n, spacing, num_train_timesteps=1000, steps_offset=1, lcm_original_steps=50):
     """``n`` descending timesteps (float64) spaced as diffusers does.
 
