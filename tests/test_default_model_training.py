@@ -168,3 +168,47 @@ def test_deep_config_builds_a_three_level_animated_unet():
     context = model.text(model.token_ids(["a red circle moving left on a black background"])).expand(4, -1, -1)
     with torch.no_grad():
         assert model.animated(x, torch.full((4,), 500), context, num_frames=4).shape == x.shape
+
+
+def _training_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "train_default_model.py"
+    spec = importlib.util.spec_from_file_location("train_default_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_script_runs_resumes_and_starts_from_earlier_runs(tmp_path, capsys):
+    import json
+
+    from framefold.pipelines.loading.checkpoint import load_checkpoint
+
+    script = _training_script()
+    tiny = ["--micro", "--threads", "1", "--vae-steps", "2", "--image-steps", "2", "--video-steps", "2",
+            "--vae-batch", "4", "--image-batch", "4", "--video-batch", "1", "--log-every", "1"]
+
+    def events(*args):
+        capsys.readouterr()
+        assert script.main(tiny + list(args)) == 0
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    first = events("--state", str(tmp_path / "a.pt"), "--out", str(tmp_path / "a"))
+    assert [e["stage"] for e in first if e.get("event") == "stage_done"] == ["vae", "image", "video"]
+    assert events("--state", str(tmp_path / "a.pt"), "--out", str(tmp_path / "a"))[0]["event"] == "resumed"
+
+    tuned = events("--state", str(tmp_path / "b.pt"), "--out", str(tmp_path / "b"), "--finetune-from",
+                   str(tmp_path / "a.pt"), "--reset-text-encoder", "--prediction", "v_prediction",
+                   "--zero-terminal-snr", "--offset-noise", "0", "--high-noise-fraction", "0.3")
+    assert [e["stage"] for e in tuned if e.get("event") == "stage_done"] == ["video"]
+    model, _, _ = load_checkpoint(tmp_path / "b" / "checkpoints" / "framefold-tiny.safetensors")
+    assert model.schedule.prediction_type == "v_prediction" and model.schedule.zero_terminal_snr
+
+    from_vae = events("--state", str(tmp_path / "c.pt"), "--out", str(tmp_path / "c"), "--vae-from",
+                      str(tmp_path / "a.pt"), "--still-captions")
+    assert [e["stage"] for e in from_vae if e.get("event") == "stage_done"] == ["image", "video"]
+    a = torch.load(tmp_path / "a.pt", weights_only=True)["model"]
+    c = torch.load(tmp_path / "c.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], c[k]) for k in a if k.startswith("vae."))
