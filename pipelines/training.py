@@ -1,21 +1,26 @@
 """Training the embedded default model ("framefold-tiny") on procedural videos.
 
-Two stages, both on infinite random data from :mod:`pipelines.synthetic`:
+Stages, all on infinite random data from :mod:`pipelines.synthetic`:
 
 1. **VAE** (:func:`vae_step`): a small :class:`AutoencoderKL` (64x64 -> 16x16x4) trained on random 32x32
    crops of frames (the network is convolutional, so crops cost a quarter of full frames) with L1 + MSE
    and a small KL term; now and then a batch of full frames for the middle attention.
-2. **Diffusion** (:func:`diffusion_step`): the same UNet + AnimateDiff motion module classes as the real
-   path, and a small CLIP text transformer over a word vocabulary, trained jointly (the text encoder is
-   tiny, and trained embeddings separate "left" from "right" much faster than a frozen random one).
-   Epsilon prediction on SD's scaled_linear schedule (or v-prediction with zero terminal SNR), one timestep
-   per clip (optionally a share of the clips from the top timesteps, where only the caption tells the
-   motion), min-SNR-5 loss weighting, offset noise (so the background level cannot be read from the noise
-   mean the schedule leaks at t = T), and 10% empty captions for classifier-free guidance. A first phase
-   trains the image model alone (no motion module) on single frames of many different clips — cheap diversity for colours,
-   shapes and backgrounds — then the video phase trains on clips, with every third step still an image
-   step (joint image-video training, as in VideoLDM / Imagen Video: the frames of 2 clips carry only 2
-   captions, and image steps keep the text conditioning from drifting while the motion module learns).
+2. **Text** (:func:`text_alignment_step`, optional, used for the shipped weights): the text encoder is
+   trained CLIP-style against a small training-only video encoder (:class:`TextVideoAligner`), so that its
+   padding tokens (what cross-attention mostly reads) carry every caption word, the motion words included;
+   it then stays frozen, as SD's CLIP does. Without it the motion words never reach the UNet.
+3. **Diffusion** (:func:`diffusion_step`): the same UNet + AnimateDiff motion module classes as the real
+   path, and a small CLIP text transformer over a word vocabulary (trained jointly when there was no text
+   stage; then the motion words end up ignored). Epsilon prediction on SD's scaled_linear schedule (or
+   v-prediction with zero terminal SNR), one timestep per clip (optionally a share of the clips from the
+   top timesteps, where only the caption tells the motion; optionally t = T steps against the mean of
+   several clips per caption, :func:`terminal_mean_step`), min-SNR-5 loss weighting, offset noise (so the
+   background level cannot be read from the noise mean the schedule leaks at t = T), and 10% empty
+   captions for classifier-free guidance. A first phase trains the image model alone (no motion module) on
+   single frames of many different clips — cheap diversity for colours, shapes and backgrounds — then the
+   video phase trains on clips, with every third step still an image step (joint image-video training, as
+   in VideoLDM / Imagen Video: the frames of 2 clips carry only 2 captions, and image steps keep the text
+   conditioning from drifting while the motion module learns).
 
 The result is one FrameFold checkpoint (SD single-file key layout + configs in metadata, written by
 :func:`pipelines.loading.checkpoint.save_framefold_checkpoint`) and one motion module file (released
@@ -33,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
 from . import synthetic
 from .models.bundle import ScheduleConfig
@@ -104,9 +110,10 @@ class TinyModel(torch.nn.Module):
         self.text = CLIPTextModel(text_cfg)
         self.animated = self.unet.with_motion(self.motion)
 
-    def denoiser_parameters(self):
-        """Parameters trained in stage 2 (UNet, motion module, text encoder)."""
-        return list(self.unet.parameters()) + list(self.motion.parameters()) + list(self.text.parameters())
+    def denoiser_parameters(self, include_text: bool = True):
+        """Parameters trained in the diffusion stages (UNet, motion module and, unless frozen, text encoder)."""
+        text = list(self.text.parameters()) if include_text else []
+        return list(self.unet.parameters()) + list(self.motion.parameters()) + text
 
     def token_ids(self, captions) -> torch.Tensor:
         """Captions -> first 77-token chunk ids ``[B, 77]``."""
@@ -125,7 +132,7 @@ def set_scaling_factor(model: TinyModel, factor: float) -> None:
 
 def step_rng(seed: int, stage: str, step: int) -> np.random.Generator:
     """The numpy generator for one training step (resumable: depends only on seed, stage and step)."""
-    return np.random.default_rng([seed, {"vae": 1, "image": 2, "video": 3}[stage], step])
+    return np.random.default_rng([seed, {"vae": 1, "image": 2, "video": 3, "text": 4}[stage], step])
 
 
 def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
@@ -181,6 +188,68 @@ def still_caption(scene: synthetic.Scene) -> str:
 def caption_dropout(captions, rng: np.random.Generator, p_empty: float):
     """Replace each caption by "" with probability ``p_empty`` (classifier-free guidance training)."""
     return ["" if rng.random() < p_empty else c for c in captions]
+
+
+# ----------------------------------------------------------------------------------- text alignment
+
+
+class TextVideoAligner(nn.Module):
+    """Training-only partner of the text encoder in the ``text`` stage (never shipped).
+
+    A small video encoder (the 16 frames, pooled to 32x32, stacked as channels of a 2D CNN, so the first
+    convolution sees the motion) and a projection of the text encoder's pooled padding tokens into one
+    shared space, with CLIP's learnable temperature. Why this stage exists: a text encoder trained only
+    through the UNet's loss never learns to carry the motion words into the later tokens (the UNet does not
+    use them yet, so nothing asks for them, and it cannot use them until they are there); the UNet's
+    cross-attention reads mostly those later tokens. CLIP's own text encoder was trained contrastively
+    against images for the same reason.
+    """
+
+    def __init__(self, text_width: int, frames: int = synthetic.FRAMES, width: int = 64, embed: int = 64):
+        super().__init__()
+        self.video = nn.Sequential(
+            nn.Conv2d(3 * frames, width, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, embed),
+        )
+        self.text_projection = nn.Linear(text_width, embed)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def encode_video(self, videos: torch.Tensor) -> torch.Tensor:
+        """videos ``[B, F, H, W, 3]`` in 0..1 -> unit embeddings ``[B, embed]``."""
+        x = rearrange(videos, "b f h w c -> b (f c) h w") * 2 - 1
+        x = F.adaptive_avg_pool2d(x, 32)
+        return F.normalize(self.video(x), dim=-1)
+
+    def encode_text(self, token_states: torch.Tensor, ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+        """Mean of the end/padding tokens' states (what cross-attention mostly reads) -> unit embeddings."""
+        tail = (ids == eos_id).float()[..., None]
+        pooled = (token_states * tail).sum(1) / tail.sum(1)
+        return F.normalize(self.text_projection(pooled), dim=-1)
+
+
+def scene_labels(scenes) -> torch.Tensor:
+    """One integer per distinct (colour, shape, motion, background): clips with equal labels are not negatives."""
+    keys = [(s.colour, s.shape, s.motion, s.background) for s in scenes]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return torch.tensor([index[k] for k in keys])
+
+
+def text_alignment_step(model: "TinyModel", aligner: TextVideoAligner, videos: np.ndarray, scenes):
+    """Symmetric InfoNCE between captions and their clips (CLIP's loss); other clips of the same caption are
+    left out of the negatives. Returns (loss, {"acc": text -> video top-1 accuracy})."""
+    ids = model.token_ids([s.caption for s in scenes])
+    text = aligner.encode_text(model.text(ids), ids, model.tokenizer.eos_id)
+    video = aligner.encode_video(torch.from_numpy(videos))
+    logits = aligner.logit_scale.clamp(max=math.log(100)).exp() * text @ video.T
+    labels = scene_labels(scenes)
+    same = labels[:, None] == labels[None, :]
+    logits = logits.masked_fill(same & ~torch.eye(len(scenes), dtype=torch.bool), float("-inf"))
+    target = torch.arange(len(scenes))
+    loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    accuracy = (logits.argmax(1) == target).float().mean()
+    return loss, {"acc": float(accuracy)}
 
 
 # ----------------------------------------------------------------------------------------- losses
@@ -255,6 +324,31 @@ def diffusion_step(model: TinyModel, latents: torch.Tensor, captions, num_frames
     per_frame = (pred - target).square().mean(dim=(1, 2, 3))
     loss = (per_frame * weight.repeat_interleave(num_frames)).mean()
     return loss, {"mse": per_frame.detach().mean().item()}
+
+
+def terminal_mean_step(model: "TinyModel", latents: torch.Tensor, captions, num_frames: int,
+                       generator: torch.Generator):
+    """The loss at t = T of a zero-terminal-SNR v-prediction model, against the mean of several clips per caption.
+
+    ``latents`` ``[clips * K * num_frames, ...]``: K clips of each caption in a row (different layouts),
+    ``captions`` one per group. At zero SNR the input is pure noise and the target v = -x0, so the best
+    prediction is -E[x0 | caption]; the mean of K clips is an unbiased estimate of it with K times less
+    variance than one clip (the same minimiser as :func:`diffusion_step` at t = T, with less noise). This is
+    where a caption's motion must turn into a layout that changes over the frames, and with one clip per
+    caption that signal is lost in the clip-to-clip variance.
+    """
+    schedule = model.config.schedule
+    if not (schedule.zero_terminal_snr and schedule.prediction_type == "v_prediction"):
+        raise ValueError("terminal_mean_step needs a v-prediction schedule with zero terminal SNR")
+    groups = len(captions)
+    video = latents.reshape(groups, -1, num_frames, *latents.shape[1:])
+    target = -video.mean(dim=1).reshape(groups * num_frames, *latents.shape[1:])
+    noise = torch.randn(target.shape, generator=generator)
+    context = model.text(model.token_ids(captions)).repeat_interleave(num_frames, 0)
+    T = int(schedule.num_train_timesteps)
+    pred = model.animated(noise, torch.full((groups * num_frames,), T - 1), context, num_frames=num_frames)
+    loss = (pred - target).square().mean()
+    return loss, {"terminal_mse": float(loss.detach())}
 
 
 def sample_timesteps(count: int, T: int, generator: torch.Generator, high_noise_fraction: float = 0.0,

@@ -3,7 +3,8 @@
     python scripts/train_default_model.py --state /tmp/ff_train/state.pt --out default_model \
         --vae-minutes 10 --image-minutes 12 --video-minutes 50
 
-Stages: ``vae`` -> ``image`` (UNet + text encoder on single frames) -> ``video`` (UNet + motion module +
+Stages: ``vae`` -> ``text`` (only with ``--text-minutes``: the text encoder trained CLIP-style against
+clips, then frozen) -> ``image`` (UNet + text encoder on single frames) -> ``video`` (UNet + motion module +
 text encoder on 16-frame clips) -> ``done``. Each stage runs for its step count or its time budget,
 whichever comes first. The run saves its full state (weights, optimizer, EMA, stage, step, losses) to
 ``--state`` every ``--save-every`` seconds and at every stage change, and resumes from it when it
@@ -17,6 +18,13 @@ v_prediction --zero-terminal-snr --offset-noise 0 --high-noise-fraction 0.3`` (t
 layout at t = T), ``--still-captions`` (image steps without motion words), ``--deep`` (a third UNet level),
 ``--vae-from OLD_STATE`` (keep a trained VAE, start at the image stage), ``--finetune-from OLD_STATE``
 (start the video stage from an earlier run's weights, optionally ``--reset-text-encoder``).
+
+Session 3 found why the motion words never steer the motion (default_model/README.md): the text encoder
+trained through the UNet's loss keeps them out of the padding tokens that cross-attention reads. The options
+for that: ``--text-minutes N`` (contrastive text stage, then a frozen text encoder; with ``--finetune-from``
+it runs before the video stage), ``--freeze-text`` (keep an earlier run's text encoder), and
+``--terminal-every N --terminal-clips K`` (v + zero SNR only: every N-th video step is a t = T step against
+the mean of K clips per caption).
 """
 import argparse
 import json
@@ -25,12 +33,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from framefold.pipelines import synthetic, training
 from framefold.pipelines.models.bundle import ScheduleConfig
 
-STAGES = ("vae", "image", "video", "done")
+STAGES = ("vae", "text", "image", "video", "done")
 
 
 def parse_args(argv=None):
@@ -47,6 +56,15 @@ def parse_args(argv=None):
     p.add_argument("--vae-batch", type=int, default=32)
     p.add_argument("--vae-crop", type=int, default=32)
     p.add_argument("--vae-lr", type=float, default=2e-3)
+    p.add_argument("--text-steps", type=int, default=100000)
+    p.add_argument("--text-minutes", type=float, default=0.0,
+                   help="contrastive text-encoder stage (0 = skip it and train the text encoder with the UNet; "
+                        "otherwise the text encoder is frozen in the diffusion stages)")
+    p.add_argument("--freeze-text", action="store_true",
+                   help="keep the text encoder fixed in the diffusion stages (implied by --text-minutes > 0; use it "
+                        "with --finetune-from a run that had the text stage)")
+    p.add_argument("--text-batch", type=int, default=64, help="caption/clip pairs per text step")
+    p.add_argument("--text-lr", type=float, default=1e-3)
     p.add_argument("--image-steps", type=int, default=100000)
     p.add_argument("--image-minutes", type=float, default=12.0)
     p.add_argument("--image-batch", type=int, default=32)
@@ -56,6 +74,14 @@ def parse_args(argv=None):
     p.add_argument("--video-lr", type=float, default=5e-4)
     p.add_argument("--image-every", type=int, default=3,
                    help="in the video stage, every N-th step is an image step (joint image-video training; 0 = never)")
+    p.add_argument("--terminal-every", type=int, default=0,
+                   help="in the video stage, every N-th step (that is not an image step) is a t = T step against the "
+                        "mean of --terminal-clips clips per caption (v-prediction + zero terminal SNR only; 0 = never)")
+    p.add_argument("--terminal-clips", type=int, default=8)
+    p.add_argument("--terminal-focus", metavar="'COLOUR SHAPE BACKGROUND'",
+                   help="for the first --terminal-focus-steps video steps, terminal steps draw only this colour, shape "
+                        "and background (any motion): a narrow set on which the motion words start to act sooner")
+    p.add_argument("--terminal-focus-steps", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--cfg-dropout", type=float, default=0.1)
     p.add_argument("--offset-noise", type=float, default=0.1,
@@ -87,23 +113,39 @@ def new_state(model):
     return {"stage": "vae", "step": 0, "stage_seconds": 0.0, "losses": {}, "durations": {}}
 
 
-def save_state(path, model, optimizer, ema, state):
+def save_state(path, model, optimizer, ema, state, aligner=None):
     """Write everything needed to resume (atomic: temp file then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
             "ema": ema.state_dict() if ema else None, "state": json.dumps(state),
-            "scaling_factor": float(model.vae.config.scaling_factor)}
+            "scaling_factor": float(model.vae.config.scaling_factor),
+            "aligner": aligner.state_dict() if aligner is not None else None}
     tmp = path.with_suffix(".tmp")
     torch.save(blob, tmp)
     os.replace(tmp, path)
 
 
-def make_optimizer(model, stage, args):
-    """AdamW over the VAE (stage vae) or over UNet + motion + text encoder (diffusion stages)."""
+def text_stage_enabled(args):
+    """Whether the run has the contrastive text stage (and so a frozen text encoder afterwards)."""
+    return args.text_minutes > 0 and args.text_steps > 0
+
+
+def text_frozen(args):
+    """Whether the diffusion stages leave the text encoder as it is."""
+    return text_stage_enabled(args) or args.freeze_text
+
+
+def make_optimizer(model, stage, args, aligner=None):
+    """AdamW over the VAE (stage vae), the text encoder + its aligner (stage text) or UNet + motion (+ text
+    encoder unless it had its own stage) in the diffusion stages."""
     if stage == "vae":
         return torch.optim.AdamW(model.vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-    return torch.optim.AdamW(model.denoiser_parameters(), lr=args.lr, weight_decay=0.01)
+    if stage == "text":
+        params = list(model.text.parameters()) + list(aligner.parameters())
+        return torch.optim.AdamW(params, lr=args.text_lr, weight_decay=0.01)
+    params = model.denoiser_parameters(include_text=not text_frozen(args))
+    return torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
 
 
 def export(model, ema, out):
@@ -136,19 +178,20 @@ def read_state_file(model, path, only_vae=False):
     return blob, json.loads(blob["state"])
 
 
-def start_from_vae(model, path):
-    """Load only the VAE of an earlier run's state file; return a state that starts at the image stage."""
+def start_from_vae(model, path, args):
+    """Load only the VAE of an earlier run's state file; return a state that starts after the VAE stage."""
     _, earlier = read_state_file(model, path, only_vae=True)
     state = new_state(model)
-    state.update(stage="image", vae_from=str(path))
+    state.update(stage="text" if text_stage_enabled(args) else "image", vae_from=str(path))
     state["losses"]["vae"] = earlier["losses"].get("vae")
     state["durations"]["vae"] = earlier["durations"].get("vae")
     print(json.dumps({"event": "vae_from", "from": str(path)}), flush=True)
     return state
 
 
-def start_finetune(model, path, reset_text_encoder=False, seed=0):
-    """Load an earlier run's weights (its EMA where saved) and return a state that starts at the video stage.
+def start_finetune(model, path, reset_text_encoder=False, seed=0, text_stage=False):
+    """Load an earlier run's weights (its EMA where saved) and return a state that starts at the video stage
+    (or at the text stage first, with ``text_stage``).
 
     ``reset_text_encoder`` re-initialises the text encoder (seeded): one trained first on single frames has
     learned to keep the motion words out of every later token, and cross-attention reads mostly the later
@@ -165,21 +208,23 @@ def start_finetune(model, path, reset_text_encoder=False, seed=0):
         torch.manual_seed(seed)
         model.text.load_state_dict(CLIPTextModel(model.text.config).state_dict())
     state = new_state(model)
-    state.update(stage="video", finetuned_from={"file": str(path), "losses": earlier.get("losses"),
-                                                 "durations": earlier.get("durations")})
+    state.update(stage="text" if text_stage else "video",
+                 finetuned_from={"file": str(path), "losses": earlier.get("losses"),
+                                 "durations": earlier.get("durations")})
     print(json.dumps({"event": "finetune", "from": str(path)}), flush=True)
     return state
 
 
 def stage_limits(stage, args):
     """(max steps, max seconds) of a stage."""
-    return {"vae": (args.vae_steps, args.vae_minutes * 60), "image": (args.image_steps, args.image_minutes * 60),
+    return {"vae": (args.vae_steps, args.vae_minutes * 60), "text": (args.text_steps, args.text_minutes * 60),
+            "image": (args.image_steps, args.image_minutes * 60),
             "video": (args.video_steps, args.video_minutes * 60)}[stage]
 
 
 def lr_at(stage, step, seconds, args):
     """Warm-up then a cosine decay over the stage's time budget (time-based: the budget is wall time)."""
-    base = {"vae": args.vae_lr, "image": args.lr, "video": args.video_lr}[stage]
+    base = {"vae": args.vae_lr, "text": args.text_lr, "image": args.lr, "video": args.video_lr}[stage]
     steps, budget = stage_limits(stage, args)
     progress = max(min(1.0, seconds / budget), min(1.0, step / steps))
     warm = min(1.0, (step + 1) / 30) if stage != "video" else 1.0
@@ -187,10 +232,13 @@ def lr_at(stage, step, seconds, args):
     return base * warm * (0.15 + 0.85 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def run_step(model, stage, step, args, abar):
+def run_step(model, stage, step, args, abar, aligner=None):
     """One training step of ``stage``: returns (loss tensor, figures dict)."""
     rng = training.step_rng(args.seed, stage, step)
     gen = training.step_generator(args.seed, stage, step)
+    if stage == "text":
+        videos, _, scenes = synthetic.random_batch(rng, args.text_batch)
+        return training.text_alignment_step(model, aligner, videos, scenes)
     if stage == "vae":
         full = step % 4 == 3
         pixels = training.vae_batch(rng, args.vae_batch // 4 if full else args.vae_batch, None if full else args.vae_crop)
@@ -205,12 +253,35 @@ def run_step(model, stage, step, args, abar):
         return training.diffusion_step(model, latents, captions, 1, abar, gen, use_motion=False,
                                        offset_noise=args.offset_noise, high_noise_fraction=args.high_noise_fraction,
                                        high_noise_from=args.high_noise_from)
+    if stage == "video" and args.terminal_every and step % args.terminal_every == args.terminal_every - 1:
+        return terminal_step(model, rng, gen, args, focused=step < args.terminal_focus_steps)
     videos, captions, _ = synthetic.random_batch(rng, args.video_batch)
     latents = training.encode_latents(model, videos, gen)
     captions = training.caption_dropout(captions, rng, args.cfg_dropout)
     return training.diffusion_step(model, latents, captions, videos.shape[1], abar, gen, use_motion=True,
                                    offset_noise=args.offset_noise, high_noise_fraction=args.high_noise_fraction,
                                    high_noise_from=args.high_noise_from)
+
+
+def focus_scene(rng, focus):
+    """A scene of the ``--terminal-focus`` colour, shape and background with a random motion."""
+    colour, shape, background = focus.split()
+    motion = synthetic.GRAMMAR.motions[rng.integers(len(synthetic.GRAMMAR.motions))]
+    return synthetic.layout_scene(colour, shape, motion, background, rng)
+
+
+def terminal_step(model, rng, gen, args, focused=False):
+    """A t = T step: ``--video-batch`` captions, ``--terminal-clips`` clips (layouts) of each."""
+    if focused and args.terminal_focus:
+        scenes = [focus_scene(rng, args.terminal_focus) for _ in range(args.video_batch)]
+    else:
+        scenes = [synthetic.random_scene(rng) for _ in range(args.video_batch)]
+    clips = [synthetic.layout_scene(s.colour, s.shape, s.motion, s.background, rng)
+             for s in scenes for _ in range(args.terminal_clips)]
+    with torch.no_grad():
+        latents = training.encode_latents(model, np.stack([synthetic.render_scene(c) for c in clips]), gen)
+    captions = training.caption_dropout([s.caption for s in scenes], rng, args.cfg_dropout)
+    return training.terminal_mean_step(model, latents, captions, synthetic.FRAMES, gen)
 
 
 def main(argv=None):
@@ -222,6 +293,14 @@ def main(argv=None):
 
     config = training.micro_config() if args.micro else training.deep_config() if args.deep else training.TinyConfig()
     config.schedule = ScheduleConfig(prediction_type=args.prediction, zero_terminal_snr=args.zero_terminal_snr)
+    if args.terminal_focus:
+        parsed = synthetic.GRAMMAR.parse(args.terminal_focus)
+        if len(args.terminal_focus.split()) != 3 or None in (parsed["colour"], parsed["shape"], parsed["background"]):
+            raise SystemExit("--terminal-focus wants 'COLOUR SHAPE BACKGROUND' of the grammar, "
+                             f"got {args.terminal_focus!r}")
+    if args.terminal_every and not (args.prediction == "v_prediction" and args.zero_terminal_snr):
+        raise SystemExit("--terminal-every needs --prediction v_prediction --zero-terminal-snr "
+                         "(at t = T the target is then -x0, whose mean over clips the terminal steps use)")
     model = training.TinyModel(config)
     state = new_state(model)
     blob = None
@@ -229,15 +308,19 @@ def main(argv=None):
         blob, state = read_state_file(model, args.state)
         print(json.dumps({"event": "resumed", "stage": state["stage"], "step": state["step"]}), flush=True)
     elif args.vae_from:
-        state = start_from_vae(model, args.vae_from)
+        state = start_from_vae(model, args.vae_from, args)
     elif args.finetune_from:
-        state = start_finetune(model, args.finetune_from, args.reset_text_encoder, args.seed)
+        state = start_finetune(model, args.finetune_from, args.reset_text_encoder, args.seed,
+                               text_stage=text_stage_enabled(args))
+    aligner = training.TextVideoAligner(model.text.config.hidden_size)
+    if blob is not None and blob.get("aligner"):
+        aligner.load_state_dict(blob["aligner"])
     abar = training.alphas_cumprod(config.schedule)
     ema = None
     while state["stage"] != "done":
         stage = state["stage"]
-        optimizer = make_optimizer(model, stage, args)
-        if stage != "vae":
+        optimizer = make_optimizer(model, stage, args, aligner)
+        if stage not in ("vae", "text"):
             ema = training.EMA(model.denoiser_parameters(), decay=0.995)
         if blob is not None and blob["optimizer"] is not None:
             optimizer.load_state_dict(blob["optimizer"])
@@ -248,6 +331,8 @@ def main(argv=None):
         model.train()
         if stage != "vae":
             model.vae.eval().requires_grad_(False)
+        if stage in ("image", "video") and text_frozen(args):
+            model.text.requires_grad_(False)
         bar = tqdm(desc=stage, initial=state["step"], total=max_steps if max_steps < 100000 else None,
                    file=sys.stderr, mininterval=5)
         started = time.time() - state["stage_seconds"]
@@ -257,7 +342,7 @@ def main(argv=None):
             step = state["step"]
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(stage, step, time.time() - started, args)
-            loss, parts = run_step(model, stage, step, args, abar)
+            loss, parts = run_step(model, stage, step, args, abar, aligner)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
@@ -276,8 +361,8 @@ def main(argv=None):
                                   "lr": optimizer.param_groups[0]["lr"],
                                   "seconds": round(state["stage_seconds"], 1)}), flush=True)
             if time.time() - last_save > args.save_every:
-                save_state(args.state, model, optimizer, ema, state)
-                if stage != "vae":
+                save_state(args.state, model, optimizer, ema, state, aligner if stage == "text" else None)
+                if stage not in ("vae", "text"):
                     export(model, ema, args.out)
                 last_save = time.time()
         bar.close()
@@ -288,12 +373,16 @@ def main(argv=None):
             training.set_scaling_factor(model, factor)
             print(json.dumps({"event": "scaling_factor", "value": factor}), flush=True)
         state["stage"] = STAGES[STAGES.index(stage) + 1]
+        if state["stage"] == "text" and not text_stage_enabled(args):
+            state["stage"] = "image"
+        if state["stage"] == "image" and state.get("finetuned_from"):
+            state["stage"] = "video"  # a fine-tune keeps the earlier run's image model
         state["step"] = 0
         state["stage_seconds"] = 0.0
         print(json.dumps({"event": "stage_done", "stage": stage, "seconds": state["durations"][stage],
                           "final_ema_loss": running}), flush=True)
-        save_state(args.state, model, None if state["stage"] == "done" else None, ema, state)
-        if stage != "vae":
+        save_state(args.state, model, None, ema, state)
+        if stage not in ("vae", "text"):
             export(model, ema, args.out)
     print(json.dumps({"event": "done", "durations": state["durations"], "losses": state["losses"]}), flush=True)
     return 0

@@ -212,3 +212,125 @@ def test_training_script_runs_resumes_and_starts_from_earlier_runs(tmp_path, cap
     a = torch.load(tmp_path / "a.pt", weights_only=True)["model"]
     c = torch.load(tmp_path / "c.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], c[k]) for k in a if k.startswith("vae."))
+
+
+def test_scene_labels_group_clips_of_the_same_caption():
+    rng = np.random.default_rng(0)
+    a = synthetic.layout_scene("red", "circle", "left", "black", rng, template=0)
+    b = synthetic.layout_scene("red", "circle", "left", "black", rng, template=1)
+    c = synthetic.layout_scene("red", "circle", "right", "black", rng)
+    labels = training.scene_labels([a, b, c, a])
+    assert labels[0] == labels[1] == labels[3] and labels[0] != labels[2]
+
+
+def test_text_alignment_steps_lower_the_loss(micro):
+    torch.manual_seed(0)
+    aligner = training.TextVideoAligner(micro.text.config.hidden_size)
+    videos, _, scenes = synthetic.random_batch(np.random.default_rng(0), 12)
+    params = list(micro.text.parameters()) + list(aligner.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    losses = []
+    for _ in range(80):
+        loss, parts = training.text_alignment_step(micro, aligner, videos, scenes)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert set(parts) == {"acc"} and 0.0 <= parts["acc"] <= 1.0
+    assert losses[0] > 2.0 and losses[-1] < 0.6 * losses[0], losses[::10]
+
+
+def test_same_caption_clips_are_not_negatives(micro):
+    aligner = training.TextVideoAligner(micro.text.config.hidden_size)
+    rng = np.random.default_rng(0)
+    scene = synthetic.layout_scene("red", "circle", "left", "black", rng)
+    twins = [scene, synthetic.layout_scene("red", "circle", "left", "black", rng)]
+    videos = np.stack([synthetic.render_scene(s) for s in twins])
+    with torch.no_grad():
+        loss, parts = training.text_alignment_step(micro, aligner, videos, twins)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6) and parts["acc"] == 1.0
+
+
+def test_training_script_text_stage_then_frozen_text_encoder(tmp_path, capsys):
+    import json
+
+    script = _training_script()
+    tiny = ["--micro", "--threads", "1", "--vae-steps", "2", "--text-steps", "2", "--image-steps", "2",
+            "--video-steps", "2", "--vae-batch", "4", "--text-batch", "4", "--image-batch", "4", "--video-batch", "1",
+            "--log-every", "1"]
+
+    def events(*args):
+        capsys.readouterr()
+        assert script.main(tiny + list(args)) == 0
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    run = events("--state", str(tmp_path / "d.pt"), "--out", str(tmp_path / "d"), "--text-minutes", "5")
+    assert [e["stage"] for e in run if e.get("event") == "stage_done"] == ["vae", "text", "image", "video"]
+    assert any(e.get("stage") == "text" and "acc" in e for e in run)
+    tuned = events("--state", str(tmp_path / "e.pt"), "--out", str(tmp_path / "e"), "--finetune-from",
+                   str(tmp_path / "d.pt"), "--freeze-text", "--prediction", "v_prediction", "--zero-terminal-snr",
+                   "--terminal-every", "2", "--terminal-clips", "2", "--terminal-focus", "red circle black",
+                   "--terminal-focus-steps", "2")
+    assert [e["stage"] for e in tuned if e.get("event") == "stage_done"] == ["video"]
+    assert [e["step"] for e in tuned if "terminal_mse" in e] == [2]
+    d = torch.load(tmp_path / "d.pt", weights_only=True)["model"]
+    e = torch.load(tmp_path / "e.pt", weights_only=True)["model"]
+    text_keys = [k for k in d if k.startswith("text.")]
+    assert text_keys and all(torch.allclose(d[k], e[k], atol=1e-6) for k in text_keys)
+    assert any(not torch.equal(d[k], e[k]) for k in d if k.startswith("unet."))
+
+
+def test_terminal_mean_step_targets_minus_the_mean_clip_of_each_caption():
+    from framefold.pipelines.models.bundle import ScheduleConfig
+
+    config = training.micro_config()
+    config.schedule = ScheduleConfig(prediction_type="v_prediction", zero_terminal_snr=True)
+    model = training.TinyModel(config)
+    groups, clips, frames = 2, 3, 16
+    latents = torch.randn(groups * clips * frames, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    means = latents.reshape(groups, clips, frames, 4, 8, 8).mean(1).reshape(groups * frames, 4, 8, 8)
+    seen = {}
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x, t, context, num_frames):
+            seen.update(t=t, num_frames=num_frames, context=context.shape)
+            return -means
+
+    model.animated = Oracle()
+    captions = ["a red circle moving left on a black background", ""]
+    loss, parts = training.terminal_mean_step(model, latents, captions, frames, torch.Generator().manual_seed(1))
+    assert loss.item() == pytest.approx(0.0, abs=1e-12) and "terminal_mse" in parts
+    assert torch.equal(seen["t"], torch.full((groups * frames,), 999)) and seen["num_frames"] == frames
+    assert seen["context"][0] == groups * frames
+
+    class Zero(torch.nn.Module):
+        def forward(self, x, t, context, num_frames):
+            return torch.zeros_like(x)
+
+    model.animated = Zero()
+    loss, _ = training.terminal_mean_step(model, latents, captions, frames, torch.Generator().manual_seed(1))
+    assert loss.item() == pytest.approx(means.square().mean().item(), rel=1e-5)
+
+
+def test_terminal_mean_step_needs_v_prediction_with_zero_terminal_snr(micro):
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        training.terminal_mean_step(micro, torch.zeros(16, 4, 8, 8), ["x"], 16, torch.Generator())
+
+
+def test_training_script_refuses_terminal_steps_without_zero_terminal_snr(tmp_path):
+    script = _training_script()
+    with pytest.raises(SystemExit, match="--terminal-every needs --prediction v_prediction --zero-terminal-snr"):
+        script.main(["--micro", "--state", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x"),
+                     "--terminal-every", "2"])
+    with pytest.raises(SystemExit, match="--terminal-focus wants"):
+        script.main(["--micro", "--state", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x"),
+                     "--terminal-focus", "red circle moving"])
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_focus_scenes_keep_colour_shape_and_background():
+    script = _training_script()
+    rng = np.random.default_rng(0)
+    scenes = [script.focus_scene(rng, "red circle black") for _ in range(30)]
+    assert {(s.colour, s.shape, s.background) for s in scenes} == {("red", "circle", "black")}
+    assert len({s.motion for s in scenes}) >= 4
