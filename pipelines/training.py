@@ -310,7 +310,7 @@ def diffusion_step(model: TinyModel, latents: torch.Tensor, captions, num_frames
         noise = noise + per_clip.repeat_interleave(num_frames, 0)
     a = abar[t].repeat_interleave(num_frames)[:, None, None, None]
     noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-    context = model.text(model.token_ids(captions)).repeat_interleave(num_frames, 0)
+    context = caption_context(model, captions, num_frames)
     timesteps = t.repeat_interleave(num_frames)
     net = model.animated if use_motion else model.unet
     pred = net(noisy, timesteps, context, num_frames=num_frames)
@@ -324,6 +324,11 @@ def diffusion_step(model: TinyModel, latents: torch.Tensor, captions, num_frames
     per_frame = (pred - target).square().mean(dim=(1, 2, 3))
     loss = (per_frame * weight.repeat_interleave(num_frames)).mean()
     return loss, {"mse": per_frame.detach().mean().item()}
+
+
+def caption_context(model: "TinyModel", captions, num_frames: int) -> torch.Tensor:
+    """Text-encoder states of each caption, repeated for its ``num_frames`` frames ``[B * F, 77, width]``."""
+    return model.text(model.token_ids(captions)).repeat_interleave(num_frames, 0)
 
 
 def terminal_mean_step(model: "TinyModel", latents: torch.Tensor, captions, num_frames: int,
@@ -344,7 +349,7 @@ def terminal_mean_step(model: "TinyModel", latents: torch.Tensor, captions, num_
     video = latents.reshape(groups, -1, num_frames, *latents.shape[1:])
     target = -video.mean(dim=1).reshape(groups * num_frames, *latents.shape[1:])
     noise = torch.randn(target.shape, generator=generator)
-    context = model.text(model.token_ids(captions)).repeat_interleave(num_frames, 0)
+    context = caption_context(model, captions, num_frames)
     T = int(schedule.num_train_timesteps)
     pred = model.animated(noise, torch.full((groups * num_frames,), T - 1), context, num_frames=num_frames)
     loss = (pred - target).square().mean()

@@ -40,6 +40,7 @@ from framefold.pipelines import synthetic, training
 from framefold.pipelines.models.bundle import ScheduleConfig
 
 STAGES = ("vae", "text", "image", "video", "done")
+DIFFUSION_STAGES = ("image", "video")
 
 
 def parse_args(argv=None):
@@ -232,6 +233,16 @@ def lr_at(stage, step, seconds, args):
     return base * warm * (0.15 + 0.85 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def next_stage(stage, state, args):
+    """The stage after ``stage``: the text stage only when enabled, no image stage in a fine-tune (it keeps
+    the earlier run's image model)."""
+    skipped = set() if text_stage_enabled(args) else {"text"}
+    if state.get("finetuned_from"):
+        skipped.add("image")
+    later = STAGES[STAGES.index(stage) + 1:]
+    return next(s for s in later if s not in skipped)
+
+
 def run_step(model, stage, step, args, abar, aligner=None):
     """One training step of ``stage``: returns (loss tensor, figures dict)."""
     rng = training.step_rng(args.seed, stage, step)
@@ -320,7 +331,7 @@ def main(argv=None):
     while state["stage"] != "done":
         stage = state["stage"]
         optimizer = make_optimizer(model, stage, args, aligner)
-        if stage not in ("vae", "text"):
+        if stage in DIFFUSION_STAGES:
             ema = training.EMA(model.denoiser_parameters(), decay=0.995)
         if blob is not None and blob["optimizer"] is not None:
             optimizer.load_state_dict(blob["optimizer"])
@@ -331,7 +342,7 @@ def main(argv=None):
         model.train()
         if stage != "vae":
             model.vae.eval().requires_grad_(False)
-        if stage in ("image", "video") and text_frozen(args):
+        if stage in DIFFUSION_STAGES and text_frozen(args):
             model.text.requires_grad_(False)
         bar = tqdm(desc=stage, initial=state["step"], total=max_steps if max_steps < 100000 else None,
                    file=sys.stderr, mininterval=5)
@@ -362,7 +373,7 @@ def main(argv=None):
                                   "seconds": round(state["stage_seconds"], 1)}), flush=True)
             if time.time() - last_save > args.save_every:
                 save_state(args.state, model, optimizer, ema, state, aligner if stage == "text" else None)
-                if stage not in ("vae", "text"):
+                if stage in DIFFUSION_STAGES:
                     export(model, ema, args.out)
                 last_save = time.time()
         bar.close()
@@ -372,17 +383,13 @@ def main(argv=None):
             factor = measure_scaling_factor(model, args.seed)
             training.set_scaling_factor(model, factor)
             print(json.dumps({"event": "scaling_factor", "value": factor}), flush=True)
-        state["stage"] = STAGES[STAGES.index(stage) + 1]
-        if state["stage"] == "text" and not text_stage_enabled(args):
-            state["stage"] = "image"
-        if state["stage"] == "image" and state.get("finetuned_from"):
-            state["stage"] = "video"  # a fine-tune keeps the earlier run's image model
+        state["stage"] = next_stage(stage, state, args)
         state["step"] = 0
         state["stage_seconds"] = 0.0
         print(json.dumps({"event": "stage_done", "stage": stage, "seconds": state["durations"][stage],
                           "final_ema_loss": running}), flush=True)
         save_state(args.state, model, None, ema, state)
-        if stage not in ("vae", "text"):
+        if stage in DIFFUSION_STAGES:
             export(model, ema, args.out)
     print(json.dumps({"event": "done", "durations": state["durations"], "losses": state["losses"]}), flush=True)
     return 0
