@@ -1,6 +1,9 @@
 """Benchmark of the embedded default model (framefold-tiny): quality by the no-human evaluator, and speed.
 
-    python bench/default_model.py [--count 60] [--steps 20] [--cfg 7.5] [--threads 2] [--long] [--noise-priors 12]
+    python bench/default_model.py [--count 60] [--steps N] [--cfg X] [--threads 2] [--long] [--noise-priors 12]
+
+Steps, cfg, sampler and scheduler default to those of the Video Sampler in
+``example_workflows/text_to_video.json``: the default settings a newcomer runs.
 
 Generates ``--count`` prompt x seed combinations through the normal pipeline (checkpoint loader ->
 motion module -> text encode -> guided sampler -> VAE decode, the same calls the nodes make), checks
@@ -15,20 +18,37 @@ import argparse
 import collections
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "example_workflows" / "text_to_video.json"
+
+
+def example_sampler_settings(path=EXAMPLE):
+    """steps, cfg, sampler_name and scheduler of the (single) Video Sampler in an example workflow."""
+    from framefold.host.registry import default_registry
+    from framefold.host.workflow import load_workflow
+
+    api, _ = load_workflow(path, default_registry())
+    samplers = [n["inputs"] for n in api.values() if n["class_type"] == "FrameFoldVideoSampler"]
+    if len(samplers) != 1:
+        raise SystemExit(f"{path}: expected one FrameFoldVideoSampler, found {len(samplers)}")
+    return {k: samplers[0][k] for k in ("steps", "cfg", "sampler_name", "scheduler")}
+
+
 def parse_args():
-    """Command line."""
+    """Command line (sampler settings default to the text-to-video example's)."""
+    defaults = example_sampler_settings()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=60, help="prompt x seed combinations")
     p.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--cfg", type=float, default=7.5)
-    p.add_argument("--sampler", default="ddim")
-    p.add_argument("--scheduler", default="auto",
+    p.add_argument("--steps", type=int, default=defaults["steps"])
+    p.add_argument("--cfg", type=float, default=defaults["cfg"])
+    p.add_argument("--sampler", default=defaults["sampler_name"])
+    p.add_argument("--scheduler", default=defaults["scheduler"],
                    help="timestep spacing; auto = trailing for a zero-terminal-SNR model, else leading")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpoint", default="framefold-tiny.safetensors")
@@ -178,7 +198,7 @@ def main():
               f" (saw {result['colour']}/{result['background']}, travel {result['travel_x']:.1f},"
               f"{result['travel_y']:.1f}, area x{(result['area_ratio'] or 0):.2f}) {seconds[-1]:.2f} s", flush=True)
     n = len(pairs)
-    print(f"\n{n} videos, {args.steps} {args.sampler} steps, cfg {args.cfg}, {args.threads} threads")
+    print(f"\n{n} videos, {args.steps} {args.sampler} steps ({args.scheduler}), cfg {args.cfg}, {args.threads} threads")
     for k in keys:
         print(f"  {k[:-3]:<11} {totals[k] / n:6.1%}  ({totals[k]}/{n})")
     print(f"  seconds per video: mean {np.mean(seconds):.2f}, median {np.median(seconds):.2f}")

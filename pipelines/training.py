@@ -342,18 +342,67 @@ def terminal_mean_step(model: "TinyModel", latents: torch.Tensor, captions, num_
     where a caption's motion must turn into a layout that changes over the frames, and with one clip per
     caption that signal is lost in the clip-to-clip variance.
     """
-    schedule = model.config.schedule
-    if not (schedule.zero_terminal_snr and schedule.prediction_type == "v_prediction"):
-        raise ValueError("terminal_mean_step needs a v-prediction schedule with zero terminal SNR")
     groups = len(captions)
     video = latents.reshape(groups, -1, num_frames, *latents.shape[1:])
-    target = -video.mean(dim=1).reshape(groups * num_frames, *latents.shape[1:])
+    return terminal_loss(model, video.mean(dim=1).reshape(groups * num_frames, *latents.shape[1:]), captions,
+                         num_frames, generator)
+
+
+def terminal_loss(model: "TinyModel", mean_latents: torch.Tensor, captions, num_frames: int,
+                  generator: torch.Generator):
+    """The t = T loss of a zero-terminal-SNR v-prediction model: pure noise in, -E[x0 | caption] out.
+
+    ``mean_latents`` ``[len(captions) * num_frames, C, h, w]`` are the (estimated) mean clips of the captions.
+    """
+    schedule = model.config.schedule
+    if not (schedule.zero_terminal_snr and schedule.prediction_type == "v_prediction"):
+        raise ValueError("the t = T loss needs a v-prediction schedule with zero terminal SNR")
+    groups = len(captions)
+    target = -mean_latents
     noise = torch.randn(target.shape, generator=generator)
     context = caption_context(model, captions, num_frames)
     T = int(schedule.num_train_timesteps)
     pred = model.animated(noise, torch.full((groups * num_frames,), T - 1), context, num_frames=num_frames)
     loss = (pred - target).square().mean()
     return loss, {"terminal_mse": float(loss.detach())}
+
+
+@torch.no_grad()
+def terminal_mean_table(model: "TinyModel", clips_per_caption: int, seed: int, combinations=None, chunk: int = 16):
+    """The mean scaled latent clip of every (colour, shape, motion, background) of the grammar (or of the
+    given ``combinations``), each over ``clips_per_caption`` random layouts: ``(combinations, [N, F, C, h, w])``.
+
+    A terminal step's target depends only on the caption, so it can be estimated once, from many more clips
+    than a step could afford to render and encode (the posterior mean is used: the sample's noise would only
+    add variance).
+    """
+    combos = list(combinations or synthetic.GRAMMAR.combinations())
+    rng = np.random.default_rng(seed)
+    scenes = [synthetic.layout_scene(*combo, rng) for combo in combos for _ in range(clips_per_caption)]
+    means = []
+    for start in range(0, len(scenes), chunk):
+        videos = np.stack([synthetic.render_scene(s) for s in scenes[start:start + chunk]])
+        moments, _ = model.vae.encode_moments(to_pixels(videos.reshape(-1, *videos.shape[2:])))
+        means.append(moments * model.vae.config.scaling_factor)
+    latents = torch.cat(means).reshape(len(combos), clips_per_caption, synthetic.FRAMES, *means[0].shape[1:])
+    return combos, latents.mean(dim=1)
+
+
+def terminal_table_step(model: "TinyModel", combos, table: torch.Tensor, batch: int, rng: np.random.Generator,
+                        generator: torch.Generator, cfg_dropout: float = 0.1, weights=None):
+    """A t = T step on ``batch`` random captions whose targets come from :func:`terminal_mean_table`
+    (drawn uniformly, or in proportion to ``weights``, one per combination)."""
+    if weights is None:
+        picks = rng.integers(len(combos), size=batch)
+    else:
+        weights = np.asarray(weights, np.float64)
+        picks = rng.choice(len(combos), size=batch, p=weights / weights.sum())
+    captions = [synthetic.GRAMMAR.caption(*combos[i], template=int(rng.integers(len(synthetic.GRAMMAR.templates))))
+                for i in picks]
+    captions = caption_dropout(captions, rng, cfg_dropout)
+    frames = table.shape[1]
+    return terminal_loss(model, table[torch.as_tensor(picks)].reshape(batch * frames, *table.shape[2:]),
+                         captions, frames, generator)
 
 
 def sample_timesteps(count: int, T: int, generator: torch.Generator, high_noise_fraction: float = 0.0,

@@ -25,6 +25,11 @@ for that: ``--text-minutes N`` (contrastive text stage, then a frozen text encod
 it runs before the video stage), ``--freeze-text`` (keep an earlier run's text encoder), and
 ``--terminal-every N --terminal-clips K`` (v + zero SNR only: every N-th video step is a t = T step against
 the mean of K clips per caption).
+
+Session 4: ``--terminal-table K`` computes those means once, for every caption of the grammar over K layouts
+each (kept beside the state file), so a terminal step costs one UNet pass on ``--terminal-batch`` captions
+instead of rendering and encoding K clips per caption; ``--terminal-motion-weight MOTION=W`` draws the
+captions of a motion W times as often (growing/shrinking learned last).
 """
 import argparse
 import json
@@ -83,6 +88,13 @@ def parse_args(argv=None):
                    help="for the first --terminal-focus-steps video steps, terminal steps draw only this colour, shape "
                         "and background (any motion): a narrow set on which the motion words start to act sooner")
     p.add_argument("--terminal-focus-steps", type=int, default=0)
+    p.add_argument("--terminal-table", type=int, default=0, metavar="K",
+                   help="terminal steps take their targets from a table of mean latent clips of every caption, each "
+                        "over K layouts, computed once at the start of the video stage (0 = render K = "
+                        "--terminal-clips clips per step instead)")
+    p.add_argument("--terminal-batch", type=int, default=8, help="captions per terminal step with --terminal-table")
+    p.add_argument("--terminal-motion-weight", action="append", default=[], metavar="MOTION=W",
+                   help="with --terminal-table: draw captions with this motion W times as often (repeatable)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--cfg-dropout", type=float, default=0.1)
     p.add_argument("--offset-noise", type=float, default=0.1,
@@ -243,7 +255,7 @@ def next_stage(stage, state, args):
     return next(s for s in later if s not in skipped)
 
 
-def run_step(model, stage, step, args, abar, aligner=None):
+def run_step(model, stage, step, args, abar, aligner=None, table=None):
     """One training step of ``stage``: returns (loss tensor, figures dict)."""
     rng = training.step_rng(args.seed, stage, step)
     gen = training.step_generator(args.seed, stage, step)
@@ -265,7 +277,12 @@ def run_step(model, stage, step, args, abar, aligner=None):
                                        offset_noise=args.offset_noise, high_noise_fraction=args.high_noise_fraction,
                                        high_noise_from=args.high_noise_from)
     if stage == "video" and args.terminal_every and step % args.terminal_every == args.terminal_every - 1:
-        return terminal_step(model, rng, gen, args, focused=step < args.terminal_focus_steps)
+        focused = step < args.terminal_focus_steps
+        if table is not None and not (focused and args.terminal_focus):
+            combos, means = table
+            return training.terminal_table_step(model, combos, means, args.terminal_batch, rng, gen, args.cfg_dropout,
+                                                weights=motion_weights(combos, args.terminal_motion_weight))
+        return terminal_step(model, rng, gen, args, focused=focused)
     videos, captions, _ = synthetic.random_batch(rng, args.video_batch)
     latents = training.encode_latents(model, videos, gen)
     captions = training.caption_dropout(captions, rng, args.cfg_dropout)
@@ -295,6 +312,45 @@ def terminal_step(model, rng, gen, args, focused=False):
     return training.terminal_mean_step(model, latents, captions, synthetic.FRAMES, gen)
 
 
+def motion_weights(combos, specs):
+    """Per-combination draw weights from ``--terminal-motion-weight MOTION=W`` options (None: uniform)."""
+    if not specs:
+        return None
+    by_motion = {}
+    for spec in specs:
+        motion, _, weight = spec.partition("=")
+        if motion not in synthetic.GRAMMAR.motions or not weight.replace(".", "", 1).isdigit():
+            raise SystemExit(f"--terminal-motion-weight wants MOTION=W with MOTION one of "
+                             f"{', '.join(synthetic.GRAMMAR.motions)}; got {spec!r}")
+        by_motion[motion] = float(weight)
+    return [by_motion.get(combo[2], 1.0) for combo in combos]
+
+
+def layout_fingerprint():
+    """A few seeded scene layouts as text: a saved table made before the generator changed is not reused."""
+    scenes = [synthetic.layout_scene(*combo, 0) for combo in synthetic.GRAMMAR.combinations()[:24:4]]
+    return repr([(s.start, s.end, s.start_size, s.end_size) for s in scenes])
+
+
+def terminal_table(model, args):
+    """The ``--terminal-table`` targets (computed once, then kept beside the state file), or None."""
+    if not (args.terminal_table and args.terminal_every):
+        return None
+    path = Path(args.state).with_suffix(f".terminal{args.terminal_table}.pt")
+    if path.exists():
+        saved = torch.load(path, weights_only=True)
+        if saved.get("layouts") == layout_fingerprint():
+            return [tuple(c) for c in saved["combinations"]], saved["means"]
+        print(json.dumps({"event": "terminal_table_stale", "file": str(path)}), flush=True)
+    started = time.time()
+    model.eval()
+    combos, means = training.terminal_mean_table(model, args.terminal_table, args.seed)
+    torch.save({"combinations": combos, "means": means, "layouts": layout_fingerprint()}, path)
+    print(json.dumps({"event": "terminal_table", "captions": len(combos), "clips_each": args.terminal_table,
+                      "seconds": round(time.time() - started, 1)}), flush=True)
+    return combos, means
+
+
 def main(argv=None):
     """Train (or resume) until every stage is done."""
     args = parse_args(argv)
@@ -309,6 +365,7 @@ def main(argv=None):
         if len(args.terminal_focus.split()) != 3 or None in (parsed["colour"], parsed["shape"], parsed["background"]):
             raise SystemExit("--terminal-focus wants 'COLOUR SHAPE BACKGROUND' of the grammar, "
                              f"got {args.terminal_focus!r}")
+    motion_weights([], args.terminal_motion_weight)  # refuse a bad option before any work
     if args.terminal_every and not (args.prediction == "v_prediction" and args.zero_terminal_snr):
         raise SystemExit("--terminal-every needs --prediction v_prediction --zero-terminal-snr "
                          "(at t = T the target is then -x0, whose mean over clips the terminal steps use)")
@@ -339,6 +396,7 @@ def main(argv=None):
                 ema.load_state_dict(blob["ema"])
         blob = None
         max_steps, budget = stage_limits(stage, args)
+        table = terminal_table(model, args) if stage == "video" else None
         model.train()
         if stage != "vae":
             model.vae.eval().requires_grad_(False)
@@ -353,7 +411,7 @@ def main(argv=None):
             step = state["step"]
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(stage, step, time.time() - started, args)
-            loss, parts = run_step(model, stage, step, args, abar, aligner)
+            loss, parts = run_step(model, stage, step, args, abar, aligner, table)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)

@@ -278,6 +278,17 @@ def test_training_script_text_stage_then_frozen_text_encoder(tmp_path, capsys):
     text_keys = [k for k in d if k.startswith("text.")]
     assert text_keys and all(torch.allclose(d[k], e[k], atol=1e-6) for k in text_keys)
     assert any(not torch.equal(d[k], e[k]) for k in d if k.startswith("unet."))
+    # Terminal steps from a table of mean clips (here a small one, already beside the state file, as a
+    # resumed run finds it) instead of rendering clips at each step.
+    combos = [("red", "circle", "left", "black"), ("red", "circle", "right", "black")]
+    torch.save({"combinations": combos, "means": torch.zeros(2, 16, 4, 8, 8), "layouts": script.layout_fingerprint()},
+               tmp_path / "f.terminal3.pt")
+    tabled = events("--state", str(tmp_path / "f.pt"), "--out", str(tmp_path / "f"), "--finetune-from",
+                    str(tmp_path / "d.pt"), "--freeze-text", "--prediction", "v_prediction", "--zero-terminal-snr",
+                    "--terminal-every", "2", "--terminal-table", "3", "--terminal-batch", "2", "--video-steps", "4",
+                    "--image-every", "0", "--terminal-motion-weight", "left=3")
+    assert [e["step"] for e in tabled if "terminal_mse" in e] == [2, 4]
+    assert not any(e.get("event") == "terminal_table" for e in tabled)
 
 
 def test_terminal_mean_step_targets_minus_the_mean_clip_of_each_caption():
@@ -325,6 +336,9 @@ def test_training_script_refuses_terminal_steps_without_zero_terminal_snr(tmp_pa
     with pytest.raises(SystemExit, match="--terminal-focus wants"):
         script.main(["--micro", "--state", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x"),
                      "--terminal-focus", "red circle moving"])
+    with pytest.raises(SystemExit, match="--terminal-motion-weight wants MOTION=W"):
+        script.main(["--micro", "--state", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x"),
+                     "--terminal-motion-weight", "spinning=2"])
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -334,3 +348,57 @@ def test_focus_scenes_keep_colour_shape_and_background():
     scenes = [script.focus_scene(rng, "red circle black") for _ in range(30)]
     assert {(s.colour, s.shape, s.background) for s in scenes} == {("red", "circle", "black")}
     assert len({s.motion for s in scenes}) >= 4
+
+
+def _v_zero_snr_micro():
+    from framefold.pipelines.models.bundle import ScheduleConfig
+
+    config = training.micro_config()
+    config.schedule = ScheduleConfig(prediction_type="v_prediction", zero_terminal_snr=True)
+    torch.manual_seed(0)
+    return training.TinyModel(config)
+
+
+def test_terminal_mean_table_is_the_mean_encoded_clip_of_each_caption():
+    model = _v_zero_snr_micro().eval()
+    combos = [("red", "circle", "left", "black"), ("blue", "square", "growing", "gradient")]
+    got, table = training.terminal_mean_table(model, 3, seed=5, combinations=combos, chunk=4)
+    assert got == combos and table.shape[:2] == (2, 16)
+    rng = np.random.default_rng(5)
+    for i, combo in enumerate(combos):
+        videos = np.stack([synthetic.render_scene(synthetic.layout_scene(*combo, rng)) for _ in range(3)])
+        with torch.no_grad():
+            mean, _ = model.vae.encode_moments(training.to_pixels(videos.reshape(-1, 64, 64, 3)))
+        want = (mean * model.vae.config.scaling_factor).reshape(3, 16, *mean.shape[1:]).mean(0)
+        assert torch.allclose(table[i], want, atol=1e-5)
+    # The two captions' layouts move differently, so their mean clips differ.
+    assert (table[0] - table[1]).abs().mean() > 1e-3
+
+
+def test_terminal_table_step_regresses_each_caption_onto_its_row():
+    model = _v_zero_snr_micro()
+    combos = [("red", "circle", "left", "black"), ("red", "circle", "right", "black"), ("cyan", "triangle", "up", "gray")]
+    table = torch.randn(3, 16, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    seen = {}
+
+    class Oracle(torch.nn.Module):
+        def forward(self, x, t, context, num_frames):
+            seen.update(t=t, context=context)
+            return -table[torch.as_tensor(seen["picks"])].reshape(-1, 4, 8, 8)
+
+    model.animated = Oracle()
+    seen["picks"] = np.random.default_rng(3).integers(3, size=5)
+    loss, parts = training.terminal_table_step(model, combos, table, 5, np.random.default_rng(3),
+                                               torch.Generator().manual_seed(0), cfg_dropout=0.0)
+    assert loss.item() == pytest.approx(0.0, abs=1e-12) and parts["terminal_mse"] == pytest.approx(0.0, abs=1e-12)
+    assert torch.equal(seen["t"], torch.full((5 * 16,), 999)) and seen["context"].shape[0] == 5 * 16
+    # Rows that are not the caption's give a loss: the caption decides the target.
+    seen["picks"] = (np.random.default_rng(3).integers(3, size=5) + 1) % 3
+    loss, _ = training.terminal_table_step(model, combos, table, 5, np.random.default_rng(3),
+                                           torch.Generator().manual_seed(0), cfg_dropout=0.0)
+    assert loss.item() > 0.5
+    # Weights steer the draw: here every caption is the second combination.
+    seen["picks"] = [1] * 5
+    loss, _ = training.terminal_table_step(model, combos, table, 5, np.random.default_rng(3),
+                                           torch.Generator().manual_seed(0), cfg_dropout=0.0, weights=[0, 2, 0])
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
