@@ -56,8 +56,9 @@ class TinyConfig:
         block_channels=(32, 64), layers_per_block=1, pe_length=16, num_heads=4, norm_groups=16))
     text: Dict = field(default_factory=lambda: dict(
         hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_positions=77))
-    # SD's scaled_linear schedule with epsilon prediction (the shipped weights). The training script can
-    # switch to v-prediction + zero terminal SNR (--prediction, --zero-terminal-snr).
+    # SD's scaled_linear schedule with epsilon prediction (session 1's weights). The training script
+    # switches to v-prediction + zero terminal SNR (--prediction, --zero-terminal-snr), as the shipped
+    # session-4 weights use.
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 

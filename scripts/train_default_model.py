@@ -12,8 +12,9 @@ exists; during the diffusion stages each save also exports the shippable files t
 ``checkpoints/framefold-tiny.safetensors`` and ``animatediff_models/framefold-tiny-motion.safetensors``.
 Losses go to stdout as JSON lines; a tqdm bar goes to stderr. See ``pipelines/training.py``.
 
-The defaults reproduce the shipped weights (epsilon prediction). Options tried in session 2 to make the
-motion words steer the motion (none got there yet; see default_model/README.md): ``--prediction
+The defaults reproduce session 1's weights (epsilon prediction); the shipped weights are fine-tunes of them
+with the options below (the recipe is in default_model/README.md). Options tried in session 2 to make the
+motion words steer the motion (none got there on its own): ``--prediction
 v_prediction --zero-terminal-snr --offset-noise 0 --high-noise-fraction 0.3`` (the caption must supply the
 layout at t = T), ``--still-captions`` (image steps without motion words), ``--deep`` (a third UNet level),
 ``--vae-from OLD_STATE`` (keep a trained VAE, start at the image stage), ``--finetune-from OLD_STATE``
