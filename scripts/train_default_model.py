@@ -280,9 +280,9 @@ def run_step(model, stage, step, args, abar, aligner=None, table=None):
     if stage == "video" and args.terminal_every and step % args.terminal_every == args.terminal_every - 1:
         focused = step < args.terminal_focus_steps
         if table is not None and not (focused and args.terminal_focus):
-            combos, means = table
+            combos, means, weights = table
             return training.terminal_table_step(model, combos, means, args.terminal_batch, rng, gen, args.cfg_dropout,
-                                                weights=motion_weights(combos, args.terminal_motion_weight))
+                                                weights=weights)
         return terminal_step(model, rng, gen, args, focused=focused)
     videos, captions, _ = synthetic.random_batch(rng, args.video_batch)
     latents = training.encode_latents(model, videos, gen)
@@ -313,18 +313,20 @@ def terminal_step(model, rng, gen, args, focused=False):
     return training.terminal_mean_step(model, latents, captions, synthetic.FRAMES, gen)
 
 
-def motion_weights(combos, specs):
-    """Per-combination draw weights from ``--terminal-motion-weight MOTION=W`` options (None: uniform)."""
-    if not specs:
-        return None
-    by_motion = {}
+def parse_motion_weights(specs):
+    """``--terminal-motion-weight MOTION=W`` options -> ``{motion: W}``; a bad option stops the run."""
+    weights = {}
     for spec in specs:
-        motion, _, weight = spec.partition("=")
-        if motion not in synthetic.GRAMMAR.motions or not weight.replace(".", "", 1).isdigit():
+        motion, _, value = spec.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if motion not in synthetic.GRAMMAR.motions or not weight >= 0:
             raise SystemExit(f"--terminal-motion-weight wants MOTION=W with MOTION one of "
-                             f"{', '.join(synthetic.GRAMMAR.motions)}; got {spec!r}")
-        by_motion[motion] = float(weight)
-    return [by_motion.get(combo[2], 1.0) for combo in combos]
+                             f"{', '.join(synthetic.GRAMMAR.motions)} and W >= 0; got {spec!r}")
+        weights[motion] = weight
+    return weights
 
 
 def layout_fingerprint():
@@ -334,22 +336,27 @@ def layout_fingerprint():
 
 
 def terminal_table(model, args):
-    """The ``--terminal-table`` targets (computed once, then kept beside the state file), or None."""
+    """The ``--terminal-table`` targets ``(combinations, means, draw weights or None)``, or None.
+
+    The means are computed once, then kept beside the state file."""
     if not (args.terminal_table and args.terminal_every):
         return None
     path = Path(args.state).with_suffix(f".terminal{args.terminal_table}.pt")
-    if path.exists():
-        saved = torch.load(path, weights_only=True)
-        if saved.get("layouts") == layout_fingerprint():
-            return [tuple(c) for c in saved["combinations"]], saved["means"]
-        print(json.dumps({"event": "terminal_table_stale", "file": str(path)}), flush=True)
-    started = time.time()
-    model.eval()
-    combos, means = training.terminal_mean_table(model, args.terminal_table, args.seed)
-    torch.save({"combinations": combos, "means": means, "layouts": layout_fingerprint()}, path)
-    print(json.dumps({"event": "terminal_table", "captions": len(combos), "clips_each": args.terminal_table,
-                      "seconds": round(time.time() - started, 1)}), flush=True)
-    return combos, means
+    saved = torch.load(path, weights_only=True) if path.exists() else None
+    if saved is not None and saved.get("layouts") == layout_fingerprint():
+        combos, means = [tuple(c) for c in saved["combinations"]], saved["means"]
+    else:
+        if saved is not None:
+            print(json.dumps({"event": "terminal_table_stale", "file": str(path)}), flush=True)
+        started = time.time()
+        model.eval()
+        combos, means = training.terminal_mean_table(model, args.terminal_table, args.seed)
+        torch.save({"combinations": combos, "means": means, "layouts": layout_fingerprint()}, path)
+        print(json.dumps({"event": "terminal_table", "captions": len(combos), "clips_each": args.terminal_table,
+                          "seconds": round(time.time() - started, 1)}), flush=True)
+    by_motion = parse_motion_weights(args.terminal_motion_weight)
+    weights = [by_motion.get(combo[2], 1.0) for combo in combos] if by_motion else None
+    return combos, means, weights
 
 
 def main(argv=None):
@@ -366,7 +373,7 @@ def main(argv=None):
         if len(args.terminal_focus.split()) != 3 or None in (parsed["colour"], parsed["shape"], parsed["background"]):
             raise SystemExit("--terminal-focus wants 'COLOUR SHAPE BACKGROUND' of the grammar, "
                              f"got {args.terminal_focus!r}")
-    motion_weights([], args.terminal_motion_weight)  # refuse a bad option before any work
+    parse_motion_weights(args.terminal_motion_weight)  # refuse a bad option before any work
     if args.terminal_every and not (args.prediction == "v_prediction" and args.zero_terminal_snr):
         raise SystemExit("--terminal-every needs --prediction v_prediction --zero-terminal-snr "
                          "(at t = T the target is then -x0, whose mean over clips the terminal steps use)")
