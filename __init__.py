@@ -3,6 +3,7 @@
 ComfyUI imports this folder by file path and reads the mappings below. Importing is cheap: it
 collects node classes only (no model is built, no kernel compiled, triton is not imported).
 """
+
 from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
 WEB_DIRECTORY = "./web"

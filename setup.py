@@ -3,6 +3,7 @@
 pyproject.toml holds the metadata; this file only lists the sub-packages, found on disk so a new
 folder with an ``__init__.py`` is packaged without editing a list.
 """
+
 from setuptools import find_packages, setup
 
 _SUBPACKAGES = find_packages(".", exclude=["tests", "tests.*", "bench", "bench.*", "build", "build.*"])

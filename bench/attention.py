@@ -11,6 +11,7 @@ on the same device in one process; the script prints times, the speed ratio SDPA
 and the max abs difference. Without CUDA it says so and runs a tiny correctness pass in the Triton interpreter.
 It prints figures; it never passes or fails on time.
 """
+
 import argparse
 import os
 import sys
@@ -33,22 +34,52 @@ def workloads(batch, frames, long_frames=64, window=8):
     items = []
     for side, head_dim in LEVELS:
         tokens = side * side
-        items.append((f"spatial {side}x{side} d{head_dim}", (rows, HEADS, tokens, head_dim),
-                      (rows, HEADS, tokens, head_dim), None))
-        items.append((f"cross->77 {side}x{side} d{head_dim}", (rows, HEADS, tokens, head_dim),
-                      (rows, HEADS, TEXT_TOKENS, head_dim), None))
+        items.append(
+            (
+                f"spatial {side}x{side} d{head_dim}",
+                (rows, HEADS, tokens, head_dim),
+                (rows, HEADS, tokens, head_dim),
+                None,
+            )
+        )
+        items.append(
+            (
+                f"cross->77 {side}x{side} d{head_dim}",
+                (rows, HEADS, tokens, head_dim),
+                (rows, HEADS, TEXT_TOKENS, head_dim),
+                None,
+            )
+        )
         seqs = batch * tokens
-        items.append((f"temporal {frames}f {side}x{side} d{head_dim}", (seqs, HEADS, frames, head_dim),
-                      (seqs, HEADS, frames, head_dim), None))
+        items.append(
+            (
+                f"temporal {frames}f {side}x{side} d{head_dim}",
+                (seqs, HEADS, frames, head_dim),
+                (seqs, HEADS, frames, head_dim),
+                None,
+            )
+        )
     for side, head_dim in LEVELS[:2]:
         seqs = batch * side * side
-        items.append((f"temporal {long_frames}f window:{window} {side}x{side} d{head_dim}",
-                      (seqs, HEADS, long_frames, head_dim), (seqs, HEADS, long_frames, head_dim), f"window:{window}"))
+        items.append(
+            (
+                f"temporal {long_frames}f window:{window} {side}x{side} d{head_dim}",
+                (seqs, HEADS, long_frames, head_dim),
+                (seqs, HEADS, long_frames, head_dim),
+                f"window:{window}",
+            )
+        )
     for side, head_dim in LEVELS[:3]:
         tokens = side * side
         for sources in ("first", "previous", "first+previous"):
-            items.append((f"cross_frame:{sources} {side}x{side} d{head_dim}", (rows, HEADS, tokens, head_dim),
-                          (rows, HEADS, tokens, head_dim), f"cross_frame:{sources}:{frames}"))
+            items.append(
+                (
+                    f"cross_frame:{sources} {side}x{side} d{head_dim}",
+                    (rows, HEADS, tokens, head_dim),
+                    (rows, HEADS, tokens, head_dim),
+                    f"cross_frame:{sources}:{frames}",
+                )
+            )
     return items
 
 
@@ -108,6 +139,7 @@ def run_table(items, device, dtype, repeats=10, with_float64=False):
     for name, q_shape, k_shape, pattern in items:
         q, k, v = make_inputs(q_shape, k_shape, dtype, device)
         try:
+
             def sdpa():
                 return kernels.attention(q, k, v, pattern=pattern, backend="sdpa")
 
@@ -119,8 +151,10 @@ def run_table(items, device, dtype, repeats=10, with_float64=False):
             worst = max(worst, difference)
             sdpa_ms = time_ms(sdpa, device, repeats=repeats)
             triton_ms = time_ms(tri, device, repeats=repeats)
-            line = (f"{name:44s} {str(tuple(q_shape)):>24s} {sdpa_ms:9.3f} {triton_ms:9.3f} "
-                    f"{sdpa_ms / triton_ms:6.2f} {difference:9.2e}")
+            line = (
+                f"{name:44s} {str(tuple(q_shape)):>24s} {sdpa_ms:9.3f} {triton_ms:9.3f} "
+                f"{sdpa_ms / triton_ms:6.2f} {difference:9.2e}"
+            )
             if with_float64:
                 reference = math_attention(q, k, v, pattern=kernels.parse_pattern(pattern))
                 line += f" {(out.double() - reference).abs().max().item():9.2e}"
@@ -140,8 +174,10 @@ def bench_gpu(args):
     import triton
 
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    print(f"device: {torch.cuda.get_device_name()}  capability {torch.cuda.get_device_capability()}  "
-          f"dtype {args.dtype}  torch {torch.__version__}  triton {triton.__version__}")
+    print(
+        f"device: {torch.cuda.get_device_name()}  capability {torch.cuda.get_device_capability()}  "
+        f"dtype {args.dtype}  torch {torch.__version__}  triton {triton.__version__}"
+    )
     items = [item for item in workloads(args.batch, args.frames) if args.only in item[0]]
     run_table(items, "cuda", dtype, repeats=args.repeats)
 
@@ -161,8 +197,14 @@ def contiguous_strides(head_dim, tokens=4096, heads=HEADS):
     """Representative strides of contiguous ``[batch, heads, tokens, head_dim]`` q/k/v/out (for specialisation)."""
     ints = {}
     for name in "qkvo":
-        ints.update({f"stride_{name}m": head_dim, f"stride_{name}n": head_dim, f"stride_{name}h": tokens * head_dim,
-                     f"stride_{name}b": heads * tokens * head_dim})
+        ints.update(
+            {
+                f"stride_{name}m": head_dim,
+                f"stride_{name}n": head_dim,
+                f"stride_{name}h": tokens * head_dim,
+                f"stride_{name}b": heads * tokens * head_dim,
+            }
+        )
     return ints
 
 
@@ -180,18 +222,30 @@ def compile_sweep(dtype_name):
         ("packed", PACKED, dict(HAS_BIAS=False, HAS_WINDOW=False)),
         ("cross_frame", STREAMING, dict(NUM_SOURCES=2, SOURCE_0=0, SOURCE_1=1, SOURCE_2=0)),
     ]
-    print(f"{'kernel':12s} {'arch':5s} {'d':>4s} {'BLOCK_D':>7s} {'M':>4s} {'N':>4s} {'warps':>5s} {'stages':>6s} "
-          f"{'shared KiB':>10s} {'regs':>4s} {'stack B':>7s} {'compile s':>9s}  fits")
+    print(
+        f"{'kernel':12s} {'arch':5s} {'d':>4s} {'BLOCK_D':>7s} {'M':>4s} {'N':>4s} {'warps':>5s} {'stages':>6s} "
+        f"{'shared KiB':>10s} {'regs':>4s} {'stack B':>7s} {'compile s':>9s}  fits"
+    )
     for name, table, flags in kernels_and_tables:
         for family, capability in (("sm80", 80), ("sm90", 90)):
             for head_dim in (40, 80, 160):
                 block_d = max(16, 1 << (head_dim - 1).bit_length())
                 for block_m, block_n, warps, stages in allowed_entries(table, family, block_d):
-                    constexprs = dict(flags, DOT_FP32=False, INPUT_PRECISION="tf32", HEAD_DIM=head_dim, ALIGN=8,
-                                      BLOCK_D=block_d, BLOCK_M=block_m, BLOCK_N=block_n)
+                    constexprs = dict(
+                        flags,
+                        DOT_FP32=False,
+                        INPUT_PRECISION="tf32",
+                        HEAD_DIM=head_dim,
+                        ALIGN=8,
+                        BLOCK_D=block_d,
+                        BLOCK_M=block_m,
+                        BLOCK_N=block_n,
+                    )
                     ints = contiguous_strides(head_dim)
-                    row = (f"{name:12s} {family:5s} {head_dim:4d} {block_d:7d} {block_m:4d} {block_n:4d} {warps:5d} "
-                           f"{stages:6d}")
+                    row = (
+                        f"{name:12s} {family:5s} {head_dim:4d} {block_d:7d} {block_m:4d} {block_n:4d} {warps:5d} "
+                        f"{stages:6d}"
+                    )
                     start = time.time()
                     try:
                         kernel = compile_for_target(name, capability, dtype, constexprs, warps, stages, ints=ints)
@@ -200,10 +254,16 @@ def compile_sweep(dtype_name):
                         continue
                     shared = kernel.metadata.shared
                     registers, stack = cubin_resource_usage(kernel.asm["cubin"])
-                    fits = " ".join(f"sm{cap}" for cap, limit in SHARED_LIMITS.items()
-                                    if shared <= limit and (cap >= 90) == (capability >= 90))
-                    print(f"{row} {shared / 1024:10.1f} {registers:4d} {stack:7d} {time.time() - start:9.1f}  "
-                          f"{fits or 'NO'}{'  SPILLS' if stack else ''}", flush=True)
+                    fits = " ".join(
+                        f"sm{cap}"
+                        for cap, limit in SHARED_LIMITS.items()
+                        if shared <= limit and (cap >= 90) == (capability >= 90)
+                    )
+                    print(
+                        f"{row} {shared / 1024:10.1f} {registers:4d} {stack:7d} {time.time() - start:9.1f}  "
+                        f"{fits or 'NO'}{'  SPILLS' if stack else ''}",
+                        flush=True,
+                    )
 
 
 def main(argv=None):
@@ -214,9 +274,11 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--only", default="", help="run only workloads whose name contains this text")
     parser.add_argument("--repeats", type=int, default=20, help="timed repetitions per measurement (median)")
-    parser.add_argument("--compile", action="store_true",
-                        help="compile every kernel/config for sm80 and sm90 ahead of time (no GPU needed) and "
-                             "print shared memory use")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile every kernel/config for sm80 and sm90 ahead of time (no GPU needed) and print shared memory use",
+    )
     args = parser.parse_args(argv)
     if args.compile:
         compile_sweep(args.dtype)

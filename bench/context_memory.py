@@ -6,6 +6,7 @@ activation memory dominates like in a real UNet. Prints figures; it does not pas
 
 Run: ``python bench/context_memory.py`` (add ``--no-window-contrast`` to skip the 64-frame no-window run).
 """
+
 import json
 import subprocess
 import sys
@@ -52,8 +53,9 @@ print(json.dumps({"frames": frames, "windows": use_windows, "base_kib": base, "p
 
 def measure(frames, windows):
     """Peak RSS of one 2-step sampling run in a fresh process."""
-    out = subprocess.run([sys.executable, "-c", CHILD, str(frames), "1" if windows else "0"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(frames), "1" if windows else "0"], capture_output=True, text=True
+    )
     if out.returncode != 0:
         raise RuntimeError(f"measurement failed ({frames} frames):\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -64,9 +66,11 @@ def main():
     if "--no-window-contrast" not in sys.argv:
         runs.append(measure(64, False))
     for r in runs:
-        print(f"frames={r['frames']:4d} windows={str(r['windows']):5s} peak RSS {r['peak_kib'] / 1024:8.1f} MiB "
-              f"(after setup {r['base_kib'] / 1024:7.1f} MiB, growth {(r['peak_kib'] - r['base_kib']) / 1024:7.1f} "
-              f"MiB) model calls {r['model_calls']:3d}  {r['seconds']:.1f} s")
+        print(
+            f"frames={r['frames']:4d} windows={str(r['windows']):5s} peak RSS {r['peak_kib'] / 1024:8.1f} MiB "
+            f"(after setup {r['base_kib'] / 1024:7.1f} MiB, growth {(r['peak_kib'] - r['base_kib']) / 1024:7.1f} "
+            f"MiB) model calls {r['model_calls']:3d}  {r['seconds']:.1f} s"
+        )
     ratio = runs[1]["peak_kib"] / runs[0]["peak_kib"]
     print(f"peak RSS 256 frames / 16 frames with context windows: {ratio:.2f}x (target <= 1.5x)")
 

@@ -14,6 +14,7 @@ prints the mean seam ratio at the clip joins; with ``--noise-priors N`` it sampl
 i.i.d., VideoFusion and PYoCo priors and prints flicker and area stability. Prints figures; passes or fails
 nothing.
 """
+
 import argparse
 import collections
 import json
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_workflows" / "text_to_video.json"
 
@@ -48,15 +48,23 @@ def parse_args():
     p.add_argument("--steps", type=int, default=defaults["steps"])
     p.add_argument("--cfg", type=float, default=defaults["cfg"])
     p.add_argument("--sampler", default=defaults["sampler_name"])
-    p.add_argument("--scheduler", default=defaults["scheduler"],
-                   help="timestep spacing; auto = trailing for a zero-terminal-SNR model, else leading")
+    p.add_argument(
+        "--scheduler",
+        default=defaults["scheduler"],
+        help="timestep spacing; auto = trailing for a zero-terminal-SNR model, else leading",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--checkpoint", default="framefold-tiny.safetensors")
     p.add_argument("--motion", default="framefold-tiny-motion.safetensors")
     p.add_argument("--long", action="store_true", help="also run a 64-frame VidRD video and print seam ratios")
     p.add_argument("--json", help="write every per-video result to this file")
-    p.add_argument("--noise-priors", type=int, default=0, metavar="N",
-                   help="also sample the first N prompt x seed pairs from each noise prior and compare")
+    p.add_argument(
+        "--noise-priors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also sample the first N prompt x seed pairs from each noise prior and compare",
+    )
     return p.parse_args()
 
 
@@ -125,8 +133,18 @@ def compare_noise_priors(model, text_encoder, vae, pairs, *, steps, cfg, sampler
         flick, cv, stable, motion, every = [], [], 0, 0, 0
         for prompt, seed in pairs:
             with torch.no_grad():
-                video = generate(model, text_encoder, vae, prompt, seed, steps=steps, cfg=cfg, sampler=sampler,
-                                 scheduler=scheduler, prior=prior)
+                video = generate(
+                    model,
+                    text_encoder,
+                    vae,
+                    prompt,
+                    seed,
+                    steps=steps,
+                    cfg=cfg,
+                    sampler=sampler,
+                    scheduler=scheduler,
+                    prior=prior,
+                )
             result = evaluate(video, prompt)
             flick.append(flicker(video))
             cv.append(result["area_cv"] if result["area_cv"] is not None else float("nan"))
@@ -134,8 +152,11 @@ def compare_noise_priors(model, text_encoder, vae, pairs, *, steps, cfg, sampler
             motion += bool(result["motion_ok"])
             every += bool(result["all_ok"])
         n = len(pairs)
-        print(f"  {name:<20} flicker median {np.median(flick):.4f}  area CV median {np.nanmedian(cv):.3f}  "
-              f"stable {stable}/{n}  motion {motion}/{n}  all {every}/{n}", flush=True)
+        print(
+            f"  {name:<20} flicker median {np.median(flick):.4f}  area CV median {np.nanmedian(cv):.3f}  "
+            f"stable {stable}/{n}  motion {motion}/{n}  all {every}/{n}",
+            flush=True,
+        )
 
 
 def long_video_seams(model, text_encoder, vae, prompt, *, steps, cfg, scheduler="trailing", total_frames=64):
@@ -154,12 +175,21 @@ def long_video_seams(model, text_encoder, vae, prompt, *, steps, cfg, scheduler=
     sigmas = schedules.sampling_sigmas(abar, steps, scheduler)
     h = 64 // vae.downscale
     start = time.perf_counter()
-    result = sample_long_video(denoiser, (vae.latent_channels, h, h), total_frames, sigmas, generator=generator,
-                               options=VidRDOptions(clip_frames=16), alphas_cumprod=abar)
+    result = sample_long_video(
+        denoiser,
+        (vae.latent_channels, h, h),
+        total_frames,
+        sigmas,
+        generator=generator,
+        options=VidRDOptions(clip_frames=16),
+        alphas_cumprod=abar,
+    )
     video = vae.decode(result.latent)
     ratios = seam_ratios(video, result.joins)
-    print(f"long video ({total_frames} frames, {result.clips} clips, {time.perf_counter() - start:.1f} s): "
-          f"seam ratios {[round(r, 2) for r in ratios]}, mean {np.mean(ratios):.2f}")
+    print(
+        f"long video ({total_frames} frames, {result.clips} clips, {time.perf_counter() - start:.1f} s): "
+        f"seam ratios {[round(r, 2) for r in ratios]}, mean {np.mean(ratios):.2f}"
+    )
     return float(np.mean(ratios))
 
 
@@ -184,8 +214,17 @@ def main():
     for prompt, seed in pairs:
         start = time.perf_counter()
         with torch.no_grad():
-            video = generate(model, text_encoder, vae, prompt, seed, steps=args.steps, cfg=args.cfg,
-                             sampler=args.sampler, scheduler=args.scheduler)
+            video = generate(
+                model,
+                text_encoder,
+                vae,
+                prompt,
+                seed,
+                steps=args.steps,
+                cfg=args.cfg,
+                sampler=args.sampler,
+                scheduler=args.scheduler,
+            )
         seconds.append(time.perf_counter() - start)
         result = evaluate(video, prompt)
         for k in keys:
@@ -193,10 +232,13 @@ def main():
         for attr in ("colour", "motion", "background"):
             by_attr[attr][(result[f"want_{attr}"], bool(result[f"{attr}_ok"]))] += 1
         records.append({k: v for k, v in result.items() if k != "areas"} | {"seed": seed, "seconds": seconds[-1]})
-        print(f"{'ok ' if result['all_ok'] else 'BAD'} {prompt!r} seed {seed}: " +
-              " ".join(f"{k[:-3]}={int(bool(result[k]))}" for k in keys[:-1]) +
-              f" (saw {result['colour']}/{result['background']}, travel {result['travel_x']:.1f},"
-              f"{result['travel_y']:.1f}, area x{(result['area_ratio'] or 0):.2f}) {seconds[-1]:.2f} s", flush=True)
+        print(
+            f"{'ok ' if result['all_ok'] else 'BAD'} {prompt!r} seed {seed}: "
+            + " ".join(f"{k[:-3]}={int(bool(result[k]))}" for k in keys[:-1])
+            + f" (saw {result['colour']}/{result['background']}, travel {result['travel_x']:.1f},"
+            f"{result['travel_y']:.1f}, area x{(result['area_ratio'] or 0):.2f}) {seconds[-1]:.2f} s",
+            flush=True,
+        )
     n = len(pairs)
     print(f"\n{n} videos, {args.steps} {args.sampler} steps ({args.scheduler}), cfg {args.cfg}, {args.threads} threads")
     for k in keys:
@@ -204,14 +246,27 @@ def main():
     print(f"  seconds per video: mean {np.mean(seconds):.2f}, median {np.median(seconds):.2f}")
     for attr, counts in by_attr.items():
         names = sorted({name for name, _ in counts})
-        print(f"  {attr}: " + ", ".join(
-            f"{name} {counts[(name, True)]}/{counts[(name, True)] + counts[(name, False)]}" for name in names))
+        print(
+            f"  {attr}: "
+            + ", ".join(
+                f"{name} {counts[(name, True)]}/{counts[(name, True)] + counts[(name, False)]}" for name in names
+            )
+        )
     if args.noise_priors:
-        compare_noise_priors(model, text_encoder, vae, pairs[:args.noise_priors], steps=args.steps, cfg=args.cfg,
-                             sampler=args.sampler, scheduler=args.scheduler)
+        compare_noise_priors(
+            model,
+            text_encoder,
+            vae,
+            pairs[: args.noise_priors],
+            steps=args.steps,
+            cfg=args.cfg,
+            sampler=args.sampler,
+            scheduler=args.scheduler,
+        )
     if args.long:
-        long_video_seams(model, text_encoder, vae, pairs[0][0], steps=args.steps, cfg=args.cfg,
-                         scheduler=args.scheduler)
+        long_video_seams(
+            model, text_encoder, vae, pairs[0][0], steps=args.steps, cfg=args.cfg, scheduler=args.scheduler
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)

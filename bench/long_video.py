@@ -18,6 +18,7 @@ tiny random UNet + motion module (mechanics only: its "videos" are noise). Print
 
 Run: ``python bench/long_video.py [--model default|gp|tiny] [--steps 50] [--frames 64] [--seeds 2]``
 """
+
 import argparse
 import json
 import math
@@ -89,9 +90,11 @@ print(json.dumps({**cfg, "model": kind, "clip_frames": n, "assemblies": summary,
                   "base_kib": base, "peak_kib": peak}))
 """
 
-PROMPTS = ["a red circle moving right on a black background",
-           "a blue square moving down on a white background",
-           "a green triangle growing on a gray background"]
+PROMPTS = [
+    "a red circle moving right on a black background",
+    "a blue square moving down on a white background",
+    "a green triangle growing on a gray background",
+]
 
 
 def gp_denoiser(frames, rho):
@@ -103,7 +106,7 @@ def gp_denoiser(frames, rho):
 
     def denoise(x, sigma):
         flat = x.double().reshape(x.shape[0], -1)
-        system = cov + sigma ** 2 * torch.eye(frames, dtype=torch.float64)
+        system = cov + sigma**2 * torch.eye(frames, dtype=torch.float64)
         return (cov @ torch.linalg.solve(system, flat)).reshape(x.shape).to(x.dtype)
 
     return denoise
@@ -121,6 +124,7 @@ def load_model(tiny=False, model_dir=None):
             raise FileNotFoundError(f"no checkpoint in {folder / 'checkpoints'}")
         from framefold.pipelines.loading.checkpoint import load_checkpoint
         from framefold.pipelines.loading.motion_keys import load_motion_module
+
         model, text_encoder, vae = load_checkpoint(checkpoints[0])
         motion = sorted((folder / "animatediff_models").glob("*.safetensors"))
         if motion:
@@ -133,10 +137,20 @@ def load_model(tiny=False, model_dir=None):
     from framefold.pipelines.models.vae import VAE, AutoencoderKL, AutoencoderKLConfig
 
     torch.manual_seed(0)
-    unet = UNetModel(UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
-                                num_heads=2, context_dim=64, norm_groups=8))
-    mm = MotionModule(MotionModuleConfig(block_channels=(32, 64), layers_per_block=1, pe_length=16, num_heads=4,
-                                         norm_groups=8))
+    unet = UNetModel(
+        UNetConfig(
+            model_channels=32,
+            channel_mult=(1, 2),
+            num_res_blocks=1,
+            attention_levels=(1,),
+            num_heads=2,
+            context_dim=64,
+            norm_groups=8,
+        )
+    )
+    mm = MotionModule(
+        MotionModuleConfig(block_channels=(32, 64), layers_per_block=1, pe_length=16, num_heads=4, norm_groups=8)
+    )
     model = DiffusionModel(unet=unet.with_motion(mm), frame_window=16)
     vae = VAE(AutoencoderKL(AutoencoderKLConfig(ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, norm_groups=8)))
 
@@ -152,8 +166,11 @@ def load_model(tiny=False, model_dir=None):
 
 def measure(cfg):
     """One configuration in a fresh process (peak RSS is per process)."""
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg), str(Path(__file__).resolve().parent)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(cfg), str(Path(__file__).resolve().parent)],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"run failed for {cfg}:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -169,8 +186,11 @@ def main():
     parser.add_argument("--cfg", type=float, default=7.5)
     parser.add_argument("--model", choices=("default", "gp", "tiny"), default="default")
     parser.add_argument("--rho", type=float, default=0.95, help="frame correlation of the gp proxy")
-    parser.add_argument("--model-dir", default=None, help="folder with checkpoints/ and animatediff_models/ "
-                                                          "(default: the package's default_model/)")
+    parser.add_argument(
+        "--model-dir",
+        default=None,
+        help="folder with checkpoints/ and animatediff_models/ (default: the package's default_model/)",
+    )
     parser.add_argument("--prompts", type=int, default=3, help="how many of the built-in prompts to use")
     parser.add_argument("--only", default=None, help="comma-separated subset of drop,keep,independent")
     args = parser.parse_args()
@@ -178,21 +198,36 @@ def main():
     if args.model == "default" and not any((folder / "checkpoints").glob("*.safetensors")):
         print(f"no checkpoint in {folder / 'checkpoints'}: measuring the gp proxy instead")
         args.model = "gp"
-    common = dict(steps=args.steps, frames=args.frames, seeds=args.seeds, size=args.size, cfg=args.cfg,
-                  model=args.model, rho=args.rho, model_dir=args.model_dir, prompts=args.prompts)
-    configs = [dict(name="vidrd", prompt_frames=4, alpha=4.0, beta=0.4, **common),
-               dict(name="independent", prompt_frames=0, alpha=0.0, beta=0.0, **common)]
+    common = dict(
+        steps=args.steps,
+        frames=args.frames,
+        seeds=args.seeds,
+        size=args.size,
+        cfg=args.cfg,
+        model=args.model,
+        rho=args.rho,
+        model_dir=args.model_dir,
+        prompts=args.prompts,
+    )
+    configs = [
+        dict(name="vidrd", prompt_frames=4, alpha=4.0, beta=0.4, **common),
+        dict(name="independent", prompt_frames=0, alpha=0.0, beta=0.0, **common),
+    ]
     if args.only:
         configs = [c for c in configs if c["name"] in args.only.split(",")]
     for cfg in configs:
         r = measure(cfg)
-        print(f"{r['name']} [{r['model']}] {r['frames']} frames, N={r['clip_frames']}, {r['steps']} steps: "
-              f"{r['seconds_per_video']:.1f} s/video; peak RSS {r['peak_kib'] / 1024:.0f} MiB (after setup "
-              f"{r['base_kib'] / 1024:.0f} MiB); recorded DSG trajectory {r['recorded_shape']}")
+        print(
+            f"{r['name']} [{r['model']}] {r['frames']} frames, N={r['clip_frames']}, {r['steps']} steps: "
+            f"{r['seconds_per_video']:.1f} s/video; peak RSS {r['peak_kib'] / 1024:.0f} MiB (after setup "
+            f"{r['base_kib'] / 1024:.0f} MiB); recorded DSG trajectory {r['recorded_shape']}"
+        )
         for name, a in r["assemblies"].items():
-            print(f"    {name:5s} seam_ratio median {a['median']:.2f} mean {a['mean']:.2f} over {len(a['ratios'])} "
-                  f"joins (min {min(a['ratios']):.2f} max {max(a['ratios']):.2f}); |log| of the median "
-                  f"{abs(math.log(a['median'])) if a['median'] > 0 else float('inf'):.2f}")
+            print(
+                f"    {name:5s} seam_ratio median {a['median']:.2f} mean {a['mean']:.2f} over {len(a['ratios'])} "
+                f"joins (min {min(a['ratios']):.2f} max {max(a['ratios']):.2f}); |log| of the median "
+                f"{abs(math.log(a['median'])) if a['median'] > 0 else float('inf'):.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ is built from diffusers' state dicts by FrameFold's loaders, so both share the s
 The motion modules use ``norm_across_frames=True`` so that both compute the same function (diffusers'
 AnimateDiffTransformer3D normalises the whole video jointly; the AnimateDiff reference normalises per frame).
 """
+
 import argparse
 import time
 
@@ -44,19 +45,29 @@ def build_models(size, seed=0):
         channels, layers, context_dim, heads, mm_heads = (32, 64), 1, 64, 2, 4
         down = ("DownBlock2D", "CrossAttnDownBlock2D")
         up = ("CrossAttnUpBlock2D", "UpBlock2D")
-        config = UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
-                            num_heads=2, context_dim=64)
+        config = UNetConfig(
+            model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2, context_dim=64
+        )
     else:
         channels, layers, context_dim, heads, mm_heads = (320, 640, 1280, 1280), 2, 768, 8, 8
         down = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
         up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
         config = UNetConfig.sd15()
     image = UNet2DConditionModel(
-        block_out_channels=channels, layers_per_block=layers, down_block_types=down, up_block_types=up,
-        cross_attention_dim=context_dim, attention_head_dim=heads,
+        block_out_channels=channels,
+        layers_per_block=layers,
+        down_block_types=down,
+        up_block_types=up,
+        cross_attention_dim=context_dim,
+        attention_head_dim=heads,
     ).eval()
-    adapter = MotionAdapter(block_out_channels=channels, motion_layers_per_block=layers,
-                            motion_num_attention_heads=mm_heads, motion_max_seq_length=32, use_motion_mid_block=True)
+    adapter = MotionAdapter(
+        block_out_channels=channels,
+        motion_layers_per_block=layers,
+        motion_num_attention_heads=mm_heads,
+        motion_max_seq_length=32,
+        use_motion_mid_block=True,
+    )
     with torch.no_grad():  # proj_out is zero-initialised: give the motion modules real work
         for name, p in adapter.named_parameters():
             if "proj_out" in name:
@@ -65,8 +76,9 @@ def build_models(size, seed=0):
     del image, adapter  # from_unet2d copied them; build ours from the reference's own tensors (shared memory)
     weights = reference.state_dict()
     unet = build_unet({k: v for k, v in weights.items() if "motion_modules." not in k}, config)
-    motion = build_motion_module({k: v for k, v in weights.items() if "motion_modules." in k},
-                                 num_heads=mm_heads, norm_across_frames=True)
+    motion = build_motion_module(
+        {k: v for k, v in weights.items() if "motion_modules." in k}, num_heads=mm_heads, norm_across_frames=True
+    )
     return reference, unet.with_motion(motion), context_dim
 
 
@@ -123,10 +135,13 @@ def run(size, frames, latent, repeats, sgemm):
             our_call = lambda: ours(x, t, context, num_frames=frames)  # noqa: E731
             (ref_wall, ref_cpu), (our_wall, our_cpu), ref_out, our_out, flops = compare(ref_call, our_call, repeats)
         diff = (rearrange(ref_out, "b c f h w -> (b f) c h w") - our_out).abs().max().item()
-        print(f"| {size} {latent * 8}x{latent * 8}x{frames}, {label} | {ref_wall:7.2f} / {ref_cpu:7.2f} | "
-              f"{our_wall:7.2f} / {our_cpu:7.2f} | {ref_wall / our_wall:4.2f}x / {ref_cpu / our_cpu:4.2f}x | "
-              f"{diff:.1e} | {flops / 1e9:7.1f} | {flops / our_wall / 1e9:6.1f} ({100 * flops / our_wall / 1e9 / sgemm:4.1f}%) | "
-              f"{flops / ref_wall / 1e9:6.1f} |", flush=True)
+        print(
+            f"| {size} {latent * 8}x{latent * 8}x{frames}, {label} | {ref_wall:7.2f} / {ref_cpu:7.2f} | "
+            f"{our_wall:7.2f} / {our_cpu:7.2f} | {ref_wall / our_wall:4.2f}x / {ref_cpu / our_cpu:4.2f}x | "
+            f"{diff:.1e} | {flops / 1e9:7.1f} | {flops / our_wall / 1e9:6.1f} ({100 * flops / our_wall / 1e9 / sgemm:4.1f}%) | "
+            f"{flops / ref_wall / 1e9:6.1f} |",
+            flush=True,
+        )
 
 
 def main():
@@ -142,7 +157,9 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 sgemm 2048^3: {sgemm:.1f} GFLOP/s")
     print("Times are best-of-N seconds per call, wall / process CPU; speed-up = diffusers / FrameFold.")
     print("GFLOP/s use wall time (FrameFold's in % of the sgemm rate); FLOPs counted on FrameFold's call.")
-    print("| config | diffusers s | FrameFold s | speed-up | max abs diff | GFLOP/call | FrameFold GFLOP/s | diffusers GFLOP/s |")
+    print(
+        "| config | diffusers s | FrameFold s | speed-up | max abs diff | GFLOP/call | FrameFold GFLOP/s | diffusers GFLOP/s |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     run("tiny", frames=16, latent=32, repeats=args.repeats or 5, sgemm=sgemm)
     if not args.quick:

@@ -6,6 +6,7 @@ counted. The 64-frame output tensor itself (unavoidable) is included in the figu
 
 Usage: python bench/vae_decode_memory.py [--size 32] [--chunk 8]
 """
+
 import argparse
 import json
 import resource
@@ -35,9 +36,20 @@ def _child(frames, chunk, size, temporal, tile):
     images = vae.decode(latents, frame_chunk=chunk, tile=tile, tile_overlap=4)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"frames": frames, "chunk": chunk, "temporal": temporal, "tile": tile,
-                      "peak_growth_mib": (after - before) / 1024.0, "output_mib": images.numel() * 4 / 2**20,
-                      "seconds": seconds, "radius": model.decoder.temporal_radius() if temporal else 0}))
+    print(
+        json.dumps(
+            {
+                "frames": frames,
+                "chunk": chunk,
+                "temporal": temporal,
+                "tile": tile,
+                "peak_growth_mib": (after - before) / 1024.0,
+                "output_mib": images.numel() * 4 / 2**20,
+                "seconds": seconds,
+                "radius": model.decoder.temporal_radius() if temporal else 0,
+            }
+        )
+    )
 
 
 def _measure(frames, chunk, size, temporal=False, tile=0):
@@ -76,7 +88,9 @@ def main():
     tb, tl = rows[3][1]["peak_growth_mib"], rows[4][1]["peak_growth_mib"]
     print(f"ratio 64/8 frames (chunked + tiled): {tl / tb:.2f}x")
     rb, rl = rows[5][1]["peak_growth_mib"], rows[6][1]["peak_growth_mib"]
-    print(f"ratio 64/8 frames (temporal decoder, radius {rows[5][1]['radius']} context frames per side): {rl / rb:.2f}x")
+    print(
+        f"ratio 64/8 frames (temporal decoder, radius {rows[5][1]['radius']} context frames per side): {rl / rb:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Exit codes of ``framefold run``: 0 every workflow ran, 2 a workflow is invalid (validation errors are
 printed, nothing was computed for it), 1 a workflow failed or was interrupted while running.
 """
+
 import argparse
 import itertools
 import json
@@ -40,8 +41,10 @@ def apply_overrides(prompt, assignments, registry):
     for (node_id, name), value in assignments.items():
         node = prompt.get(node_id)
         if node is None:
-            problems.append(f"--set {node_id}.{name}: there is no node {node_id} in the workflow "
-                            f"(nodes: {', '.join(sorted(prompt))})")
+            problems.append(
+                f"--set {node_id}.{name}: there is no node {node_id} in the workflow "
+                f"(nodes: {', '.join(sorted(prompt))})"
+            )
             continue
         class_type = node.get("class_type")
         if class_type in registry:
@@ -217,8 +220,11 @@ def _run_one(executor, path, variants, show_progress, rng=None):
         elif result.status != "success":
             err = result.error
             if "node_id" in err:
-                print(f"{name}: node {err['node_id']} ({err['node_type']}) failed: {err['exception_message']}\n"
-                      + "".join(err.get("traceback", [])[-6:]), file=sys.stderr)
+                print(
+                    f"{name}: node {err['node_id']} ({err['node_type']}) failed: {err['exception_message']}\n"
+                    + "".join(err.get("traceback", [])[-6:]),
+                    file=sys.stderr,
+                )
             else:
                 print(f"{name}: {err.get('message')}", file=sys.stderr)
             code = EXIT_FAILED
@@ -292,9 +298,17 @@ def cmd_serve(args, registry):
     """``framefold serve``: the embedded ComfyUI-compatible host (framefold.host.server)."""
     from . import server
 
-    server.serve(listen=args.listen, port=args.port, open_browser=args.open, max_upload_mb=args.max_upload_mb,
-                 output_dir=args.output_dir, input_dir=args.input_dir, user_dir=args.user_dir,
-                 temp_dir=args.temp_dir, allowed_hosts=tuple(args.allow_host))
+    server.serve(
+        listen=args.listen,
+        port=args.port,
+        open_browser=args.open,
+        max_upload_mb=args.max_upload_mb,
+        output_dir=args.output_dir,
+        input_dir=args.input_dir,
+        user_dir=args.user_dir,
+        temp_dir=args.temp_dir,
+        allowed_hosts=tuple(args.allow_host),
+    )
     return EXIT_OK
 
 
@@ -305,17 +319,33 @@ def build_parser():
 
     run = sub.add_parser("run", help="run workflow JSON files (UI or API format) or folders of them")
     run.add_argument("workflows", nargs="+", help="workflow .json files or folders")
-    run.add_argument("--set", action="append", metavar="NODE_ID.INPUT=VALUE",
-                     help="override an input (value parsed as JSON when possible); repeatable")
-    run.add_argument("--sweep", action="append", metavar="NODE_ID.INPUT=V1,V2,...",
-                     help="run once per value (several sweeps run every combination)")
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="NODE_ID.INPUT=VALUE",
+        help="override an input (value parsed as JSON when possible); repeatable",
+    )
+    run.add_argument(
+        "--sweep",
+        action="append",
+        metavar="NODE_ID.INPUT=V1,V2,...",
+        help="run once per value (several sweeps run every combination)",
+    )
     run.add_argument("--output-dir", default=None, help="where output files go (default ./output)")
     run.add_argument("--input-dir", default=None, help="where input files are read (default ./input)")
-    run.add_argument("--reseed", action="store_true",
-                     help="give every seed input (an INT with control_after_generate) a random value per run; "
-                          "--set/--sweep values still win. Default: the seeds stored in the file")
-    run.add_argument("--reseed-with", type=int, default=None, metavar="N",
-                     help="like --reseed, with the random seeds drawn reproducibly from N")
+    run.add_argument(
+        "--reseed",
+        action="store_true",
+        help="give every seed input (an INT with control_after_generate) a random value per run; "
+        "--set/--sweep values still win. Default: the seeds stored in the file",
+    )
+    run.add_argument(
+        "--reseed-with",
+        type=int,
+        default=None,
+        metavar="N",
+        help="like --reseed, with the random seeds drawn reproducibly from N",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 
@@ -341,8 +371,12 @@ def build_parser():
     serve.add_argument("--input-dir", default=None)
     serve.add_argument("--user-dir", default=None)
     serve.add_argument("--temp-dir", default=None)
-    serve.add_argument("--allow-host", action="append", default=[],
-                       help="extra Host header name to accept (repeatable); others get 403 (DNS-rebinding guard)")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        help="extra Host header name to accept (repeatable); others get 403 (DNS-rebinding guard)",
+    )
     serve.set_defaults(func=cmd_serve)
     return parser
 

@@ -5,6 +5,7 @@ hooks object receives ComfyUI-ordered events (start, cached, per-node start/prog
 executed, then success, error or interrupted). Progress and interrupt reach node code through
 ``pipelines.progress``: a sink is installed around every node call.
 """
+
 import hashlib
 import inspect
 import json
@@ -183,10 +184,8 @@ class Executor:
         hooks.execution_start(prompt_id)
         hooks.execution_cached(prompt_id, list(cached))
         values, ui_outputs, executed = {}, {}, []
-        current = None
         try:
             for node_id in order:
-                current = node_id
                 entry = self._cache.get(signatures[node_id])
                 if entry is not None:
                     values[node_id] = entry.outputs
@@ -211,15 +210,28 @@ class Executor:
             self._keep_only(set(signatures[n] for n in executed))
             if failure.interrupted:
                 hooks.execution_interrupted(prompt_id, failure.node_id, node_type, list(executed))
-                error = {"node_id": failure.node_id, "node_type": node_type, "exception_message": "Interrupted",
-                         "exception_type": "InterruptedError", "traceback": [], "executed": list(executed)}
+                error = {
+                    "node_id": failure.node_id,
+                    "node_type": node_type,
+                    "exception_message": "Interrupted",
+                    "exception_type": "InterruptedError",
+                    "traceback": [],
+                    "executed": list(executed),
+                }
                 return ExecutionResult("interrupted", ui_outputs, error, executed)
             exc = failure.exception
             lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
             hooks.execution_error(prompt_id, failure.node_id, node_type, exc, lines, list(executed))
-            error = {"node_id": failure.node_id, "node_type": node_type, "exception_message": str(exc),
-                     "exception_type": f"{type(exc).__module__}.{type(exc).__name__}", "traceback": lines,
-                     "executed": list(executed), "current_inputs": {}, "current_outputs": {}}
+            error = {
+                "node_id": failure.node_id,
+                "node_type": node_type,
+                "exception_message": str(exc),
+                "exception_type": f"{type(exc).__module__}.{type(exc).__name__}",
+                "traceback": lines,
+                "executed": list(executed),
+                "current_inputs": {},
+                "current_outputs": {},
+            }
             return ExecutionResult("error", ui_outputs, error, executed)
         self._keep_only(set(signatures.values()))
         hooks.execution_success(prompt_id)
@@ -272,7 +284,9 @@ class Executor:
             hidden = self.registry.input_types(class_type)["hidden"]
             if getattr(cls, "NOT_IDEMPOTENT", False) or hidden:
                 parts.append(f"id={node_id}")
-            if any((s[0] if isinstance(s, (list, tuple)) else s) in ("PROMPT", "EXTRA_PNGINFO") for s in hidden.values()):
+            if any(
+                (s[0] if isinstance(s, (list, tuple)) else s) in ("PROMPT", "EXTRA_PNGINFO") for s in hidden.values()
+            ):
                 parts.append(_stable_repr(prompt))
                 parts.append(_stable_repr(extra_data.get("extra_pnginfo")))
             if hasattr(cls, "IS_CHANGED"):

@@ -3,6 +3,7 @@
 The registry also knows how the canvas lays out a node's widgets (``widget_layout``), which the
 workflow converter needs to read positional ``widgets_values``.
 """
+
 import logging
 from dataclasses import dataclass
 
@@ -110,7 +111,7 @@ class NodeRegistry:
         types = input_types or self.input_types(class_type)
         slots = []
         upload_added = False
-        for name, spec, section in self.ordered_inputs(class_type, types):
+        for name, spec, _section in self.ordered_inputs(class_type, types):
             if not is_widget(spec):
                 continue
             slots.append(WidgetSlot("input", name))

@@ -5,6 +5,7 @@ the ``/ws`` websocket, the static frontend at ``/``); :func:`serve` runs it. One
 the queue through the same :class:`~.executor.Executor` the CLI uses. Security defaults follow
 protocol §10: loopback bind, Host allow-list, cross-site refusal, contained file paths.
 """
+
 import asyncio
 import importlib.resources
 import json
@@ -237,20 +238,44 @@ class CanvasHost:
             ram_free = os.sysconf("SC_AVPHYS_PAGES") * page_size
         except (ValueError, OSError, AttributeError):
             pass
-        device = {"name": "cpu", "type": "cpu", "index": None, "vram_total": ram_total, "vram_free": ram_free,
-                  "torch_vram_total": 0, "torch_vram_free": 0}
+        device = {
+            "name": "cpu",
+            "type": "cpu",
+            "index": None,
+            "vram_total": ram_total,
+            "vram_free": ram_free,
+            "torch_vram_total": 0,
+            "torch_vram_free": 0,
+        }
         if torch.cuda.is_available():
             free, total = torch.cuda.mem_get_info()
-            device = {"name": torch.cuda.get_device_name(0), "type": "cuda", "index": 0, "vram_total": total,
-                      "vram_free": free, "torch_vram_total": total, "torch_vram_free": free}
+            device = {
+                "name": torch.cuda.get_device_name(0),
+                "type": "cuda",
+                "index": 0,
+                "vram_total": total,
+                "vram_free": free,
+                "torch_vram_total": total,
+                "torch_vram_free": free,
+            }
         from .. import __version__
 
-        return web.json_response({
-            "system": {"os": platform.system().lower(), "ram_total": ram_total, "ram_free": ram_free,
-                       "comfyui_version": __version__, "required_frontend_version": FRONTEND_VERSION,
-                       "python_version": sys.version, "pytorch_version": torch.__version__,
-                       "embedded_python": False, "argv": ["framefold", "serve"]},
-            "devices": [device]})
+        return web.json_response(
+            {
+                "system": {
+                    "os": platform.system().lower(),
+                    "ram_total": ram_total,
+                    "ram_free": ram_free,
+                    "comfyui_version": __version__,
+                    "required_frontend_version": FRONTEND_VERSION,
+                    "python_version": sys.version,
+                    "pytorch_version": torch.__version__,
+                    "embedded_python": False,
+                    "argv": ["framefold", "serve"],
+                },
+                "devices": [device],
+            }
+        )
 
     async def i18n(self, request):
         """Translations from ``<pack>/locales/<lang>/*.json`` (empty when the pack has none)."""
@@ -285,8 +310,16 @@ class CanvasHost:
         """GET /experiment/models: the model folders and their extensions."""
         from ..nodes import _folders
 
-        return web.json_response([{"name": kind, "folders": [str(p) for p in _folders.model_search_dirs(kind)],
-                                   "extensions": list(_folders.MODEL_EXTENSIONS)} for kind in _folders.MODEL_KINDS])
+        return web.json_response(
+            [
+                {
+                    "name": kind,
+                    "folders": [str(p) for p in _folders.model_search_dirs(kind)],
+                    "extensions": list(_folders.MODEL_EXTENSIONS),
+                }
+                for kind in _folders.MODEL_KINDS
+            ]
+        )
 
     async def experiment_models_folder(self, request):
         """GET /experiment/models/{folder}: the model files of one folder."""
@@ -302,8 +335,15 @@ class CanvasHost:
             for path in sorted(base.rglob("*")):
                 if path.is_file() and path.suffix.lower() in _folders.MODEL_EXTENSIONS:
                     stat = path.stat()
-                    entries.append({"name": path.relative_to(base).as_posix(), "pathIndex": index,
-                                    "modified": stat.st_mtime, "created": stat.st_ctime, "size": stat.st_size})
+                    entries.append(
+                        {
+                            "name": path.relative_to(base).as_posix(),
+                            "pathIndex": index,
+                            "modified": stat.st_mtime,
+                            "created": stat.st_ctime,
+                            "size": stat.st_size,
+                        }
+                    )
         return web.json_response(entries)
 
     async def workflow_templates(self, request):
@@ -330,8 +370,11 @@ class CanvasHost:
             stem, _, suffix = name.rpartition(".")
             if suffix == "jpg" and (self.example_dir / f"{stem}.json").is_file():
                 # The template browser asks for a thumbnail of every example; draw one when none ships.
-                return web.Response(body=placeholder_thumbnail(stem), content_type="image/jpeg",
-                                    headers={"X-Content-Type-Options": "nosniff"})
+                return web.Response(
+                    body=placeholder_thumbnail(stem),
+                    content_type="image/jpeg",
+                    headers={"X-Content-Type-Options": "nosniff"},
+                )
             return web.Response(status=404)
         return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff"})
 
@@ -356,34 +399,52 @@ class CanvasHost:
         except ValueError:
             return web.json_response(_json_body_error("invalid_prompt", "Request body is not JSON"), status=400)
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
-            return web.json_response(_json_body_error("no_prompt", "No prompt provided", "No prompt provided"),
-                                     status=400)
+            return web.json_response(
+                _json_body_error("no_prompt", "No prompt provided", "No prompt provided"), status=400
+            )
         prompt_id = body.get("prompt_id")
         if prompt_id is not None:
             if not _is_canonical_uuid(prompt_id):
-                return web.json_response(_json_body_error(
-                    "invalid_prompt", "Invalid prompt_id", "prompt_id must be a canonical lowercase UUID"), status=400)
+                return web.json_response(
+                    _json_body_error(
+                        "invalid_prompt", "Invalid prompt_id", "prompt_id must be a canonical lowercase UUID"
+                    ),
+                    status=400,
+                )
             if self.queue.knows(prompt_id):
-                return web.json_response(_json_body_error(
-                    "invalid_prompt", "Duplicate prompt_id", f"prompt_id {prompt_id} is already known"), status=400)
+                return web.json_response(
+                    _json_body_error(
+                        "invalid_prompt", "Duplicate prompt_id", f"prompt_id {prompt_id} is already known"
+                    ),
+                    status=400,
+                )
         else:
             prompt_id = str(uuid.uuid4())
         targets = body.get("partial_execution_targets")
         if targets is not None:
             if not isinstance(targets, list):
-                return web.json_response(_json_body_error(
-                    "invalid_prompt", "partial_execution_targets must be a list"), status=400)
+                return web.json_response(
+                    _json_body_error("invalid_prompt", "partial_execution_targets must be a list"), status=400
+                )
             targets = [str(t) for t in targets]
         prompt = body["prompt"]
         try:
             result = await asyncio.get_running_loop().run_in_executor(None, self.executor.validate, prompt, targets)
         except Exception as exc:  # a broken node definition must not turn into an HTML 500 page
             log.exception("validation raised")
-            return web.json_response(_json_body_error("exception_during_validation", "Validation raised an exception",
-                                                      f"{type(exc).__name__}: {exc}"), status=500)
+            return web.json_response(
+                _json_body_error(
+                    "exception_during_validation", "Validation raised an exception", f"{type(exc).__name__}: {exc}"
+                ),
+                status=500,
+            )
         if not result.ok:
-            error = result.error or {"type": "invalid_prompt", "message": "Prompt failed validation",
-                                     "details": "", "extra_info": {}}
+            error = result.error or {
+                "type": "invalid_prompt",
+                "message": "Prompt failed validation",
+                "details": "",
+                "extra_info": {},
+            }
             return web.json_response({"error": error, "node_errors": result.node_errors or {}}, status=400)
         if "number" in body:
             try:
@@ -396,9 +457,16 @@ class CanvasHost:
         extra_data["create_time"] = now_ms()
         if body.get("client_id") is not None:
             extra_data["client_id"] = str(body["client_id"])
-        item = PromptItem(number=number, prompt_id=prompt_id, prompt=prompt, extra_data=extra_data,
-                          outputs=[str(o) for o in result.outputs], targets=targets, secrets=secrets,
-                          create_time=extra_data["create_time"])
+        item = PromptItem(
+            number=number,
+            prompt_id=prompt_id,
+            prompt=prompt,
+            extra_data=extra_data,
+            outputs=[str(o) for o in result.outputs],
+            targets=targets,
+            secrets=secrets,
+            create_time=extra_data["create_time"],
+        )
         self.queue.put(item)
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors or {}})
 
@@ -517,8 +585,9 @@ class CanvasHost:
         """GET /internal/folder_paths: model folders by kind."""
         from ..nodes import _folders
 
-        return web.json_response({kind: [str(p) for p in _folders.model_search_dirs(kind)]
-                                  for kind in _folders.MODEL_KINDS})
+        return web.json_response(
+            {kind: [str(p) for p in _folders.model_search_dirs(kind)] for kind in _folders.MODEL_KINDS}
+        )
 
     async def internal_files(self, request):
         """GET /internal/files/{input|output|temp}: file names, newest first."""
@@ -593,8 +662,9 @@ def _add_api_route(router, method, path, handler):
     router.add_route(method, path, handler)
 
 
-def create_app(*, executor=None, registry=None, input_dir, output_dir, temp_dir, user_dir, max_upload_mb=100,
-               allowed_hosts=()):
+def create_app(
+    *, executor=None, registry=None, input_dir, output_dir, temp_dir, user_dir, max_upload_mb=100, allowed_hosts=()
+):
     """Build the canvas host application.
 
     ``executor`` defaults to ``Executor(registry)``; ``registry`` defaults to the executor's registry or
@@ -619,9 +689,10 @@ def create_app(*, executor=None, registry=None, input_dir, output_dir, temp_dir,
     max_upload_bytes = int(max_upload_mb * 1024 * 1024)
     host = CanvasHost(executor, registry, files, max_upload_bytes)
 
-    app = web.Application(client_max_size=max_upload_bytes,
-                          middlewares=[origin_guard_middleware(normalise_allowed_hosts(allowed_hosts)),
-                                       _static_headers_middleware()])
+    app = web.Application(
+        client_max_size=max_upload_bytes,
+        middlewares=[origin_guard_middleware(normalise_allowed_hosts(allowed_hosts)), _static_headers_middleware()],
+    )
     app[HOST_KEY] = host
     app.on_startup.append(host.on_startup)
     app.on_shutdown.append(host.on_shutdown)
@@ -733,13 +804,25 @@ def startup_lines(bind_hosts, url):
     lines = [f"FrameFold canvas: {url}"]
     exposed = [h for h in bind_hosts if not is_loopback_name(h)]
     if exposed:
-        lines.append(f"WARNING: listening on {', '.join(exposed)} - anyone who can reach this machine can run "
-                     "workflows and read its outputs. Keep the default 127.0.0.1 unless you trust the network.")
+        lines.append(
+            f"WARNING: listening on {', '.join(exposed)} - anyone who can reach this machine can run "
+            "workflows and read its outputs. Keep the default 127.0.0.1 unless you trust the network."
+        )
     return lines
 
 
-def serve(listen="127.0.0.1", port=8188, open_browser=False, max_upload_mb=100, output_dir=None, input_dir=None,
-          user_dir=None, temp_dir=None, allowed_hosts=(), executor=None):
+def serve(
+    listen="127.0.0.1",
+    port=8188,
+    open_browser=False,
+    max_upload_mb=100,
+    output_dir=None,
+    input_dir=None,
+    user_dir=None,
+    temp_dir=None,
+    allowed_hosts=(),
+    executor=None,
+):
     """Run the canvas host until interrupted; print the URL (and a warning for non-loopback binds)."""
     from ..nodes._folders import io_dir
 
@@ -750,8 +833,12 @@ def serve(listen="127.0.0.1", port=8188, open_browser=False, max_upload_mb=100, 
         "temp_dir": Path(temp_dir) if temp_dir else io_dir("temp"),
         "user_dir": Path(user_dir) if user_dir else io_dir("user"),
     }
-    app = create_app(executor=executor, max_upload_mb=max_upload_mb,
-                     allowed_hosts=tuple(allowed_hosts) + tuple(_extra_allowed_hosts(bind_hosts)), **dirs)
+    app = create_app(
+        executor=executor,
+        max_upload_mb=max_upload_mb,
+        allowed_hosts=tuple(allowed_hosts) + tuple(_extra_allowed_hosts(bind_hosts)),
+        **dirs,
+    )
 
     async def run():
         """Bind, print the URL, serve until cancelled."""

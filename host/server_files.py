@@ -3,6 +3,7 @@
 Every user-supplied path goes through :func:`contained_path`; files are written to a temp name and
 renamed into place.
 """
+
 import json
 import mimetypes
 import os
@@ -39,8 +40,12 @@ def atomic_write(path, data):
 def file_info(path, relative):
     """``{"path","size","modified","created"}`` with times in ms."""
     stat = os.stat(path)
-    return {"path": relative, "size": stat.st_size, "modified": int(stat.st_mtime * 1000),
-            "created": int(stat.st_ctime * 1000)}
+    return {
+        "path": relative,
+        "size": stat.st_size,
+        "modified": int(stat.st_mtime * 1000),
+        "created": int(stat.st_ctime * 1000),
+    }
 
 
 def disposition(kind, name):
@@ -134,7 +139,7 @@ class FileRoutes:
         try:
             return root, contained_path(root, raw)
         except PathRefused as exc:
-            raise web.HTTPForbidden(text=str(exc))
+            raise web.HTTPForbidden(text=str(exc)) from None
 
     async def list_userdata(self, request):
         """GET /userdata?dir=&recurse=&full_info=&split=."""
@@ -237,7 +242,7 @@ class FileRoutes:
             folder = contained_path(base, subfolder)
             path = contained_path(folder, os.path.basename(filename))
         except PathRefused:
-            raise web.HTTPForbidden(text="path leaves its folder")
+            raise web.HTTPForbidden(text="path leaves its folder") from None
         if not path.is_file():
             raise web.HTTPNotFound()
         return path
@@ -251,9 +256,11 @@ class FileRoutes:
             encoded = _reencode_image(path, preview, channel)
             if encoded is not None:
                 body, content_type = encoded
-                return web.Response(body=body, content_type=content_type,
-                                    headers={"Content-Disposition": disposition(None, path.name),
-                                             "X-Content-Type-Options": "nosniff"})
+                return web.Response(
+                    body=body,
+                    content_type=content_type,
+                    headers={"Content-Disposition": disposition(None, path.name), "X-Content-Type-Options": "nosniff"},
+                )
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         headers = {"X-Content-Type-Options": "nosniff"}
         svg_as_image = content_type == "image/svg+xml" and request.headers.get("Sec-Fetch-Dest") == "image"

@@ -7,18 +7,17 @@ page whose ``Host`` is the attacker's name. Every request, the websocket upgrade
 :func:`contained_path`, which refuses ``..``, absolute paths, encoded separators and symlinks that
 lead out of the folder.
 """
+
 import ipaddress
-import os
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from ..pipelines.paths import PathRefused, contained_path, relative_posix
+
+__all__ = ["PathRefused", "contained_path", "relative_posix"]
+
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-class PathRefused(Exception):
-    """A user-supplied path would leave its folder, or is malformed."""
 
 
 def split_host_port(value):
@@ -28,7 +27,7 @@ def split_host_port(value):
         end = value.find("]")
         if end < 0:
             return value, None
-        host, rest = value[1:end], value[end + 1:]
+        host, rest = value[1:end], value[end + 1 :]
         port = rest[1:] if rest.startswith(":") else None
         return host, (port or None)
     if value.count(":") == 1:
@@ -92,43 +91,14 @@ def origin_guard_middleware(allowed_hosts):
     return guard
 
 
-def _is_within(path, base):
-    """True when ``path`` equals ``base`` or lies under it (both already resolved)."""
-    return path == base or base in path.parents
-
-
-def contained_path(base, *parts):
-    """Resolve ``parts`` (user-supplied, '/'-separated) inside ``base``; raise PathRefused otherwise.
-
-    Refused: NUL bytes, backslashes, absolute paths, ``..`` segments and anything whose real path
-    (symlinks followed) leaves ``base``. Callers decode percent-escapes before calling.
-    """
-    base_real = Path(os.path.realpath(base))
-    relative = []
-    for part in parts:
-        if part is None or part == "":
-            continue
-        if "\x00" in part or "\\" in part:
-            raise PathRefused(f"malformed path {part!r}")
-        if part.startswith("/") or Path(part).is_absolute() or (len(part) > 1 and part[1] == ":"):
-            raise PathRefused(f"absolute path {part!r}")
-        segments = [s for s in part.split("/") if s not in ("", ".")]
-        if any(s == ".." for s in segments):
-            raise PathRefused(f"path {part!r} goes up a folder")
-        relative += segments
-    candidate = Path(os.path.realpath(base_real.joinpath(*relative)))
-    if not _is_within(candidate, base_real):
-        raise PathRefused("path leaves its folder")
-    return candidate
-
-
-def relative_posix(path, base):
-    """``path`` relative to ``base`` (real paths) with '/' separators."""
-    return Path(os.path.realpath(path)).relative_to(Path(os.path.realpath(base))).as_posix()
-
-
-DANGEROUS_TYPES = ("text/html", "text/javascript", "application/javascript", "text/css", "image/svg+xml",
-                   "application/xhtml+xml")
+DANGEROUS_TYPES = (
+    "text/html",
+    "text/javascript",
+    "application/javascript",
+    "text/css",
+    "image/svg+xml",
+    "application/xhtml+xml",
+)
 
 
 def is_dangerous_content_type(content_type):

@@ -5,6 +5,7 @@ files a history record. All state sits behind one lock. Shapes follow ComfyUI: a
 tuple ``[number, prompt_id, prompt, extra_data, outputs_to_execute]``, a history entry is
 ``{"prompt", "outputs", "meta", "status"}``, and a job is the object the 1.58 frontend validates.
 """
+
 import copy
 import heapq
 import itertools
@@ -57,7 +58,7 @@ class PromptItem:
 
     def workflow_id(self):
         """The UI graph id carried in ``extra_pnginfo.workflow.id`` (or None)."""
-        workflow = ((self.extra_data.get("extra_pnginfo") or {}).get("workflow") or {})
+        workflow = (self.extra_data.get("extra_pnginfo") or {}).get("workflow") or {}
         value = workflow.get("id") if isinstance(workflow, dict) else None
         return str(value) if value is not None else None
 
@@ -81,8 +82,11 @@ class HistoryRecord:
             "prompt": self.item.as_tuple(),
             "outputs": self.outputs,
             "meta": self.meta,
-            "status": {"status_str": self.status_str, "completed": self.status_str == "success",
-                       "messages": self.messages},
+            "status": {
+                "status_str": self.status_str,
+                "completed": self.status_str == "success",
+                "messages": self.messages,
+            },
         }
 
     def job_status(self):
@@ -283,8 +287,11 @@ class PromptQueue:
     def knows(self, prompt_id):
         """True when the id is pending, running or in history."""
         with self._lock:
-            return (prompt_id in self._history or (self._running is not None and self._running.prompt_id == prompt_id)
-                    or any(entry[2].prompt_id == prompt_id for entry in self._heap))
+            return (
+                prompt_id in self._history
+                or (self._running is not None and self._running.prompt_id == prompt_id)
+                or any(entry[2].prompt_id == prompt_id for entry in self._heap)
+            )
 
     # -- history -------------------------------------------------------------------------------
     def history(self, max_items=None, offset=-1):
@@ -330,8 +337,7 @@ class PromptQueue:
         jobs += [(_job_from_record(record), record) for record in records]
         return jobs
 
-    def list_jobs(self, statuses=None, limit=None, offset=0, sort_by="created_at", descending=True,
-                  workflow_id=None):
+    def list_jobs(self, statuses=None, limit=None, offset=0, sort_by="created_at", descending=True, workflow_id=None):
         """``/api/jobs``: filtered, sorted, paginated job list and its pagination block."""
         jobs = [job for job, _ in self._all_jobs()]
         if statuses is not None:
@@ -339,19 +345,26 @@ class PromptQueue:
         if workflow_id is not None:
             jobs = [job for job in jobs if job.get("workflow_id") == workflow_id]
         if sort_by == "execution_duration":
+
             def key(job):
                 """Duration, then creation time."""
                 start, end = job.get("execution_start_time"), job.get("execution_end_time")
                 return ((end - start) if start is not None and end is not None else 0, job["create_time"])
         else:
+
             def key(job):
                 """Creation time, then priority."""
                 return (job["create_time"], job["priority"])
+
         jobs.sort(key=key, reverse=descending)
         total = len(jobs)
-        page = jobs[offset:offset + limit] if limit is not None else jobs[offset:]
-        pagination = {"offset": offset, "limit": limit if limit is not None else len(page), "total": total,
-                      "has_more": offset + len(page) < total}
+        page = jobs[offset : offset + limit] if limit is not None else jobs[offset:]
+        pagination = {
+            "offset": offset,
+            "limit": limit if limit is not None else len(page),
+            "total": total,
+            "has_more": offset + len(page) < total,
+        }
         return {"jobs": page, "pagination": pagination}
 
     def job_detail(self, prompt_id):

@@ -7,6 +7,7 @@ websocket sequence (protocol §3.3): ``execution_start``, ``execution_cached``, 
 ``execution_success``/``execution_error``/``execution_interrupted``, the history entry, ``executing
 {node: null}`` and a queue ``status``. Messages leave through a thread-safe ``bus``.
 """
+
 import json
 import logging
 import struct
@@ -32,10 +33,10 @@ PREVIEW_MIN_INTERVAL_S = 0.25
 PROGRESS_MIN_INTERVAL_S = 0.05
 
 # Fixed projection of SD-style 4-channel latents to RGB (approximate, as used for cheap previews).
-SD_LATENT_RGB = np.array([[0.3512, 0.2297, 0.3227],
-                          [0.3250, 0.4974, 0.2350],
-                          [-0.2829, 0.1762, 0.2721],
-                          [-0.2120, -0.0026, -0.2484]], dtype=np.float32)
+SD_LATENT_RGB = np.array(
+    [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.0026, -0.2484]],
+    dtype=np.float32,
+)
 
 
 def full_type_name(exc):
@@ -119,13 +120,21 @@ class RunMessages(_HooksBase):
 
     def _node_entry(self, node_id, state, value, max_value):
         node_id = str(node_id)
-        return {"value": value, "max": max_value, "state": state, "node_id": node_id,
-                "prompt_id": self.item.prompt_id, "display_node_id": node_id, "parent_node_id": None,
-                "real_node_id": node_id}
+        return {
+            "value": value,
+            "max": max_value,
+            "state": state,
+            "node_id": node_id,
+            "prompt_id": self.item.prompt_id,
+            "display_node_id": node_id,
+            "parent_node_id": None,
+            "real_node_id": node_id,
+        }
 
     def _send_progress_state(self):
-        self.send("progress_state", {"prompt_id": self.item.prompt_id,
-                                     "nodes": {k: dict(v) for k, v in self.nodes.items()}})
+        self.send(
+            "progress_state", {"prompt_id": self.item.prompt_id, "nodes": {k: dict(v) for k, v in self.nodes.items()}}
+        )
 
     def executing_message(self):
         """The current ``executing`` message (for a client that reconnects mid-run), or None."""
@@ -167,8 +176,7 @@ class RunMessages(_HooksBase):
         self.nodes[node_id] = self._node_entry(node_id, "running", value, max_value)
         if edge or preview is not None or now - self._last_progress >= PROGRESS_MIN_INTERVAL_S:
             self._last_progress = now
-            self.send("progress", {"value": value, "max": max_value, "prompt_id": self.item.prompt_id,
-                                   "node": node_id})
+            self.send("progress", {"value": value, "max": max_value, "prompt_id": self.item.prompt_id, "node": node_id})
             self._send_progress_state()
         if preview is not None and self.sid and (edge or now - self._last_preview >= PREVIEW_MIN_INTERVAL_S):
             self._last_preview = now
@@ -181,8 +189,14 @@ class RunMessages(_HooksBase):
             log.warning("preview of node %s skipped: %s", node_id, exc)
             return
         if self.bus.client_flag(self.sid, "supports_preview_metadata"):
-            meta = {"node_id": node_id, "display_node_id": node_id, "parent_node_id": None,
-                    "real_node_id": node_id, "prompt_id": self.item.prompt_id, "image_type": "image/jpeg"}
+            meta = {
+                "node_id": node_id,
+                "display_node_id": node_id,
+                "parent_node_id": None,
+                "real_node_id": node_id,
+                "prompt_id": self.item.prompt_id,
+                "image_type": "image/jpeg",
+            }
             self.bus.send_bytes(preview_frame(jpeg, meta), self.sid)
         else:
             self.bus.send_bytes(preview_frame(jpeg), self.sid)
@@ -201,25 +215,41 @@ class RunMessages(_HooksBase):
         if not ui:
             return
         self.outputs[node_id] = ui
-        self.meta[node_id] = {"node_id": node_id, "display_node": node_id, "parent_node": None,
-                              "real_node_id": node_id}
-        self.send("executed", {"node": node_id, "display_node": node_id, "output": ui,
-                               "prompt_id": self.item.prompt_id})
+        self.meta[node_id] = {"node_id": node_id, "display_node": node_id, "parent_node": None, "real_node_id": node_id}
+        self.send(
+            "executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": self.item.prompt_id}
+        )
 
     def execution_error(self, prompt_id, node_id, node_type, exception, traceback_lines, executed):
         """The run failed in a node."""
-        self.terminal = ("execution_error", {
-            "prompt_id": self.item.prompt_id, "timestamp": now_ms(), "node_id": str(node_id or ""),
-            "node_type": str(node_type or ""), "executed": [str(n) for n in executed or []],
-            "exception_message": str(exception), "exception_type": full_type_name(exception),
-            "traceback": [str(line) for line in traceback_lines or []], "current_inputs": {},
-            "current_outputs": {}})
+        self.terminal = (
+            "execution_error",
+            {
+                "prompt_id": self.item.prompt_id,
+                "timestamp": now_ms(),
+                "node_id": str(node_id or ""),
+                "node_type": str(node_type or ""),
+                "executed": [str(n) for n in executed or []],
+                "exception_message": str(exception),
+                "exception_type": full_type_name(exception),
+                "traceback": [str(line) for line in traceback_lines or []],
+                "current_inputs": {},
+                "current_outputs": {},
+            },
+        )
 
     def execution_interrupted(self, prompt_id, node_id, node_type, executed):
         """The user stopped the run."""
-        self.terminal = ("execution_interrupted", {
-            "prompt_id": self.item.prompt_id, "timestamp": now_ms(), "node_id": str(node_id or ""),
-            "node_type": str(node_type or ""), "executed": [str(n) for n in executed or []]})
+        self.terminal = (
+            "execution_interrupted",
+            {
+                "prompt_id": self.item.prompt_id,
+                "timestamp": now_ms(),
+                "node_id": str(node_id or ""),
+                "node_type": str(node_type or ""),
+                "executed": [str(n) for n in executed or []],
+            },
+        )
 
     def execution_success(self, prompt_id):
         """Every requested output ran."""
@@ -239,12 +269,21 @@ class RunMessages(_HooksBase):
         for node_id, ui in (getattr(result, "outputs", None) or {}).items():
             if ui and str(node_id) not in outputs:
                 outputs[str(node_id)] = ui
-                self.meta[str(node_id)] = {"node_id": str(node_id), "display_node": str(node_id),
-                                           "parent_node": None, "real_node_id": str(node_id)}
+                self.meta[str(node_id)] = {
+                    "node_id": str(node_id),
+                    "display_node": str(node_id),
+                    "parent_node": None,
+                    "real_node_id": str(node_id),
+                }
         return HistoryRecord(
-            item=self.item, outputs=outputs, meta=dict(self.meta),
-            status_str="success" if kind == "execution_success" else "error", messages=self.history_messages,
-            interrupted=kind == "execution_interrupted", error=data if kind == "execution_error" else None)
+            item=self.item,
+            outputs=outputs,
+            meta=dict(self.meta),
+            status_str="success" if kind == "execution_success" else "error",
+            messages=self.history_messages,
+            interrupted=kind == "execution_interrupted",
+            error=data if kind == "execution_error" else None,
+        )
 
     def _terminal_from_result(self, result):
         """The terminal message when the hooks did not provide one (e.g. validation failed at run time)."""
@@ -254,20 +293,28 @@ class RunMessages(_HooksBase):
         error = dict(getattr(result, "error", None) or {})
         if status == "interrupted":
             return "execution_interrupted", {
-                "prompt_id": self.item.prompt_id, "timestamp": now_ms(), "node_id": str(error.get("node_id") or ""),
+                "prompt_id": self.item.prompt_id,
+                "timestamp": now_ms(),
+                "node_id": str(error.get("node_id") or ""),
                 "node_type": str(error.get("node_type") or ""),
-                "executed": [str(n) for n in getattr(result, "executed", None) or []]}
+                "executed": [str(n) for n in getattr(result, "executed", None) or []],
+            }
         message = error.get("exception_message") or error.get("message") or "execution failed"
         details = error.get("details")
         if details and details not in message:
             message = f"{message}: {details}"
         return "execution_error", {
-            "prompt_id": self.item.prompt_id, "timestamp": now_ms(), "node_id": str(error.get("node_id") or ""),
+            "prompt_id": self.item.prompt_id,
+            "timestamp": now_ms(),
+            "node_id": str(error.get("node_id") or ""),
             "node_type": str(error.get("node_type") or ""),
             "executed": [str(n) for n in error.get("executed") or getattr(result, "executed", None) or []],
-            "exception_message": str(message), "exception_type": str(error.get("exception_type") or error.get("type") or "ExecutionError"),
-            "traceback": [str(line) for line in error.get("traceback") or []], "current_inputs": {},
-            "current_outputs": {}}
+            "exception_message": str(message),
+            "exception_type": str(error.get("exception_type") or error.get("type") or "ExecutionError"),
+            "traceback": [str(line) for line in error.get("traceback") or []],
+            "current_inputs": {},
+            "current_outputs": {},
+        }
 
 
 class _CrashResult:
@@ -277,9 +324,13 @@ class _CrashResult:
         self.status = "error"
         self.outputs = {}
         self.executed = []
-        self.error = {"node_id": "", "node_type": "", "exception_message": str(exc),
-                      "exception_type": full_type_name(exc),
-                      "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)}
+        self.error = {
+            "node_id": "",
+            "node_type": "",
+            "exception_message": str(exc),
+            "exception_type": full_type_name(exc),
+            "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__),
+        }
 
 
 class QueueWorker:
@@ -356,8 +407,9 @@ class QueueWorker:
         extra_data = dict(item.extra_data)
         extra_data.update(item.secrets)
         try:
-            result = self.executor.execute(item.prompt, prompt_id=item.prompt_id, extra_data=extra_data,
-                                           targets=item.targets, hooks=messages)
+            result = self.executor.execute(
+                item.prompt, prompt_id=item.prompt_id, extra_data=extra_data, targets=item.targets, hooks=messages
+            )
         except Exception as exc:
             log.exception("executor raised on prompt %s", item.prompt_id)
             result = _CrashResult(exc)

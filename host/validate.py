@@ -3,6 +3,7 @@
 Every problem is collected (not just the first): unknown classes, missing or badly linked inputs,
 type mismatches, literal coercion, ranges, combo choices, ``VALIDATE_INPUTS`` and cycles.
 """
+
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -104,8 +105,11 @@ def _check_node(node_id, node, prompt, registry):
     try:
         types = registry.input_types(class_type)
     except Exception as exc:  # e.g. a folder listing that failed
-        return [_error("exception_during_validation", f"INPUT_TYPES raised {type(exc).__name__}: {exc}", "",
-                       input_name=None)], dict(inputs)
+        return [
+            _error(
+                "exception_during_validation", f"INPUT_TYPES raised {type(exc).__name__}: {exc}", "", input_name=None
+            )
+        ], dict(inputs)
     errors = []
     coerced = dict(inputs)
     custom = _validate_inputs_params(cls)
@@ -117,38 +121,64 @@ def _check_node(node_id, node, prompt, registry):
             options = input_options(spec)
             if name not in inputs:
                 if section == "required":
-                    errors.append(_error("required_input_missing", "Required input is missing", name,
-                                         input_name=name))
+                    errors.append(_error("required_input_missing", "Required input is missing", name, input_name=name))
                 continue
             value = inputs[name]
             if is_link(value):
                 origin_id, slot = str(value[0]), value[1]
                 origin = prompt.get(origin_id)
                 if origin is None:
-                    errors.append(_error("bad_linked_input", f"Input links to node {origin_id}, which does not exist",
-                                         name, input_name=name, linked_node=[origin_id, slot]))
+                    errors.append(
+                        _error(
+                            "bad_linked_input",
+                            f"Input links to node {origin_id}, which does not exist",
+                            name,
+                            input_name=name,
+                            linked_node=[origin_id, slot],
+                        )
+                    )
                     continue
                 if origin.get("class_type") not in registry:
                     continue  # reported on the origin node itself
                 outputs = registry.return_types(origin["class_type"])
                 if not 0 <= slot < len(outputs):
-                    errors.append(_error("bad_linked_input",
-                                         f"Input links to output {slot} of node {origin_id} ({origin['class_type']}), "
-                                         f"which has {len(outputs)} outputs", name,
-                                         input_name=name, linked_node=[origin_id, slot]))
+                    errors.append(
+                        _error(
+                            "bad_linked_input",
+                            f"Input links to output {slot} of node {origin_id} ({origin['class_type']}), "
+                            f"which has {len(outputs)} outputs",
+                            name,
+                            input_name=name,
+                            linked_node=[origin_id, slot],
+                        )
+                    )
                     continue
                 linked_types[name] = outputs[slot]
                 if not (custom and "input_types" in custom_names) and not types_match(outputs[slot], kind):
                     received = "COMBO" if isinstance(outputs[slot], (list, tuple)) else outputs[slot]
-                    errors.append(_error("return_type_mismatch",
-                                         f"Return type mismatch between linked nodes: {name}, received_type({received}) "
-                                         f"mismatch input_type({kind})", name, input_name=name,
-                                         received_type=received, linked_node=[origin_id, slot]))
+                    errors.append(
+                        _error(
+                            "return_type_mismatch",
+                            f"Return type mismatch between linked nodes: {name}, received_type({received}) "
+                            f"mismatch input_type({kind})",
+                            name,
+                            input_name=name,
+                            received_type=received,
+                            linked_node=[origin_id, slot],
+                        )
+                    )
                 continue
             value, reason = coerce_literal(value, spec)
             if reason:
-                errors.append(_error("invalid_input_type", f"Failed to convert an input value to a {kind} value: "
-                                     f"{reason}", name, input_name=name, received_value=inputs[name]))
+                errors.append(
+                    _error(
+                        "invalid_input_type",
+                        f"Failed to convert an input value to a {kind} value: {reason}",
+                        name,
+                        input_name=name,
+                        received_value=inputs[name],
+                    )
+                )
                 continue
             coerced[name] = value
             if name in custom_names or custom_all:
@@ -159,17 +189,38 @@ def _check_node(node_id, node, prompt, registry):
                 if isinstance(value, float) and math.isnan(value):
                     errors.append(_error("invalid_input_type", "Value is not a number", name, input_name=name))
                 elif "min" in options and value < options["min"]:
-                    errors.append(_error("value_smaller_than_min", f"Value {value} smaller than min of {options['min']}",
-                                         name, input_name=name, received_value=value))
+                    errors.append(
+                        _error(
+                            "value_smaller_than_min",
+                            f"Value {value} smaller than min of {options['min']}",
+                            name,
+                            input_name=name,
+                            received_value=value,
+                        )
+                    )
                 elif "max" in options and value > options["max"]:
-                    errors.append(_error("value_bigger_than_max", f"Value {value} bigger than max of {options['max']}",
-                                         name, input_name=name, received_value=value))
+                    errors.append(
+                        _error(
+                            "value_bigger_than_max",
+                            f"Value {value} bigger than max of {options['max']}",
+                            name,
+                            input_name=name,
+                            received_value=value,
+                        )
+                    )
             elif kind == "COMBO":
                 choices = combo_choices(spec)
                 if value not in choices:
                     shown = ", ".join(repr(c) for c in choices[:20]) + (" ..." if len(choices) > 20 else "")
-                    errors.append(_error("value_not_in_list", f"Value not in list: {name}: {value!r} not in [{shown}]",
-                                         name, input_name=name, received_value=value))
+                    errors.append(
+                        _error(
+                            "value_not_in_list",
+                            f"Value not in list: {name}: {value!r} not in [{shown}]",
+                            name,
+                            input_name=name,
+                            received_value=value,
+                        )
+                    )
     if custom:
         kwargs = dict(custom_values)
         if "input_types" in custom_names:
@@ -179,12 +230,21 @@ def _check_node(node_id, node, prompt, registry):
         try:
             verdict = cls.VALIDATE_INPUTS(**kwargs)
         except Exception as exc:  # a broken validator is reported, not raised
-            errors.append(_error("exception_during_validation", f"VALIDATE_INPUTS raised {type(exc).__name__}: {exc}",
-                                 "", input_name=None))
+            errors.append(
+                _error(
+                    "exception_during_validation",
+                    f"VALIDATE_INPUTS raised {type(exc).__name__}: {exc}",
+                    "",
+                    input_name=None,
+                )
+            )
         else:
             if verdict is not True:
-                errors.append(_error("custom_validation_failed", f"Custom validation failed for node: {verdict}",
-                                     "", input_name=None))
+                errors.append(
+                    _error(
+                        "custom_validation_failed", f"Custom validation failed for node: {verdict}", "", input_name=None
+                    )
+                )
     return errors, coerced
 
 
@@ -204,8 +264,10 @@ def _ancestors(prompt, roots):
 
 def find_cycles(prompt, node_ids):
     """Ids of nodes (among ``node_ids``) that sit on a dependency cycle."""
-    graph = {n: [str(v[0]) for v in (prompt[n].get("inputs") or {}).values()
-                 if is_link(v) and str(v[0]) in node_ids] for n in node_ids}
+    graph = {
+        n: [str(v[0]) for v in (prompt[n].get("inputs") or {}).values() if is_link(v) and str(v[0]) in node_ids]
+        for n in node_ids
+    }
     index, low, on_stack, stack, counter, cyclic = {}, {}, set(), [], [0], set()
 
     def strongconnect(start):
@@ -261,8 +323,9 @@ def validate_prompt(prompt, registry, targets=None):
 
     def add(node_id, errors):
         if errors:
-            entry = node_errors.setdefault(node_id, {"errors": [], "dependent_outputs": [],
-                                                     "class_type": prompt[node_id].get("class_type")})
+            entry = node_errors.setdefault(
+                node_id, {"errors": [], "dependent_outputs": [], "class_type": prompt[node_id].get("class_type")}
+            )
             entry["errors"].extend(errors)
 
     unknown = []
@@ -270,19 +333,36 @@ def validate_prompt(prompt, registry, targets=None):
         class_type = node.get("class_type")
         if class_type not in registry:
             unknown.append(node_id)
-            add(node_id, [_error("missing_node_type", f"Node type {class_type!r} does not exist",
-                                 f"Node ID '#{node_id}'", node_id=node_id, class_type=class_type,
-                                 node_title=(node.get("_meta") or {}).get("title", class_type))])
+            add(
+                node_id,
+                [
+                    _error(
+                        "missing_node_type",
+                        f"Node type {class_type!r} does not exist",
+                        f"Node ID '#{node_id}'",
+                        node_id=node_id,
+                        class_type=class_type,
+                        node_title=(node.get("_meta") or {}).get("title", class_type),
+                    )
+                ],
+            )
     if targets:
         outputs = [str(t) for t in targets]
         missing = [t for t in outputs if t not in prompt]
         if missing:
-            return ValidationResult(False, _error("invalid_prompt", "Invalid prompt",
-                                                  f"execution targets {missing} are not nodes of the prompt"),
-                                    node_errors, [], prompt)
+            return ValidationResult(
+                False,
+                _error("invalid_prompt", "Invalid prompt", f"execution targets {missing} are not nodes of the prompt"),
+                node_errors,
+                [],
+                prompt,
+            )
     else:
-        outputs = [n for n, node in prompt.items()
-                   if node.get("class_type") in registry and registry.is_output_node(node["class_type"])]
+        outputs = [
+            n
+            for n, node in prompt.items()
+            if node.get("class_type") in registry and registry.is_output_node(node["class_type"])
+        ]
     needed = _ancestors(prompt, outputs)
     for node_id in sorted(needed, key=_id_key):
         if node_id in unknown:
@@ -303,14 +383,21 @@ def validate_prompt(prompt, registry, targets=None):
     error = None
     if unknown:
         first = prompt[unknown[0]].get("class_type")
-        error = _error("missing_node_type", f"Cannot execute because node {first} does not exist.",
-                       f"Node ID '#{unknown[0]}'", node_id=unknown[0], class_type=first)
+        error = _error(
+            "missing_node_type",
+            f"Cannot execute because node {first} does not exist.",
+            f"Node ID '#{unknown[0]}'",
+            node_id=unknown[0],
+            class_type=first,
+        )
     elif not outputs:
-        error = _error("prompt_no_outputs", "Prompt has no outputs",
-                       "the workflow contains no output node (a node that saves or previews a result)")
+        error = _error(
+            "prompt_no_outputs",
+            "Prompt has no outputs",
+            "the workflow contains no output node (a node that saves or previews a result)",
+        )
     elif not valid_outputs:
-        error = _error("prompt_outputs_failed_validation", "Prompt outputs failed validation",
-                       _summary(node_errors))
+        error = _error("prompt_outputs_failed_validation", "Prompt outputs failed validation", _summary(node_errors))
     ok = error is None
     return ValidationResult(ok, error, node_errors, valid_outputs if ok else [], prompt)
 
@@ -322,8 +409,11 @@ def _id_key(node_id):
 
 def _summary(node_errors):
     """One line per node error, for ``details``."""
-    return "\n".join(f"{e['message']}: {e['details']}" if e["details"] else e["message"]
-                     for entry in node_errors.values() for e in entry["errors"])
+    return "\n".join(
+        f"{e['message']}: {e['details']}" if e["details"] else e["message"]
+        for entry in node_errors.values()
+        for e in entry["errors"]
+    )
 
 
 def format_validation(result):

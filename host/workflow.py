@@ -7,6 +7,7 @@ Subgraphs are flattened: inner node ids become ``"<outer id>:<inner id>"`` like 
 
 ``api_to_ui`` builds a canvas-loadable graph (version 0.4) from an API graph, laid out on a grid.
 """
+
 import copy
 import json
 import uuid
@@ -41,8 +42,10 @@ def detect_format(data):
         return "api"
     if isinstance(inner, dict) and not inner:
         return "api"
-    raise WorkflowError("not a workflow: expected a UI graph (with a 'nodes' array) or an API prompt "
-                        "(an object of nodes that each have a 'class_type')")
+    raise WorkflowError(
+        "not a workflow: expected a UI graph (with a 'nodes' array) or an API prompt "
+        "(an object of nodes that each have a 'class_type')"
+    )
 
 
 def unwrap_api(data):
@@ -154,8 +157,13 @@ def _normalize_links(links):
     out = {}
     for link in links or []:
         if isinstance(link, dict):
-            out[link["id"]] = (link["origin_id"], link["origin_slot"], link["target_id"],
-                               link["target_slot"], link.get("type"))
+            out[link["id"]] = (
+                link["origin_id"],
+                link["origin_slot"],
+                link["target_id"],
+                link["target_slot"],
+                link.get("type"),
+            )
         elif isinstance(link, (list, tuple)) and len(link) >= 5:
             out[link[0]] = (link[1], link[2], link[3], link[4], link[5] if len(link) > 5 else None)
         else:
@@ -175,12 +183,14 @@ def _flat_inputs(node, links, prefix):
         link = links.get(inp.get("link")) if inp.get("link") is not None else None
         source = (prefix + str(link[0]), int(link[1])) if link is not None else None
         widget = inp.get("widget")
-        result.append({
-            "name": inp.get("name"),
-            "type": inp.get("type", "*"),
-            "widget": widget.get("name") if isinstance(widget, dict) else None,
-            "source": source,
-        })
+        result.append(
+            {
+                "name": inp.get("name"),
+                "type": inp.get("type", "*"),
+                "widget": widget.get("name") if isinstance(widget, dict) else None,
+                "source": source,
+            }
+        )
     return result
 
 
@@ -221,20 +231,36 @@ def _add_level(nodes, links, prefix, defs, flat, stack):
             match = by_name.get(sub_input.get("name"))
             if match is None and k < len(entry["inputs"]):
                 match = entry["inputs"][k]
-            side = {"name": sub_input.get("name"), "type": sub_input.get("type", "*"), "widget": None,
-                    "source": match["source"] if match else None}
+            side = {
+                "name": sub_input.get("name"),
+                "type": sub_input.get("type", "*"),
+                "widget": None,
+                "source": match["source"] if match else None,
+            }
             if match is not None and match["source"] is None and match["name"] in promoted:
                 side["value"] = promoted[match["name"]]
             side_in.append(side)
-        flat[inner_prefix + "-10"] = {"id": inner_prefix + "-10", "type": _PASSTHROUGH, "mode": 0, "inputs": side_in,
-                                      "outputs": [i["type"] for i in side_in]}
-        side_out = [{"name": o.get("name"), "type": o.get("type", "*"), "widget": None, "source": None}
-                    for o in definition.get("outputs") or []]
+        flat[inner_prefix + "-10"] = {
+            "id": inner_prefix + "-10",
+            "type": _PASSTHROUGH,
+            "mode": 0,
+            "inputs": side_in,
+            "outputs": [i["type"] for i in side_in],
+        }
+        side_out = [
+            {"name": o.get("name"), "type": o.get("type", "*"), "widget": None, "source": None}
+            for o in definition.get("outputs") or []
+        ]
         for origin, origin_slot, target, target_slot, _ in inner_links.values():
             if str(target) == "-20" and 0 <= target_slot < len(side_out):
                 side_out[target_slot]["source"] = (inner_prefix + str(origin), int(origin_slot))
-        flat[gid] = {"id": gid, "type": _PASSTHROUGH, "mode": 0, "inputs": side_out,
-                     "outputs": [o["type"] for o in side_out]}
+        flat[gid] = {
+            "id": gid,
+            "type": _PASSTHROUGH,
+            "mode": 0,
+            "inputs": side_out,
+            "outputs": [o["type"] for o in side_out],
+        }
         _add_level(definition.get("nodes") or [], inner_links, inner_prefix, defs, flat, stack + (definition["id"],))
 
 
@@ -344,12 +370,14 @@ def _widget_values(node, registry, types, problems):
                 if not _json_type_fits(value, specs[slot.name]):
                     problems.append(
                         f"{where}: widgets_values[{index}] = {value!r} cannot be input '{slot.name}' "
-                        f"({input_type_name(specs[slot.name])}); the saved widgets do not match this node's definition")
+                        f"({input_type_name(specs[slot.name])}); the saved widgets do not match this node's definition"
+                    )
                 values[slot.name] = value
             elif slot.kind == "control" and value not in CONTROL_VALUES:
                 problems.append(
                     f"{where}: widgets_values[{index}] = {value!r} should be the control_after_generate mode of "
-                    f"'{slot.name}' (one of {', '.join(CONTROL_VALUES)}); the saved widgets do not match this node's definition")
+                    f"'{slot.name}' (one of {', '.join(CONTROL_VALUES)}); the saved widgets do not match this node's definition"
+                )
     for slot in layout:
         if slot.kind == "input" and slot.name not in values:
             options = input_options(specs[slot.name])
@@ -463,8 +491,11 @@ def _output_type(registry, class_type, slot):
 def api_to_ui(api_prompt, registry):
     """A canvas-loadable UI graph (version 0.4) for an API prompt, nodes placed on a grid by depth."""
     prompt = normalize_api(api_prompt)
-    problems = [f"node {i}: unknown node class {n.get('class_type')!r}" for i, n in prompt.items()
-                if n.get("class_type") not in registry]
+    problems = [
+        f"node {i}: unknown node class {n.get('class_type')!r}"
+        for i, n in prompt.items()
+        if n.get("class_type") not in registry
+    ]
     if problems:
         raise WorkflowError(problems)
     ids = _numeric_ids(prompt)
@@ -483,7 +514,9 @@ def api_to_ui(api_prompt, registry):
         if unknown:
             problems.append(f"node {node_id} ({kind}): inputs {unknown} are not inputs of this class")
         inputs_ui = []
-        for name, spec, section in [x for x in ordered if not is_widget(x[1])] + [x for x in ordered if is_widget(x[1])]:
+        for name, spec, section in [x for x in ordered if not is_widget(x[1])] + [
+            x for x in ordered if is_widget(x[1])
+        ]:
             entry = {"name": name, "localized_name": name, "type": input_type_name(spec), "link": None}
             if is_widget(spec):
                 entry["widget"] = {"name": name}
@@ -504,17 +537,31 @@ def api_to_ui(api_prompt, registry):
                 value = {"control": "fixed", "filter": "", "upload": "image"}[slot.kind]
             widgets.append(value)
         names = registry.node_info(kind)["output_name"]
-        outputs_ui = [{"name": names[i] if i < len(names) else str(i), "localized_name": names[i] if i < len(names) else str(i),
-                       "type": _output_type(registry, kind, i), "links": []}
-                      for i in range(len(registry.return_types(kind)))]
+        outputs_ui = [
+            {
+                "name": names[i] if i < len(names) else str(i),
+                "localized_name": names[i] if i < len(names) else str(i),
+                "type": _output_type(registry, kind, i),
+                "links": [],
+            }
+            for i in range(len(registry.return_types(kind)))
+        ]
         column = depth[node_id]
         row = rows.get(column, 0)
         height = 60 + 24 * (len(inputs_ui) + len(outputs_ui))
         rows[column] = row + height + 40
         ui_node = {
-            "id": ids[node_id], "type": kind, "pos": [100 + 400 * column, 100 + row], "size": [340, height],
-            "flags": {}, "order": position, "mode": 0, "inputs": inputs_ui, "outputs": outputs_ui,
-            "properties": {"Node name for S&R": kind}, "widgets_values": widgets,
+            "id": ids[node_id],
+            "type": kind,
+            "pos": [100 + 400 * column, 100 + row],
+            "size": [340, height],
+            "flags": {},
+            "order": position,
+            "mode": 0,
+            "inputs": inputs_ui,
+            "outputs": outputs_ui,
+            "properties": {"Node name for S&R": kind},
+            "widgets_values": widgets,
         }
         title = (api_node.get("_meta") or {}).get("title")
         if title:
@@ -528,8 +575,10 @@ def api_to_ui(api_prompt, registry):
             continue
         outputs = out_links[origin_id]
         if origin_slot >= len(outputs):
-            problems.append(f"node {target_id}: input links to output {origin_slot} of node {origin_id}, "
-                            f"which has {len(outputs)} outputs")
+            problems.append(
+                f"node {target_id}: input links to output {origin_slot} of node {origin_id}, "
+                f"which has {len(outputs)} outputs"
+            )
             continue
         link_id = len(links) + 1
         link_type = outputs[origin_slot]["type"]

@@ -8,7 +8,6 @@ folder; CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``), ``auto`` (Tr
 the shape classes in ``AUTO_TRITON``, SDPA everywhere else, always SDPA on CPU).
 Patterns: see ``kernels.patterns`` (``None``, ``"window:<radius>"``, ``"cross_frame:<sources>[:<num_frames>]"``).
 """
-import torch
 
 from .patterns import CrossFrame, Window, parse_pattern
 from .reference import sdpa_attention

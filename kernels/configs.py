@@ -7,6 +7,7 @@ from an ahead-of-time compile sweep for sm80 and sm90 (``python bench/attention.
 for every kernel that shares the list (flash and cross-frame share STREAMING). The autotuner then times the
 survivors on the real GPU. ``other`` (pre-Ampere, consumer parts) gets one small safe config.
 """
+
 import os
 
 # flash (spatial self/cross) and cross-frame kernels: a query tile of BLOCK_M rows streams BLOCK_N keys at a time.
@@ -39,8 +40,11 @@ PACKED = {
         256: [(64, 64, 8, 1)],
     },
     "other": {64: [(64, 64, 4, 1)], 128: [(64, 64, 4, 1)], 256: [(64, 64, 8, 1)]},
-    "interpreter": {64: [(128, 128, 1, 1), (64, 64, 1, 1)], 128: [(128, 128, 1, 1), (64, 64, 1, 1)],
-                    256: [(128, 128, 1, 1), (64, 64, 1, 1)]},
+    "interpreter": {
+        64: [(128, 128, 1, 1), (64, 64, 1, 1)],
+        128: [(128, 128, 1, 1), (64, 64, 1, 1)],
+        256: [(128, 128, 1, 1), (64, 64, 1, 1)],
+    },
 }
 
 

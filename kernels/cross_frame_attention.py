@@ -9,6 +9,7 @@ in that order.
 
 Imported lazily by ``kernels.triton_backend``; the kernel is a plain function wrapped there.
 """
+
 import triton.language as tl
 
 SOURCE_CODES = {"first": 0, "previous": 1, "self": 2}
@@ -17,15 +18,42 @@ PREVIOUS = tl.constexpr(SOURCE_CODES["previous"])
 
 
 def cross_frame_attention_kernel(
-    Q, K, V, Out,
-    stride_qb, stride_qh, stride_qm, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_ob, stride_oh, stride_om, stride_od,
-    num_heads, num_frames, q_len, k_len, qk_scale,
-    NUM_SOURCES: tl.constexpr, SOURCE_0: tl.constexpr, SOURCE_1: tl.constexpr, SOURCE_2: tl.constexpr,
-    DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-    HEAD_DIM: tl.constexpr, ALIGN: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    Q,
+    K,
+    V,
+    Out,
+    stride_qb,
+    stride_qh,
+    stride_qm,
+    stride_qd,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_kd,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    stride_vd,
+    stride_ob,
+    stride_oh,
+    stride_om,
+    stride_od,
+    num_heads,
+    num_frames,
+    q_len,
+    k_len,
+    qk_scale,
+    NUM_SOURCES: tl.constexpr,
+    SOURCE_0: tl.constexpr,
+    SOURCE_1: tl.constexpr,
+    SOURCE_2: tl.constexpr,
+    DOT_FP32: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    ALIGN: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """Out[bf, h, m-tile] = softmax over the concatenated keys of the source frames of row bf."""
     start_m = tl.program_id(0)
@@ -42,8 +70,9 @@ def cross_frame_attention_kernel(
 
     # element offsets of whole rows; ALIGN (checked by the host) lets the compiler vectorise the loads
     q_rows = tl.multiple_of(row.to(tl.int64) * stride_qb + h * stride_qh + offs_m * stride_qm, ALIGN)
-    q = tl.load(Q + q_rows[:, None] + offs_d[None, :] * stride_qd, mask=(offs_m[:, None] < q_len) & d_ok[None, :],
-                other=0.0)
+    q = tl.load(
+        Q + q_rows[:, None] + offs_d[None, :] * stride_qd, mask=(offs_m[:, None] < q_len) & d_ok[None, :], other=0.0
+    )
     if DOT_FP32:
         q = q.to(tl.float32)
 
@@ -71,8 +100,9 @@ def cross_frame_attention_kernel(
             cols = start_n + offs_n
             col_ok = cols < k_len
             k_rows = tl.multiple_of(k_head + cols * stride_kn, ALIGN)
-            k = tl.load(K + k_rows[None, :] + offs_d[:, None] * stride_kd, mask=col_ok[None, :] & d_ok[:, None],
-                        other=0.0)
+            k = tl.load(
+                K + k_rows[None, :] + offs_d[:, None] * stride_kd, mask=col_ok[None, :] & d_ok[:, None], other=0.0
+            )
             if DOT_FP32:
                 k = k.to(tl.float32)
             s = tl.dot(q, k, input_precision=INPUT_PRECISION) * qk_scale
@@ -84,8 +114,9 @@ def cross_frame_attention_kernel(
             l_i = l_i * alpha + tl.sum(p, 1)
 
             v_rows = tl.multiple_of(v_head + cols * stride_vn, ALIGN)
-            v = tl.load(V + v_rows[:, None] + offs_d[None, :] * stride_vd, mask=col_ok[:, None] & d_ok[None, :],
-                        other=0.0)
+            v = tl.load(
+                V + v_rows[:, None] + offs_d[None, :] * stride_vd, mask=col_ok[:, None] & d_ok[None, :], other=0.0
+            )
             if DOT_FP32:
                 v = v.to(tl.float32)
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=INPUT_PRECISION)
@@ -93,5 +124,8 @@ def cross_frame_attention_kernel(
 
     out = acc / l_i[:, None]
     o_rows = tl.multiple_of(row.to(tl.int64) * stride_ob + h * stride_oh + offs_m * stride_om, ALIGN)
-    tl.store(Out + o_rows[:, None] + offs_d[None, :] * stride_od, out.to(Out.dtype.element_ty),
-             mask=(offs_m[:, None] < q_len) & d_ok[None, :])
+    tl.store(
+        Out + o_rows[:, None] + offs_d[None, :] * stride_od,
+        out.to(Out.dtype.element_ty),
+        mask=(offs_m[:, None] < q_len) & d_ok[None, :],
+    )

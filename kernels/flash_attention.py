@@ -9,21 +9,50 @@ power of two ``BLOCK_D`` with masked loads; the scale uses the true head dim). O
 This module imports triton; it is only imported lazily by ``kernels.triton_backend``. The kernel below is a
 plain function: ``triton_backend`` wraps it with ``triton.jit`` or the interpreter when first needed.
 """
+
 import triton.language as tl
 
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
 def flash_attention_kernel(
-    Q, K, V, Out, Bias,
-    stride_qb, stride_qh, stride_qm, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_ob, stride_oh, stride_om, stride_od,
-    stride_bias_b, stride_bias_n,
-    num_heads, q_len, k_len, qk_scale, window,
-    HAS_BIAS: tl.constexpr, HAS_WINDOW: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-    HEAD_DIM: tl.constexpr, ALIGN: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    Q,
+    K,
+    V,
+    Out,
+    Bias,
+    stride_qb,
+    stride_qh,
+    stride_qm,
+    stride_qd,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_kd,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    stride_vd,
+    stride_ob,
+    stride_oh,
+    stride_om,
+    stride_od,
+    stride_bias_b,
+    stride_bias_n,
+    num_heads,
+    q_len,
+    k_len,
+    qk_scale,
+    window,
+    HAS_BIAS: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+    DOT_FP32: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    ALIGN: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """Out[b, h, m-tile] = softmax(Q K^T * scale + bias) V over the keys of the same (b, h)."""
     start_m = tl.program_id(0)
@@ -38,8 +67,9 @@ def flash_attention_kernel(
 
     # element offsets of whole rows; ALIGN (checked by the host) lets the compiler vectorise the loads
     q_rows = tl.multiple_of(b * stride_qb + h * stride_qh + offs_m * stride_qm, ALIGN)
-    q = tl.load(Q + q_rows[:, None] + offs_d[None, :] * stride_qd, mask=(offs_m[:, None] < q_len) & d_ok[None, :],
-                other=0.0)
+    q = tl.load(
+        Q + q_rows[:, None] + offs_d[None, :] * stride_qd, mask=(offs_m[:, None] < q_len) & d_ok[None, :], other=0.0
+    )
     if DOT_FP32:
         q = q.to(tl.float32)
     k_head = b * stride_kb + h * stride_kh
@@ -91,5 +121,8 @@ def flash_attention_kernel(
     # fully masked rows (l = 0) come out as zeros
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     o_rows = tl.multiple_of(b * stride_ob + h * stride_oh + offs_m * stride_om, ALIGN)
-    tl.store(Out + o_rows[:, None] + offs_d[None, :] * stride_od, out.to(Out.dtype.element_ty),
-             mask=(offs_m[:, None] < q_len) & d_ok[None, :])
+    tl.store(
+        Out + o_rows[:, None] + offs_d[None, :] * stride_od,
+        out.to(Out.dtype.element_ty),
+        mask=(offs_m[:, None] < q_len) & d_ok[None, :],
+    )

@@ -9,21 +9,51 @@ strides, so q/k/v can be views. Optional band ``|i - j| <= window`` (long videos
 
 Imported lazily by ``kernels.triton_backend``; the kernel is a plain function wrapped there.
 """
+
 import triton.language as tl
 
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
 def packed_attention_kernel(
-    Q, K, V, Out, Bias,
-    stride_qb, stride_qh, stride_qm, stride_qd,
-    stride_kb, stride_kh, stride_kn, stride_kd,
-    stride_vb, stride_vh, stride_vn, stride_vd,
-    stride_ob, stride_oh, stride_om, stride_od,
-    stride_bias_b, stride_bias_n,
-    num_heads, num_seqs, q_len, k_len, qk_scale, window,
-    HAS_BIAS: tl.constexpr, HAS_WINDOW: tl.constexpr, DOT_FP32: tl.constexpr, INPUT_PRECISION: tl.constexpr,
-    HEAD_DIM: tl.constexpr, ALIGN: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    Q,
+    K,
+    V,
+    Out,
+    Bias,
+    stride_qb,
+    stride_qh,
+    stride_qm,
+    stride_qd,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_kd,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    stride_vd,
+    stride_ob,
+    stride_oh,
+    stride_om,
+    stride_od,
+    stride_bias_b,
+    stride_bias_n,
+    num_heads,
+    num_seqs,
+    q_len,
+    k_len,
+    qk_scale,
+    window,
+    HAS_BIAS: tl.constexpr,
+    HAS_WINDOW: tl.constexpr,
+    DOT_FP32: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    ALIGN: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
 ):
     """Attention for the G sequences ``[pid*G, pid*G + G)``, each query seeing only its own sequence's keys."""
     seqs_per_block = tl.minimum(BLOCK_M // q_len, BLOCK_N // k_len)
@@ -80,5 +110,8 @@ def packed_attention_kernel(
     out = acc / tl.where(l == 0.0, 1.0, l)[:, None]
 
     o_rows = tl.multiple_of(row_b * stride_ob + row_h * stride_oh + row_pos * stride_om, ALIGN)
-    tl.store(Out + o_rows[:, None] + offs_d[None, :] * stride_od, out.to(Out.dtype.element_ty),
-             mask=row_ok[:, None] & d_ok[None, :])
+    tl.store(
+        Out + o_rows[:, None] + offs_d[None, :] * stride_od,
+        out.to(Out.dtype.element_ty),
+        mask=row_ok[:, None] & d_ok[None, :],
+    )

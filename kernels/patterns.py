@@ -16,6 +16,7 @@ Two families, each with a string form (what workflows and node widgets carry) an
     the ``(b f)`` layout the UNet already uses. The frame count comes from the string suffix or from
     ``parse_pattern(pattern, num_frames=F)``.
 """
+
 from dataclasses import dataclass
 
 CROSS_FRAME_SOURCES = ("first", "previous", "self")
@@ -46,7 +47,8 @@ class CrossFrame:
             if source not in CROSS_FRAME_SOURCES:
                 raise ValueError(
                     f"attention pattern cross_frame: unknown source {source!r}; expected a '+'-joined list of "
-                    f"{CROSS_FRAME_SOURCES}")
+                    f"{CROSS_FRAME_SOURCES}"
+                )
         if len(set(self.sources)) != len(self.sources):
             raise ValueError(f"attention pattern cross_frame: repeated source in {self.sources!r}")
         if not isinstance(self.num_frames, int) or self.num_frames < 1:
@@ -84,7 +86,8 @@ def parse_pattern(pattern, num_frames=None):
         return pattern
     if not isinstance(pattern, str):
         raise ValueError(
-            f"attention pattern must be None, a string or a Window/CrossFrame, got {type(pattern).__name__}")
+            f"attention pattern must be None, a string or a Window/CrossFrame, got {type(pattern).__name__}"
+        )
     text = pattern.strip()
     if text in ("", "none"):
         return None
@@ -101,8 +104,10 @@ def parse_pattern(pattern, num_frames=None):
         if frames is None:
             raise ValueError(
                 f"attention pattern {pattern!r}: cross-frame attention needs the frame count; write "
-                f"'{text}:<num_frames>' or call kernels.parse_pattern(pattern, num_frames=F)")
+                f"'{text}:<num_frames>' or call kernels.parse_pattern(pattern, num_frames=F)"
+            )
         return CrossFrame(sources, frames)
     raise ValueError(
         f"attention pattern {pattern!r} not understood; expected None, 'window:<radius>' or "
-        f"'cross_frame:<first|previous|self joined by +>[:<num_frames>]'")
+        f"'cross_frame:<first|previous|self joined by +>[:<num_frames>]'"
+    )

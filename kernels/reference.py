@@ -3,6 +3,7 @@
 Cross-frame attention here gathers the source frames' keys/values into a new tensor and calls SDPA; the Triton
 kernel reads them in place. Window attention builds a boolean band mask.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -29,7 +30,8 @@ def cross_frame_index(pattern, batch_frames, device):
     """For each ``b*F + f`` batch row, the batch rows of its source frames: ``[B*F, len(sources)]``."""
     if batch_frames % pattern.num_frames:
         raise ValueError(
-            f"attention pattern cross_frame: batch {batch_frames} is not a multiple of num_frames={pattern.num_frames}")
+            f"attention pattern cross_frame: batch {batch_frames} is not a multiple of num_frames={pattern.num_frames}"
+        )
     frames = pattern.num_frames
     per_frame = torch.tensor([pattern.source_frames(f) for f in range(frames)], device=device)
     video_start = torch.arange(0, batch_frames, frames, device=device).repeat_interleave(frames)
@@ -50,7 +52,8 @@ def sdpa_attention(q, k, v, mask=None, pattern=None):
     if isinstance(pattern, Window):
         if q.shape[-2] != k.shape[-2]:
             raise ValueError(
-                f"attention pattern window: needs self-attention (q_len == k_len), got {q.shape[-2]} and {k.shape[-2]}")
+                f"attention pattern window: needs self-attention (q_len == k_len), got {q.shape[-2]} and {k.shape[-2]}"
+            )
         band = band_mask(q.shape[-2], k.shape[-2], pattern.radius, q.device)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=merge_band(mask, band))
     if isinstance(pattern, CrossFrame):

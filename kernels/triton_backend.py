@@ -8,6 +8,7 @@ own library for one mode when it is imported, so ``TRITON_INTERPRET=1`` must be 
 Kernel choice for a call: a ``CrossFrame`` pattern -> cross-frame kernel; both lengths <= ``PACKED_MAX_LEN``
 -> packed short-sequence kernel (temporal attention); otherwise the streaming flash kernel.
 """
+
 import math
 
 import torch
@@ -66,6 +67,7 @@ def _prune_streaming(configs, named_args, **kwargs):
 
 def _prune_packed(configs, named_args, **kwargs):
     """Prune hook of the packed kernel: also drop tiles too small to hold one whole sequence."""
+
     def fits(config):
         return config.kwargs["BLOCK_M"] >= named_args["q_len"] and config.kwargs["BLOCK_N"] >= named_args["k_len"]
 
@@ -162,16 +164,19 @@ def _check_runnable(q):
     if error is not None:
         raise TritonUnavailable(
             f"attention: backend='triton' requested but triton is not installed ({error}); "
-            "install it (pip install triton) or use backend='sdpa' / 'auto'")
+            "install it (pip install triton) or use backend='sdpa' / 'auto'"
+        )
     if not q.is_cuda and not interpreting():
         raise TritonUnavailable(
             f"attention: backend='triton' needs CUDA tensors (got device {q.device}); on CPU set "
             "TRITON_INTERPRET=1 (before triton is imported) to run the kernels in the Triton interpreter, "
-            "or use backend='sdpa' / 'auto'")
+            "or use backend='sdpa' / 'auto'"
+        )
     if interpreting() and not _triton_imported_for_interpreter():
         raise TritonUnavailable(
             "attention: TRITON_INTERPRET=1 was set after triton had been imported in this process; Triton "
-            "builds its standard library for one mode at import time, so set it before the first import")
+            "builds its standard library for one mode at import time, so set it before the first import"
+        )
 
 
 def _triton_imported_for_interpreter():
@@ -209,8 +214,13 @@ def _launch_flags(q, k, v, out):
     interp = interpreting()
     precision = "ieee" if (q.dtype == torch.float32 or interp) else "tf32"
     head_dim = q.shape[3]
-    return {"DOT_FP32": interp, "INPUT_PRECISION": precision, "HEAD_DIM": head_dim,
-            "ALIGN": row_alignment(q, k, v, out), "BLOCK_D": max(16, 1 << (head_dim - 1).bit_length())}
+    return {
+        "DOT_FP32": interp,
+        "INPUT_PRECISION": precision,
+        "HEAD_DIM": head_dim,
+        "ALIGN": row_alignment(q, k, v, out),
+        "BLOCK_D": max(16, 1 << (head_dim - 1).bit_length()),
+    }
 
 
 def triton_attention(q, k, v, mask=None, pattern=None):
@@ -228,25 +238,41 @@ def triton_attention(q, k, v, mask=None, pattern=None):
     strides = _strides(q) + _strides(k) + _strides(v) + _strides(out)
     try:
         if isinstance(pattern, CrossFrame):
-            _launch_cross_frame(tensors_and_strides, strides, pattern, batch, heads, q_len, k_len, head_dim,
-                                qk_scale, flags)
+            _launch_cross_frame(
+                tensors_and_strides, strides, pattern, batch, heads, q_len, k_len, head_dim, qk_scale, flags
+            )
         else:
             bias = key_bias(mask, batch, heads, q_len, k_len)
             window = pattern.radius if isinstance(pattern, Window) else 0
             short = max(q_len, k_len) <= PACKED_MAX_LEN
-            _launch_self_or_cross(tensors_and_strides, strides, bias, window, isinstance(pattern, Window), short,
-                                  batch, heads, q_len, k_len, head_dim, qk_scale, flags)
+            _launch_self_or_cross(
+                tensors_and_strides,
+                strides,
+                bias,
+                window,
+                isinstance(pattern, Window),
+                short,
+                batch,
+                heads,
+                q_len,
+                k_len,
+                head_dim,
+                qk_scale,
+                flags,
+            )
     except RuntimeError as error:
         if "active drivers" in str(error):
             raise TritonUnavailable(
                 "attention: backend='triton' found no GPU driver Triton can use (Triton: "
-                f"{error}); use backend='sdpa' / 'auto', or TRITON_INTERPRET=1 on CPU") from error
+                f"{error}); use backend='sdpa' / 'auto', or TRITON_INTERPRET=1 on CPU"
+            ) from error
         raise
     return out
 
 
-def _launch_self_or_cross(tensors, strides, bias, window, has_window, short, batch, heads, q_len, k_len,
-                          head_dim, qk_scale, flags):
+def _launch_self_or_cross(
+    tensors, strides, bias, window, has_window, short, batch, heads, q_len, k_len, head_dim, qk_scale, flags
+):
     """Launch the packed kernel (short sequences) or the flash kernel (everything else)."""
     q, k, v, out = tensors
     bias_arg = bias if bias is not None else out  # never read when HAS_BIAS is False
@@ -259,14 +285,17 @@ def _launch_self_or_cross(tensors, strides, bias, window, has_window, short, bat
             per_block = min(meta["BLOCK_M"] // q_len, meta["BLOCK_N"] // k_len)
             return (triton_cdiv(num_seqs, per_block),)
 
-        get_kernel("packed")[grid](q, k, v, out, bias_arg, *strides, *bias_strides,
-                                   heads, num_seqs, q_len, k_len, qk_scale, window, **common)
+        get_kernel("packed")[grid](
+            q, k, v, out, bias_arg, *strides, *bias_strides, heads, num_seqs, q_len, k_len, qk_scale, window, **common
+        )
     else:
+
         def grid(meta):
             return (triton_cdiv(q_len, meta["BLOCK_M"]), batch * heads)
 
-        get_kernel("flash")[grid](q, k, v, out, bias_arg, *strides, *bias_strides,
-                                  heads, q_len, k_len, qk_scale, window, **common)
+        get_kernel("flash")[grid](
+            q, k, v, out, bias_arg, *strides, *bias_strides, heads, q_len, k_len, qk_scale, window, **common
+        )
 
 
 def _launch_cross_frame(tensors, strides, pattern, batch, heads, q_len, k_len, head_dim, qk_scale, flags):
@@ -279,9 +308,23 @@ def _launch_cross_frame(tensors, strides, pattern, batch, heads, q_len, k_len, h
     def grid(meta):
         return (triton_cdiv(q_len, meta["BLOCK_M"]), batch * heads)
 
-    get_kernel("cross_frame")[grid](q, k, v, out, *strides, heads, pattern.num_frames, q_len, k_len,
-                                    qk_scale, NUM_SOURCES=len(pattern.sources), SOURCE_0=codes[0],
-                                    SOURCE_1=codes[1], SOURCE_2=codes[2], **flags)
+    get_kernel("cross_frame")[grid](
+        q,
+        k,
+        v,
+        out,
+        *strides,
+        heads,
+        pattern.num_frames,
+        q_len,
+        k_len,
+        qk_scale,
+        NUM_SOURCES=len(pattern.sources),
+        SOURCE_0=codes[0],
+        SOURCE_1=codes[1],
+        SOURCE_2=codes[2],
+        **flags,
+    )
 
 
 def triton_cdiv(a, b):
@@ -329,8 +372,9 @@ def compile_for_target(name, capability, dtype, constexprs, num_warps=4, num_sta
             if param.name in ints and ints[param.name] % 16 == 0:
                 attrs[(index,)] = [["tt.divisibility", 16]]
     source = ASTSource(fn=triton.jit(fn), signature=signature, constexprs=fixed, attrs=attrs)
-    return triton.compile(source, target=GPUTarget("cuda", capability, 32),
-                          options={"num_warps": num_warps, "num_stages": num_stages})
+    return triton.compile(
+        source, target=GPUTarget("cuda", capability, 32), options={"num_warps": num_warps, "num_stages": num_stages}
+    )
 
 
 def cubin_resource_usage(cubin):

@@ -4,6 +4,7 @@ Every module in this package that defines ``NODE_CLASS_MAPPINGS`` is collected h
 family is adding a file. Inside real ComfyUI each node's FUNCTION is wrapped so library progress
 and interrupts reach ComfyUI's progress bar (a no-op elsewhere). Modules starting with ``_`` are helpers, not families.
 """
+
 import importlib
 import pkgutil
 

@@ -8,6 +8,7 @@ ComfyUI's own interrupt exception, reported as "interrupted", not as an error).
 
 Outside ComfyUI every helper here is a no-op, so nodes can use them unconditionally.
 """
+
 import contextlib
 import functools
 

@@ -4,8 +4,11 @@ Inside ComfyUI the lookups go through ``folder_paths``. Standalone, model folder
 ``$FRAMEFOLD_MODELS/<kind>`` (several roots may be joined with ``os.pathsep``) or ``./models/<kind>``,
 and the package's embedded default model (``default_model/<kind>/``) is always listed first.
 """
+
 import os
 from pathlib import Path
+
+from ..pipelines.paths import PathRefused, contained_path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 EMBEDDED_DIR = PACKAGE_DIR / "default_model"
@@ -69,7 +72,7 @@ def model_search_dirs(kind):
             pass
     else:
         roots = os.environ.get("FRAMEFOLD_MODELS")
-        for root in (roots.split(os.pathsep) if roots else [str(Path.cwd() / "models")]):
+        for root in roots.split(os.pathsep) if roots else [str(Path.cwd() / "models")]:
             dirs.append(Path(root) / kind)
     return dirs
 
@@ -91,11 +94,14 @@ def list_models(kind):
 
 def resolve_model(kind, name):
     """Full path of model file ``name`` of ``kind``; a clear error lists the folders searched."""
-    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
-        raise FileNotFoundError(f"model name {name!r} must be a relative path inside a '{kind}' folder")
     searched = model_search_dirs(kind)
     for base in searched:
-        candidate = base / name
+        try:
+            candidate = contained_path(base, name, links_may_leave=True) if name else None
+        except PathRefused:
+            candidate = None
+        if candidate is None:
+            raise FileNotFoundError(f"model name {name!r} must be a relative path inside a '{kind}' folder")
         if candidate.is_file():
             return candidate
     listing = "\n  ".join(str(d) for d in searched)

@@ -1,4 +1,5 @@
 """Frame-batch nodes: select, concatenate, resize, reverse, and inspect IMAGE batches (videos)."""
+
 import json
 
 from ..pipelines.video import frames as fr
@@ -20,7 +21,9 @@ def _call(node_class, input_name, fn, *args, **kwargs):
 class FrameFoldSelectFrames:
     """Keep a range of frames: from ``start``, every ``stride``-th, at most ``count``."""
 
-    DESCRIPTION = "Selects frames start, start+stride, ... (at most count; 0 = all). A negative start counts from the end."
+    DESCRIPTION = (
+        "Selects frames start, start+stride, ... (at most count; 0 = all). A negative start counts from the end."
+    )
     CATEGORY = CATEGORY
     FUNCTION = "select"
     RETURN_TYPES = (T.IMAGE, T.INT)
@@ -32,9 +35,28 @@ class FrameFoldSelectFrames:
         return {
             "required": {
                 "images": (T.IMAGE, {"tooltip": _IMAGES_TOOLTIP}),
-                "start": ("INT", {"default": 0, "min": -100_000, "max": 100_000, "tooltip": "First frame index (negative = from the end, -1 = last frame)."}),
-                "count": ("INT", {"default": 0, "min": 0, "max": 100_000, "tooltip": "How many frames to keep at most (0 = all until the end)."}),
-                "stride": ("INT", {"default": 1, "min": 1, "max": 1000, "tooltip": "Keep every n-th frame (1 = consecutive frames)."}),
+                "start": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": -100_000,
+                        "max": 100_000,
+                        "tooltip": "First frame index (negative = from the end, -1 = last frame).",
+                    },
+                ),
+                "count": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 100_000,
+                        "tooltip": "How many frames to keep at most (0 = all until the end).",
+                    },
+                ),
+                "stride": (
+                    "INT",
+                    {"default": 1, "min": 1, "max": 1000, "tooltip": "Keep every n-th frame (1 = consecutive frames)."},
+                ),
             }
         }
 
@@ -60,7 +82,13 @@ class FrameFoldConcatVideos:
             "required": {
                 "images_a": (T.IMAGE, {"tooltip": "First clip."}),
                 "images_b": (T.IMAGE, {"tooltip": "Second clip, appended after the first."}),
-                "resize_mode": (list(fr.RESIZE_MODES), {"default": "crop", "tooltip": "How a second clip of another size is fitted: crop, pad or stretch."}),
+                "resize_mode": (
+                    list(fr.RESIZE_MODES),
+                    {
+                        "default": "crop",
+                        "tooltip": "How a second clip of another size is fitted: crop, pad or stretch.",
+                    },
+                ),
             }
         }
 
@@ -85,16 +113,54 @@ class FrameFoldResizeFrames:
         return {
             "required": {
                 "images": (T.IMAGE, {"tooltip": _IMAGES_TOOLTIP}),
-                "width": ("INT", {"default": 512, "min": 0, "max": 8192, "step": 8, "tooltip": "Target width (0 = keep, or follow the aspect ratio if height is set)."}),
-                "height": ("INT", {"default": 512, "min": 0, "max": 8192, "step": 8, "tooltip": "Target height (0 = keep, or follow the aspect ratio if width is set)."}),
-                "mode": (list(fr.RESIZE_MODES), {"default": "crop", "tooltip": "crop = fill and centre-crop, pad = fit and pad black, stretch = exact size ignoring aspect."}),
-                "interpolation": (list(fr.INTERPOLATIONS), {"default": "auto", "tooltip": "Filter: auto = area when shrinking, bilinear when enlarging."}),
+                "width": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 0,
+                        "max": 8192,
+                        "step": 8,
+                        "tooltip": "Target width (0 = keep, or follow the aspect ratio if height is set).",
+                    },
+                ),
+                "height": (
+                    "INT",
+                    {
+                        "default": 512,
+                        "min": 0,
+                        "max": 8192,
+                        "step": 8,
+                        "tooltip": "Target height (0 = keep, or follow the aspect ratio if width is set).",
+                    },
+                ),
+                "mode": (
+                    list(fr.RESIZE_MODES),
+                    {
+                        "default": "crop",
+                        "tooltip": "crop = fill and centre-crop, pad = fit and pad black, stretch = exact size ignoring aspect.",
+                    },
+                ),
+                "interpolation": (
+                    list(fr.INTERPOLATIONS),
+                    {"default": "auto", "tooltip": "Filter: auto = area when shrinking, bilinear when enlarging."},
+                ),
             }
         }
 
     def resize(self, images, width, height, mode="crop", interpolation="auto"):
         """The resized frames."""
-        return (_call(type(self).__name__, "width", fr.resize_frames, images, width, height, mode=mode, interpolation=interpolation),)
+        return (
+            _call(
+                type(self).__name__,
+                "width",
+                fr.resize_frames,
+                images,
+                width,
+                height,
+                mode=mode,
+                interpolation=interpolation,
+            ),
+        )
 
 
 class FrameFoldReverseFrames:
@@ -131,7 +197,16 @@ class FrameFoldVideoInfo:
         return {
             "required": {
                 "images": (T.IMAGE, {"tooltip": _IMAGES_TOOLTIP}),
-                "fps": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 240.0, "step": 0.01, "tooltip": "Frame rate used to compute the duration (0 = no duration)."}),
+                "fps": (
+                    "FLOAT",
+                    {
+                        "default": 8.0,
+                        "min": 0.0,
+                        "max": 240.0,
+                        "step": 0.01,
+                        "tooltip": "Frame rate used to compute the duration (0 = no duration).",
+                    },
+                ),
             }
         }
 
@@ -142,7 +217,13 @@ class FrameFoldVideoInfo:
         return {"ui": {"text": [text]}, "result": (data["frames"], data["width"], data["height"], text)}
 
 
-_NODES = (FrameFoldSelectFrames, FrameFoldConcatVideos, FrameFoldResizeFrames, FrameFoldReverseFrames, FrameFoldVideoInfo)
+_NODES = (
+    FrameFoldSelectFrames,
+    FrameFoldConcatVideos,
+    FrameFoldResizeFrames,
+    FrameFoldReverseFrames,
+    FrameFoldVideoInfo,
+)
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {
     "FrameFoldSelectFrames": "FrameFold Select Frames",

@@ -3,6 +3,7 @@
 If decoding fails (out of memory or anything else), the latents are first written to a ``.latent`` file in
 the output folder and the error says where; FrameFold Load Latent resumes from it.
 """
+
 import hashlib
 import os
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 
 from ..pipelines import progress
 from ..pipelines.loading.files import LATENT_EXTENSION, WeightFileError, load_latent_file, save_latent_file
+from ..pipelines.paths import PathRefused, contained_path
 from . import _types as T
 from ._errors import NodeInputError
 from ._folders import io_dir
@@ -59,8 +61,11 @@ def resolve_latent_file(node_class, name):
     if name.endswith(" [output]"):
         name, folder = name[: -len(" [output]")], "output"
     base = io_dir(folder)
-    path = (base / name).resolve()
-    if not name or Path(name).is_absolute() or os.path.commonpath([str(base.resolve()), str(path)]) != str(base.resolve()):
+    try:
+        path = contained_path(base, name) if name else None
+    except PathRefused:
+        path = None
+    if path is None:
         raise NodeInputError(node_class, "latent", f"a .latent file inside the {folder} folder, got {name!r}")
     if not path.is_file():
         raise NodeInputError(node_class, "latent", f"an existing .latent file in {base}, got {name!r}")
@@ -76,12 +81,27 @@ class FrameFoldEmptyVideoLatent:
         return {
             "required": {
                 "vae": (T.FF_VAE, {"tooltip": "The VAE: sets the latent channels and the pixels per latent pixel."}),
-                "width": (T.INT, {"default": 512, "min": 8, "max": 8192, "step": 8,
-                                  "tooltip": "Video width in pixels (a multiple of the VAE downscale, 8 for SD)."}),
-                "height": (T.INT, {"default": 512, "min": 8, "max": 8192, "step": 8,
-                                   "tooltip": "Video height in pixels (a multiple of the VAE downscale)."}),
-                "frames": (T.INT, {"default": 16, "min": 1, "max": 4096,
-                                   "tooltip": "Number of frames."}),
+                "width": (
+                    T.INT,
+                    {
+                        "default": 512,
+                        "min": 8,
+                        "max": 8192,
+                        "step": 8,
+                        "tooltip": "Video width in pixels (a multiple of the VAE downscale, 8 for SD).",
+                    },
+                ),
+                "height": (
+                    T.INT,
+                    {
+                        "default": 512,
+                        "min": 8,
+                        "max": 8192,
+                        "step": 8,
+                        "tooltip": "Video height in pixels (a multiple of the VAE downscale).",
+                    },
+                ),
+                "frames": (T.INT, {"default": 16, "min": 1, "max": 4096, "tooltip": "Number of frames."}),
             }
         }
 
@@ -113,13 +133,24 @@ class FrameFoldVAEEncode:
                 "vae": (T.FF_VAE, {"tooltip": "The VAE to encode with."}),
             },
             "optional": {
-                "mode": (["mean", "sample"], {"default": "mean",
-                                              "tooltip": "mean: the posterior mean (deterministic, what ComfyUI "
-                                                         "does); sample: draw from the posterior with the seed."}),
-                "seed": (T.INT, {"default": 0, "min": 0, "max": T.MAX_SEED,
-                                 "tooltip": "Seed for mode=sample."}),
-                "frame_chunk": (T.INT, {"default": 16, "min": 1, "max": 4096,
-                                        "tooltip": "Frames encoded at once; lower uses less memory."}),
+                "mode": (
+                    ["mean", "sample"],
+                    {
+                        "default": "mean",
+                        "tooltip": "mean: the posterior mean (deterministic, what ComfyUI "
+                        "does); sample: draw from the posterior with the seed.",
+                    },
+                ),
+                "seed": (T.INT, {"default": 0, "min": 0, "max": T.MAX_SEED, "tooltip": "Seed for mode=sample."}),
+                "frame_chunk": (
+                    T.INT,
+                    {
+                        "default": 16,
+                        "min": 1,
+                        "max": 4096,
+                        "tooltip": "Frames encoded at once; lower uses less memory.",
+                    },
+                ),
             },
         }
 
@@ -133,8 +164,11 @@ class FrameFoldVAEEncode:
         """IMAGE -> LATENT."""
         d = vae.downscale
         if images.ndim != 4 or images.shape[1] % d or images.shape[2] % d:
-            raise NodeInputError(type(self).__name__, "images",
-                                 f"frames [F,H,W,C] with H and W multiples of {d}, got {tuple(images.shape)}")
+            raise NodeInputError(
+                type(self).__name__,
+                "images",
+                f"frames [F,H,W,C] with H and W multiples of {d}, got {tuple(images.shape)}",
+            )
         generator = torch.Generator().manual_seed(int(seed)) if mode == "sample" else None
         samples = vae.encode(images, sample=(mode == "sample"), generator=generator, frame_chunk=frame_chunk)
         return ({"samples": samples},)
@@ -152,19 +186,41 @@ class FrameFoldVAEDecode:
                 "vae": (T.FF_VAE, {"tooltip": "The VAE to decode with."}),
             },
             "optional": {
-                "frame_chunk": (T.INT, {"default": 16, "min": 1, "max": 4096,
-                                        "tooltip": "Frames decoded at once; lower uses less memory. With a "
-                                                   "temporal decoder each chunk also decodes its temporal context "
-                                                   "frames, so the result does not depend on this value."}),
-                "tile_size": (T.INT, {"default": 0, "min": 0, "max": 8192, "step": 8,
-                                      "tooltip": "Spatial tile size in pixels (0 = whole frames). Tiles bound memory "
-                                                 "at high resolution; they are blended linearly over the overlap."}),
-                "tile_overlap": (T.INT, {"default": 64, "min": 0, "max": 4096, "step": 8,
-                                         "tooltip": "Overlap between tiles in pixels."}),
-                "temporal_decoder": (T.BOOLEAN, {"default": True,
-                                                 "tooltip": "Use the VAE's temporal (Temp-Conv) layers when it has "
-                                                            "them; off decodes each frame on its own. A VAE without "
-                                                            "temporal layers decodes frame by frame either way."}),
+                "frame_chunk": (
+                    T.INT,
+                    {
+                        "default": 16,
+                        "min": 1,
+                        "max": 4096,
+                        "tooltip": "Frames decoded at once; lower uses less memory. With a "
+                        "temporal decoder each chunk also decodes its temporal context "
+                        "frames, so the result does not depend on this value.",
+                    },
+                ),
+                "tile_size": (
+                    T.INT,
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 8192,
+                        "step": 8,
+                        "tooltip": "Spatial tile size in pixels (0 = whole frames). Tiles bound memory "
+                        "at high resolution; they are blended linearly over the overlap.",
+                    },
+                ),
+                "tile_overlap": (
+                    T.INT,
+                    {"default": 64, "min": 0, "max": 4096, "step": 8, "tooltip": "Overlap between tiles in pixels."},
+                ),
+                "temporal_decoder": (
+                    T.BOOLEAN,
+                    {
+                        "default": True,
+                        "tooltip": "Use the VAE's temporal (Temp-Conv) layers when it has "
+                        "them; off decodes each frame on its own. A VAE without "
+                        "temporal layers decodes frame by frame either way.",
+                    },
+                ),
             },
         }
 
@@ -172,22 +228,35 @@ class FrameFoldVAEDecode:
     RETURN_NAMES = ("images",)
     FUNCTION = "decode"
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Decodes latents to frames. If decoding fails, the latents are saved to the output folder first "
-                   "(see the error message) so FrameFold Load Latent can resume.")
+    DESCRIPTION = (
+        "Decodes latents to frames. If decoding fails, the latents are saved to the output folder first "
+        "(see the error message) so FrameFold Load Latent can resume."
+    )
 
     def decode(self, samples, vae, frame_chunk=16, tile_size=0, tile_overlap=64, temporal_decoder=True):
         """LATENT -> IMAGE; on failure the latents are saved and the error names the file."""
         latents = _samples(type(self).__name__, samples)
         if latents.shape[1] != vae.latent_channels:
-            raise NodeInputError(type(self).__name__, "samples",
-                                 f"latents with {vae.latent_channels} channels for this VAE, got {latents.shape[1]}")
+            raise NodeInputError(
+                type(self).__name__,
+                "samples",
+                f"latents with {vae.latent_channels} channels for this VAE, got {latents.shape[1]}",
+            )
         d = vae.downscale
         if tile_size and tile_size < 8 * d:
-            raise NodeInputError(type(self).__name__, "tile_size",
-                                 f"0 (no tiling) or at least {8 * d} pixels for this VAE, got {tile_size}")
+            raise NodeInputError(
+                type(self).__name__,
+                "tile_size",
+                f"0 (no tiling) or at least {8 * d} pixels for this VAE, got {tile_size}",
+            )
         try:
-            images = vae.decode(latents, frame_chunk=frame_chunk, tile=tile_size // d,
-                                tile_overlap=tile_overlap // d, temporal=temporal_decoder)
+            images = vae.decode(
+                latents,
+                frame_chunk=frame_chunk,
+                tile=tile_size // d,
+                tile_overlap=tile_overlap // d,
+                temporal=temporal_decoder,
+            )
         except (Exception, progress.Interrupted) as e:
             saved = save_latent_file(_unique_latent_path("FrameFold_decode_failed"), latents)
             name = saved.relative_to(io_dir("output")).as_posix()
@@ -196,7 +265,8 @@ class FrameFoldVAEDecode:
             raise RuntimeError(
                 f"{type(self).__name__}: decoding failed ({type(e).__name__}: {e}). The latents were saved to "
                 f"{saved}; load them with FrameFold Load Latent (choose '{name} [output]') and decode again, e.g. "
-                f"with a smaller frame_chunk or a tile_size.") from e
+                f"with a smaller frame_chunk or a tile_size."
+            ) from e
         return (images,)
 
 
@@ -209,8 +279,10 @@ class FrameFoldSaveLatent:
         return {
             "required": {
                 "samples": (T.LATENT, {"tooltip": "Latents to save."}),
-                "filename_prefix": (T.STRING, {"default": "FrameFold",
-                                               "tooltip": "File name prefix; files go to output/latents/."}),
+                "filename_prefix": (
+                    T.STRING,
+                    {"default": "FrameFold", "tooltip": "File name prefix; files go to output/latents/."},
+                ),
             }
         }
 
@@ -224,7 +296,9 @@ class FrameFoldSaveLatent:
         """Write the file; the UI gets its name."""
         prefix = filename_prefix.strip().replace("\\", "/")
         if not prefix or "/" in prefix or prefix.startswith("."):
-            raise NodeInputError(type(self).__name__, "filename_prefix", f"a plain file name prefix, got {filename_prefix!r}")
+            raise NodeInputError(
+                type(self).__name__, "filename_prefix", f"a plain file name prefix, got {filename_prefix!r}"
+            )
         path = save_latent_file(_unique_latent_path(prefix), _samples(type(self).__name__, samples))
         return {"ui": {"latents": [{"filename": path.name, "subfolder": LATENT_SUBFOLDER, "type": "output"}]}}
 
@@ -237,9 +311,13 @@ class FrameFoldLoadLatent:
         """The file to load."""
         return {
             "required": {
-                "latent": (list_latent_files(), {
-                    "tooltip": ".latent files of the input folder, and of the output folder (marked [output]); "
-                               "failed decodes are saved in output/latents/."}),
+                "latent": (
+                    list_latent_files(),
+                    {
+                        "tooltip": ".latent files of the input folder, and of the output folder (marked [output]); "
+                        "failed decodes are saved in output/latents/."
+                    },
+                ),
             }
         }
 

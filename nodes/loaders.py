@@ -1,4 +1,5 @@
 """Loader nodes: SD / FrameFold checkpoints (model + text encoder + VAE) and standalone VAEs."""
+
 from ..pipelines.loading.checkpoint import CheckpointKeyError, load_checkpoint, load_vae
 from ..pipelines.loading.detect import WrongLoaderError
 from ..pipelines.loading.files import WeightFileError
@@ -35,17 +36,24 @@ class FrameFoldCheckpointLoader:
         """Checkpoint file and precision."""
         return {
             "required": {
-                "ckpt_name": (list_models("checkpoints"), {
-                    "tooltip": "Checkpoint from the 'checkpoints' folder (SD1.x single file or a FrameFold "
-                               "checkpoint; the embedded default model is listed first)."}),
+                "ckpt_name": (
+                    list_models("checkpoints"),
+                    {
+                        "tooltip": "Checkpoint from the 'checkpoints' folder (SD1.x single file or a FrameFold "
+                        "checkpoint; the embedded default model is listed first)."
+                    },
+                ),
                 "dtype": (DTYPES, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
             }
         }
 
     RETURN_TYPES = (T.FF_MODEL, T.FF_TEXT_ENCODER, T.FF_VAE)
     RETURN_NAMES = ("model", "text_encoder", "vae")
-    OUTPUT_TOOLTIPS = ("The denoising UNet and its noise schedule.", "Tokenizer + CLIP text encoder.",
-                       "The VAE (latent <-> pixels).")
+    OUTPUT_TOOLTIPS = (
+        "The denoising UNet and its noise schedule.",
+        "Tokenizer + CLIP text encoder.",
+        "The VAE (latent <-> pixels).",
+    )
     FUNCTION = "load"
     CATEGORY = CATEGORY
     DESCRIPTION = "Loads the UNet, the CLIP text encoder and the VAE of one checkpoint file."
@@ -64,9 +72,13 @@ class FrameFoldVAELoader:
         """VAE file and precision."""
         return {
             "required": {
-                "vae_name": (list_models("vae"), {
-                    "tooltip": "VAE from the 'vae' folder, e.g. vae-ft-mse-840000-ema-pruned.safetensors or a "
-                               "diffusers diffusion_pytorch_model.safetensors."}),
+                "vae_name": (
+                    list_models("vae"),
+                    {
+                        "tooltip": "VAE from the 'vae' folder, e.g. vae-ft-mse-840000-ema-pruned.safetensors or a "
+                        "diffusers diffusion_pytorch_model.safetensors."
+                    },
+                ),
                 "dtype": (DTYPES, {"default": "auto", "tooltip": DTYPE_TOOLTIP}),
             }
         }

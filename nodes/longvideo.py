@@ -1,4 +1,5 @@
 """Long-video nodes: VidRD iterative long-video sampler, image-to-video, FreeInit options."""
+
 import torch
 
 from ..pipelines.models.bundle import Conditioning, DiffusionModel
@@ -24,11 +25,17 @@ NOISE_REUSE = ("pns", "fnr")
 def _sampler_widgets():
     """sampler_name / scheduler widgets (DDIM + leading spacing by default, as the VidRD paper samples)."""
     return {
-        "sampler_name": (SAMPLER_NAMES, {
-            "default": "ddim", "tooltip": "Sampler run for every clip; ddim is what the VidRD paper uses."}),
-        "scheduler": (SCHEDULER_NAMES, {
-            "default": "leading", "tooltip": "Timestep spacing (leading for SD/AnimateDiff DDIM; trailing for "
-                                             "zero-terminal-SNR models)."}),
+        "sampler_name": (
+            SAMPLER_NAMES,
+            {"default": "ddim", "tooltip": "Sampler run for every clip; ddim is what the VidRD paper uses."},
+        ),
+        "scheduler": (
+            SCHEDULER_NAMES,
+            {
+                "default": "leading",
+                "tooltip": "Timestep spacing (leading for SD/AnimateDiff DDIM; trailing for zero-terminal-SNR models).",
+            },
+        ),
     }
 
 
@@ -40,8 +47,11 @@ def _check_model_and_prompts(node, model, positive, negative, frames_ok):
         if not isinstance(cond, Conditioning):
             raise NodeInputError(node, name, "a FF_CONDITIONING from FrameFold Text Encode")
         if cond.embeds.shape[0] not in (1, *frames_ok):
-            raise NodeInputError(node, name, f"one prompt or {' / '.join(map(str, frames_ok))} per-frame prompts, "
-                                             f"got {cond.embeds.shape[0]}")
+            raise NodeInputError(
+                node,
+                name,
+                f"one prompt or {' / '.join(map(str, frames_ok))} per-frame prompts, got {cond.embeds.shape[0]}",
+            )
 
 
 def _check_optional(node, noise, freeinit, sampler_name, scheduler):
@@ -91,49 +101,99 @@ class FrameFoldLongVideoSampler:
             "required": {
                 "model": (T.FF_MODEL, {"tooltip": "The UNet with its motion module; one clip is denoised at a time."}),
                 **T.prompt_inputs("What the video should show: one prompt, or one per output frame."),
-                "latent": (T.LATENT, {
-                    "tooltip": "Gives the frame size and channels (e.g. FrameFold Empty Video Latent); its frame "
-                               "count is used only when total_frames is 0."}),
+                "latent": (
+                    T.LATENT,
+                    {
+                        "tooltip": "Gives the frame size and channels (e.g. FrameFold Empty Video Latent); its frame "
+                        "count is used only when total_frames is 0."
+                    },
+                ),
                 "seed": T.seed_widget("Seed of clip 0's noise, of every PNS draw and of the sampler's noise."),
-                "total_frames": (T.INT, {
-                    "default": 64, "min": 0, "max": 4096,
-                    "tooltip": "Output frames; 0 = the latent's frame count."}),
-                "clip_frames": (T.INT, {
-                    "default": 0, "min": 0, "max": 256,
-                    "tooltip": "Frames per clip N; 0 = the model's frame window (16 for AnimateDiff)."}),
-                "prompt_frames": (T.INT, {
-                    "default": 4, "min": 0, "max": 255,
-                    "tooltip": "M: the last M frames of a clip prompt the next clip (less than clip_frames). "
-                               "Paper default 4."}),
-                "alpha": (T.FLOAT, {
-                    "default": 4.0, "min": 0.0, "max": 100.0, "step": 0.1,
-                    "tooltip": "PNS: share of the previous clip's reversed noise kept in the new frames; 0 = fresh "
-                               "noise, larger = more consistent, more repetitive. Paper default 4."}),
-                "beta": (T.FLOAT, {
-                    "default": 0.4, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "DSG: fraction of the steps in which the prompt frames copy the previous clip's "
-                               "trajectory (frame 0 longest); 0 = no guidance. Paper default 0.4."}),
+                "total_frames": (
+                    T.INT,
+                    {"default": 64, "min": 0, "max": 4096, "tooltip": "Output frames; 0 = the latent's frame count."},
+                ),
+                "clip_frames": (
+                    T.INT,
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 256,
+                        "tooltip": "Frames per clip N; 0 = the model's frame window (16 for AnimateDiff).",
+                    },
+                ),
+                "prompt_frames": (
+                    T.INT,
+                    {
+                        "default": 4,
+                        "min": 0,
+                        "max": 255,
+                        "tooltip": "M: the last M frames of a clip prompt the next clip (less than clip_frames). "
+                        "Paper default 4.",
+                    },
+                ),
+                "alpha": (
+                    T.FLOAT,
+                    {
+                        "default": 4.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "tooltip": "PNS: share of the previous clip's reversed noise kept in the new frames; 0 = fresh "
+                        "noise, larger = more consistent, more repetitive. Paper default 4.",
+                    },
+                ),
+                "beta": (
+                    T.FLOAT,
+                    {
+                        "default": 0.4,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "DSG: fraction of the steps in which the prompt frames copy the previous clip's "
+                        "trajectory (frame 0 longest); 0 = no guidance. Paper default 0.4.",
+                    },
+                ),
                 "steps": (T.INT, {"default": 50, "min": 1, "max": 1000, "tooltip": "Denoising steps per clip."}),
                 "cfg": T.cfg_widget(),
-                "overlap": (list(OVERLAP_MODES), {
-                    "default": DEFAULT_OVERLAP,
-                    "tooltip": "drop: later clips' M prompt frames (mirrors of the previous clip's end) are left "
-                               "out; keep: whole clips are concatenated."}),
+                "overlap": (
+                    list(OVERLAP_MODES),
+                    {
+                        "default": DEFAULT_OVERLAP,
+                        "tooltip": "drop: later clips' M prompt frames (mirrors of the previous clip's end) are left "
+                        "out; keep: whole clips are concatenated.",
+                    },
+                ),
             },
             "optional": {
                 **_sampler_widgets(),
-                "noise_reuse": (list(NOISE_REUSE), {
-                    "default": "pns",
-                    "tooltip": "pns: reversed noise mixed with fresh noise by alpha (eq. 7); fnr: plain reversed "
-                               "noise (eq. 6, alpha ignored)."}),
+                "noise_reuse": (
+                    list(NOISE_REUSE),
+                    {
+                        "default": "pns",
+                        "tooltip": "pns: reversed noise mixed with fresh noise by alpha (eq. 7); fnr: plain reversed "
+                        "noise (eq. 6, alpha ignored).",
+                    },
+                ),
                 "noise": (T.FF_NOISE, {"tooltip": "Noise prior for clip 0 (default: i.i.d.)."}),
                 "freeinit": (FF_FREEINIT, {"tooltip": "FreeInit re-initialisation passes for clip 0."}),
-                "first_frame": (T.LATENT, {
-                    "tooltip": "Optional encoded image (FrameFold VAE Encode of one image): clip 0's first frame "
-                               "is held to it, as in FrameFold Image to Video."}),
-                "first_frame_strength": (T.FLOAT, {
-                    "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "How firmly frame 0 is held to first_frame (1 = pinned)."}),
+                "first_frame": (
+                    T.LATENT,
+                    {
+                        "tooltip": "Optional encoded image (FrameFold VAE Encode of one image): clip 0's first frame "
+                        "is held to it, as in FrameFold Image to Video."
+                    },
+                ),
+                "first_frame_strength": (
+                    T.FLOAT,
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "How firmly frame 0 is held to first_frame (1 = pinned).",
+                    },
+                ),
             },
         }
 
@@ -142,16 +202,47 @@ class FrameFoldLongVideoSampler:
     OUTPUT_TOOLTIPS = ("All generated frames as one latent video.",)
     FUNCTION = "sample"
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Long video with one model (VidRD): memory stays at one clip. Progress counts all clips' steps.")
+    DESCRIPTION = "Long video with one model (VidRD): memory stays at one clip. Progress counts all clips' steps."
 
     @with_host_progress
-    def sample(self, model, positive, negative, latent, seed, total_frames, clip_frames, prompt_frames, alpha, beta,
-               steps, cfg, overlap, sampler_name="ddim", scheduler="leading", noise_reuse="pns", noise=None,
-               freeinit=None, first_frame=None, first_frame_strength=1.0):
+    def sample(
+        self,
+        model,
+        positive,
+        negative,
+        latent,
+        seed,
+        total_frames,
+        clip_frames,
+        prompt_frames,
+        alpha,
+        beta,
+        steps,
+        cfg,
+        overlap,
+        sampler_name="ddim",
+        scheduler="leading",
+        noise_reuse="pns",
+        noise=None,
+        freeinit=None,
+        first_frame=None,
+        first_frame_strength=1.0,
+    ):
         """Validate, build the options and denoiser(s), run the VidRD loop."""
         node = type(self).__name__
-        samples, total, options = self._check(model, positive, negative, latent, total_frames, clip_frames,
-                                              prompt_frames, alpha, beta, overlap, noise_reuse)
+        samples, total, options = self._check(
+            model,
+            positive,
+            negative,
+            latent,
+            total_frames,
+            clip_frames,
+            prompt_frames,
+            alpha,
+            beta,
+            overlap,
+            noise_reuse,
+        )
         _check_optional(node, noise, freeinit, sampler_name, scheduler)
         frame_shape = tuple(samples.shape[1:])
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -164,15 +255,37 @@ class FrameFoldLongVideoSampler:
             return GuidedDenoiser(model, _clip_prompts(positive, positions), _clip_prompts(negative, positions), cfg)
 
         result = sample_long_video(
-            None if per_frame else GuidedDenoiser(model, positive, negative, cfg), frame_shape, total,
-            sigmas, generator=generator, options=options, sampler=sampler_name,
-            first_noise=first.to(model.device), denoise_for_clip=denoiser_for if per_frame else None,
-            freeinit=freeinit, alphas_cumprod=abar, first_clip_hook=hold[0], first_clip_start=hold[1])
+            None if per_frame else GuidedDenoiser(model, positive, negative, cfg),
+            frame_shape,
+            total,
+            sigmas,
+            generator=generator,
+            options=options,
+            sampler=sampler_name,
+            first_noise=first.to(model.device),
+            denoise_for_clip=denoiser_for if per_frame else None,
+            freeinit=freeinit,
+            alphas_cumprod=abar,
+            first_clip_hook=hold[0],
+            first_clip_start=hold[1],
+        )
         out = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask", "batch_index")}
         return ({**out, "samples": result.latent},)
 
-    def _check(self, model, positive, negative, latent, total_frames, clip_frames, prompt_frames, alpha, beta,
-               overlap, noise_reuse):
+    def _check(
+        self,
+        model,
+        positive,
+        negative,
+        latent,
+        total_frames,
+        clip_frames,
+        prompt_frames,
+        alpha,
+        beta,
+        overlap,
+        noise_reuse,
+    ):
         """Validate the required inputs; returns ``(samples, total_frames, VidRDOptions)``."""
         node = type(self).__name__
         samples = latent.get("samples") if isinstance(latent, dict) else None
@@ -194,8 +307,9 @@ class FrameFoldLongVideoSampler:
             raise NodeInputError(node, "beta", f"a value in [0, 1], got {beta}")
         if alpha < 0:
             raise NodeInputError(node, "alpha", f"a value >= 0, got {alpha}")
-        options = VidRDOptions(n, int(prompt_frames), None if noise_reuse == "fnr" else float(alpha), float(beta),
-                               overlap)
+        options = VidRDOptions(
+            n, int(prompt_frames), None if noise_reuse == "fnr" else float(alpha), float(beta), overlap
+        )
         return samples, total, options
 
     def _first_frame_hold(self, first_frame, strength, frame_shape, first_noise, sigma0):
@@ -205,13 +319,18 @@ class FrameFoldLongVideoSampler:
         node = type(self).__name__
         image = first_frame.get("samples") if isinstance(first_frame, dict) else None
         if not isinstance(image, torch.Tensor) or image.ndim != 4 or tuple(image.shape[1:]) != frame_shape:
-            raise NodeInputError(node, "first_frame", f"a LATENT with samples [1, {', '.join(map(str, frame_shape))}] "
-                                                      f"(the same frame size as 'latent')")
+            raise NodeInputError(
+                node,
+                "first_frame",
+                f"a LATENT with samples [1, {', '.join(map(str, frame_shape))}] (the same frame size as 'latent')",
+            )
         if not 0.0 <= strength <= 1.0:
             raise NodeInputError(node, "first_frame_strength", f"a value in [0, 1], got {strength}")
         image = image[:1].float().to(first_noise.device)
-        return (first_frame_hook(image, first_noise[0], float(strength)),
-                first_frame_start(image, first_noise[0], sigma0, float(strength)))
+        return (
+            first_frame_hook(image, first_noise[0], float(strength)),
+            first_frame_start(image, first_noise[0], sigma0, float(strength)),
+        )
 
 
 class FrameFoldImageToVideo:
@@ -226,12 +345,23 @@ class FrameFoldImageToVideo:
                 "model": (T.FF_MODEL, {"tooltip": "The UNet with its motion module."}),
                 **T.prompt_inputs(),
                 "vae": (T.FF_VAE, {"tooltip": "Encodes the image into the first latent frame."}),
-                "image": (T.IMAGE, {
-                    "tooltip": "The first frame (the batch's first image is used); width and height must be "
-                               "multiples of the VAE's downscale (8 for SD)."}),
-                "strength": (T.FLOAT, {
-                    "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "1 pins frame 0 to the image; lower lets it drift; 0 ignores the image."}),
+                "image": (
+                    T.IMAGE,
+                    {
+                        "tooltip": "The first frame (the batch's first image is used); width and height must be "
+                        "multiples of the VAE's downscale (8 for SD)."
+                    },
+                ),
+                "strength": (
+                    T.FLOAT,
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "1 pins frame 0 to the image; lower lets it drift; 0 ignores the image.",
+                    },
+                ),
                 "frames": (T.INT, {"default": 16, "min": 1, "max": 4096, "tooltip": "Frames to generate."}),
                 "seed": T.seed_widget("Seed of the initial noise and of the sampler's noise."),
                 "steps": (T.INT, {"default": 25, "min": 1, "max": 1000, "tooltip": "Denoising steps."}),
@@ -240,8 +370,10 @@ class FrameFoldImageToVideo:
             "optional": {
                 **_sampler_widgets(),
                 "noise": (T.FF_NOISE, {"tooltip": "Noise prior for the initial noise (default: i.i.d.)."}),
-                "context": (T.FF_CONTEXT, {
-                    "tooltip": "Context windows for more frames than the motion module's window."}),
+                "context": (
+                    T.FF_CONTEXT,
+                    {"tooltip": "Context windows for more frames than the motion module's window."},
+                ),
                 "freeinit": (FF_FREEINIT, {"tooltip": "FreeInit re-initialisation passes."}),
             },
         }
@@ -254,8 +386,24 @@ class FrameFoldImageToVideo:
     DESCRIPTION = "Animate a still image: first-frame latent held at every denoising step."
 
     @with_host_progress
-    def generate(self, model, positive, negative, vae, image, strength, frames, seed, steps, cfg,
-                 sampler_name="ddim", scheduler="leading", noise=None, context=None, freeinit=None):
+    def generate(
+        self,
+        model,
+        positive,
+        negative,
+        vae,
+        image,
+        strength,
+        frames,
+        seed,
+        steps,
+        cfg,
+        sampler_name="ddim",
+        scheduler="leading",
+        noise=None,
+        context=None,
+        freeinit=None,
+    ):
         """Encode the image, draw the noise, sample with the first frame held (FreeInit passes if given)."""
         node = type(self).__name__
         _check_model_and_prompts(node, model, positive, negative, (int(frames),))
@@ -271,9 +419,12 @@ class FrameFoldImageToVideo:
         limit = getattr(model.unet, "frame_window", None)
         window = context.length if context is not None else int(frames)
         if limit and window > limit:
-            raise NodeInputError(node, "context" if context is not None else "frames",
-                                 f"at most {limit} frames per window (the motion module's length); connect "
-                                 f"FrameFold Context Options for longer videos")
+            raise NodeInputError(
+                node,
+                "context" if context is not None else "frames",
+                f"at most {limit} frames per window (the motion module's length); connect "
+                f"FrameFold Context Options for longer videos",
+            )
         try:
             image_latent = vae.encode(image[:1, :, :, :3].float())
         except ValueError as e:
@@ -286,8 +437,15 @@ class FrameFoldImageToVideo:
         image_latent = image_latent.to(device)
 
         def run(start_noise):
-            return image_to_video(denoise, image_latent, start_noise, sigmas, strength=float(strength),
-                                  sampler=sampler_name, generator=generator)
+            return image_to_video(
+                denoise,
+                image_latent,
+                start_noise,
+                sigmas,
+                strength=float(strength),
+                sampler=sampler_name,
+                generator=generator,
+            )
 
         if freeinit is not None and freeinit.iterations > 1:
             out, _ = sample_with_freeinit(run, initial.to(device), abar, generator, freeinit, steps=steps)
@@ -305,21 +463,47 @@ class FrameFoldFreeInitOptions:
         """Passes, filter type and its cut-offs."""
         return {
             "required": {
-                "iterations": (T.INT, {
-                    "default": 3, "min": 1, "max": 10,
-                    "tooltip": "Sampling passes in total (1 = FreeInit off)."}),
-                "filter_type": (list(FILTERS), {
-                    "default": "butterworth",
-                    "tooltip": "Low-pass filter on the 3-D (time, height, width) spectrum: butterworth (smooth, "
-                               "paper default), gaussian (softest), ideal (hard cut)."}),
-                "order": (T.INT, {"default": 4, "min": 1, "max": 16,
-                                  "tooltip": "Butterworth order: higher is closer to the ideal filter."}),
-                "spatial_cutoff": (T.FLOAT, {
-                    "default": 0.25, "min": 0.01, "max": 1.0, "step": 0.01,
-                    "tooltip": "Normalised spatial stop frequency d_s (0..1)."}),
-                "temporal_cutoff": (T.FLOAT, {
-                    "default": 0.25, "min": 0.01, "max": 1.0, "step": 0.01,
-                    "tooltip": "Normalised temporal stop frequency d_t (0..1)."}),
+                "iterations": (
+                    T.INT,
+                    {"default": 3, "min": 1, "max": 10, "tooltip": "Sampling passes in total (1 = FreeInit off)."},
+                ),
+                "filter_type": (
+                    list(FILTERS),
+                    {
+                        "default": "butterworth",
+                        "tooltip": "Low-pass filter on the 3-D (time, height, width) spectrum: butterworth (smooth, "
+                        "paper default), gaussian (softest), ideal (hard cut).",
+                    },
+                ),
+                "order": (
+                    T.INT,
+                    {
+                        "default": 4,
+                        "min": 1,
+                        "max": 16,
+                        "tooltip": "Butterworth order: higher is closer to the ideal filter.",
+                    },
+                ),
+                "spatial_cutoff": (
+                    T.FLOAT,
+                    {
+                        "default": 0.25,
+                        "min": 0.01,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "Normalised spatial stop frequency d_s (0..1).",
+                    },
+                ),
+                "temporal_cutoff": (
+                    T.FLOAT,
+                    {
+                        "default": 0.25,
+                        "min": 0.01,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "Normalised temporal stop frequency d_t (0..1).",
+                    },
+                ),
             }
         }
 
@@ -341,8 +525,9 @@ class FrameFoldFreeInitOptions:
         for name, value in (("spatial_cutoff", spatial_cutoff), ("temporal_cutoff", temporal_cutoff)):
             if not 0.0 < float(value) <= 1.0:
                 raise NodeInputError(node, name, f"a value in (0, 1], got {value}")
-        return (FreeInitOptions(int(iterations), filter_type, int(order), float(spatial_cutoff),
-                                float(temporal_cutoff)),)
+        return (
+            FreeInitOptions(int(iterations), filter_type, int(order), float(spatial_cutoff), float(temporal_cutoff)),
+        )
 
 
 NODE_CLASS_MAPPINGS = {

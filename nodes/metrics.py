@@ -1,4 +1,5 @@
 """Video metrics node: flicker, warp error, seam ratios at joins, and PSNR/SSIM against a reference."""
+
 import json
 import math
 
@@ -22,7 +23,9 @@ def parse_join_indices(node_class, text, frame_count):
             raise NodeInputError(node_class, "join_indices", f"comma-separated whole numbers, got {part!r}") from None
         if not 1 <= index <= frame_count - 1:
             raise NodeInputError(
-                node_class, "join_indices", f"frame indices in 1..{frame_count - 1} (first frame of a later clip), got {index}"
+                node_class,
+                "join_indices",
+                f"frame indices in 1..{frame_count - 1} (first frame of a later clip), got {index}",
             )
         joins.append(index)
     return sorted(set(joins))
@@ -47,7 +50,9 @@ def compute_metrics(node_class, images, reference=None, joins=(), warp=True):
     if reference is not None:
         if tuple(reference.shape) != tuple(images.shape):
             raise NodeInputError(
-                node_class, "reference", f"a video of the same shape as images {tuple(images.shape)}, got {tuple(reference.shape)}"
+                node_class,
+                "reference",
+                f"a video of the same shape as images {tuple(images.shape)}, got {tuple(reference.shape)}",
             )
         result["psnr_db"] = _json_number(m.psnr(images, reference))
         if min(images.shape[1], images.shape[2]) >= 11:
@@ -75,11 +80,23 @@ class FrameFoldVideoMetrics:
         return {
             "required": {
                 "images": (T.IMAGE, {"tooltip": "The video to measure, [frames, height, width, channels] in 0..1."}),
-                "warp_error": ("BOOLEAN", {"default": True, "tooltip": "Compute the optical-flow warp error (slower on long or large videos)."}),
+                "warp_error": (
+                    "BOOLEAN",
+                    {
+                        "default": True,
+                        "tooltip": "Compute the optical-flow warp error (slower on long or large videos).",
+                    },
+                ),
             },
             "optional": {
                 "reference": (T.IMAGE, {"tooltip": "Ground-truth video of the same shape, for PSNR and SSIM."}),
-                "join_indices": ("STRING", {"default": "", "tooltip": "Comma-separated first-frame indices of later clips (e.g. '16, 32') to measure seam ratios."}),
+                "join_indices": (
+                    "STRING",
+                    {
+                        "default": "",
+                        "tooltip": "Comma-separated first-frame indices of later clips (e.g. '16, 32') to measure seam ratios.",
+                    },
+                ),
             },
         }
 
@@ -87,7 +104,9 @@ class FrameFoldVideoMetrics:
         """The metrics as a JSON string, also shown on the node."""
         node = type(self).__name__
         if images is None or images.ndim != 4 or images.shape[0] == 0:
-            raise NodeInputError(node, "images", "an IMAGE batch [frames, height, width, channels] with at least one frame")
+            raise NodeInputError(
+                node, "images", "an IMAGE batch [frames, height, width, channels] with at least one frame"
+            )
         joins = parse_join_indices(node, join_indices, images.shape[0])
         if joins and images.shape[0] - len(joins) < 2:
             raise NodeInputError(node, "join_indices", "at least one frame step that is not a join (for the baseline)")

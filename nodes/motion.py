@@ -1,4 +1,5 @@
 """Motion module nodes: load an AnimateDiff motion module, attach it to a model."""
+
 import copy
 
 from ..pipelines.loading.motion_keys import load_motion_module
@@ -21,8 +22,10 @@ class FrameFoldLoadMotionModule:
             "required": {
                 "model_name": (
                     list_models("animatediff_models"),
-                    {"tooltip": "Motion module file in the animatediff_models folder (mm_sd_v15.ckpt, "
-                                "mm_sd_v15_v2.ckpt, v3_sd15_mm.ckpt, diffusers MotionAdapter or FrameFold files)."},
+                    {
+                        "tooltip": "Motion module file in the animatediff_models folder (mm_sd_v15.ckpt, "
+                        "mm_sd_v15_v2.ckpt, v3_sd15_mm.ckpt, diffusers MotionAdapter or FrameFold files)."
+                    },
                 ),
             }
         }
@@ -55,11 +58,19 @@ class FrameFoldApplyMotionModule:
         return {
             "required": {
                 "model": (T.FF_MODEL, {"tooltip": "The image model (SD1.5-style UNet) to animate."}),
-                "motion_module": (T.FF_MOTION_MODULE, {"tooltip": "A motion module from FrameFold Load Motion Module."}),
+                "motion_module": (
+                    T.FF_MOTION_MODULE,
+                    {"tooltip": "A motion module from FrameFold Load Motion Module."},
+                ),
                 "motion_scale": (
                     T.FLOAT,
-                    {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.01,
-                     "tooltip": "Multiplies every motion-module residual: 0 = per-frame image model, 1 = as trained."},
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 2.0,
+                        "step": 0.01,
+                        "tooltip": "Multiplies every motion-module residual: 0 = per-frame image model, 1 = as trained.",
+                    },
                 ),
             }
         }
@@ -68,8 +79,10 @@ class FrameFoldApplyMotionModule:
     RETURN_NAMES = ("model",)
     FUNCTION = "apply"
     CATEGORY = CATEGORY
-    DESCRIPTION = ("Adds AnimateDiff temporal layers to a model. The frame window is set to the motion module's "
-                   "positional table length (24 for v1, 32 for v2/v3).")
+    DESCRIPTION = (
+        "Adds AnimateDiff temporal layers to a model. The frame window is set to the motion module's "
+        "positional table length (24 for v1, 32 for v2/v3)."
+    )
 
     def apply(self, model, motion_module, motion_scale):
         """A new FF_MODEL whose UNet runs the motion module at every level."""
@@ -86,8 +99,9 @@ class FrameFoldApplyMotionModule:
             animated = base.with_motion(motion_module)
         except ValueError as e:
             raise NodeInputError(name, "motion_module", f"a motion module matching the model's UNet: {e}") from e
-        return (model.with_options(unet=animated, frame_window=motion_module.max_frames,
-                                   motion_scale=float(motion_scale)),)
+        return (
+            model.with_options(unet=animated, frame_window=motion_module.max_frames, motion_scale=float(motion_scale)),
+        )
 
 
 def _matching(module, device, dtype):

@@ -1,4 +1,5 @@
 """Noise-prior node: choose how the initial noise of the frames is correlated -> FF_NOISE."""
+
 from ..pipelines.noise import NoisePrior
 from . import _types as T
 from ._errors import NodeInputError
@@ -6,8 +7,16 @@ from ._errors import NodeInputError
 CATEGORY = "FrameFold/sampling"
 
 # node method name -> (NoisePrior method, whether alpha is used as VidRD's PNS alpha)
-METHOD_CHOICES = ("iid", "videofusion", "pyoco_mixed", "pyoco_progressive", "freenoise", "motion",
-                  "vidrd_fnr", "vidrd_pns")
+METHOD_CHOICES = (
+    "iid",
+    "videofusion",
+    "pyoco_mixed",
+    "pyoco_progressive",
+    "freenoise",
+    "motion",
+    "vidrd_fnr",
+    "vidrd_pns",
+)
 
 
 class FrameFoldNoisePrior:
@@ -18,43 +27,99 @@ class FrameFoldNoisePrior:
         """Method dropdown followed by every method's parameters (unused ones are ignored)."""
         return {
             "required": {
-                "method": (list(METHOD_CHOICES), {
-                    "default": "iid",
-                    "tooltip": "iid: independent noise per frame. videofusion: shared base + per-frame residual. "
-                               "pyoco_mixed: shared + independent (PYoCo). pyoco_progressive: autoregressive along "
-                               "frames (PYoCo). freenoise: long videos reuse the first window's noise, shuffled. "
-                               "motion: frame 0's noise shifted by (delta_x, delta_y) per frame (Text2Video-Zero). "
-                               "vidrd_fnr / vidrd_pns: i.i.d. for the first clip; later clips of the VidRD long-"
-                               "video loop reverse (FNR) or reverse and renoise (PNS) the previous clip's noise."}),
-                "videofusion_lambda": (T.FLOAT, {
-                    "default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "videofusion: share of the base noise l (eps_i = sqrt(l) b + sqrt(1-l) r_i); "
-                               "frames correlate by l."}),
-                "base_frame": (T.INT, {
-                    "default": -1, "min": -1, "max": 4096,
-                    "tooltip": "videofusion: a frame whose noise is the base itself (VideoFusion uses frames//2); "
-                               "-1 for none."}),
-                "alpha": (T.FLOAT, {
-                    "default": 1.0, "min": 0.0, "max": 100.0, "step": 0.05,
-                    "tooltip": "pyoco_mixed: frames correlate by a^2/(1+a^2). pyoco_progressive: neighbours "
-                               "correlate by a/sqrt(1+a^2). vidrd_pns: how much of the previous clip's reversed "
-                               "noise is kept (0 = fresh noise)."}),
-                "window": (T.INT, {
-                    "default": 16, "min": 1, "max": 4096,
-                    "tooltip": "freenoise: frames of the first window (the motion module length)."}),
-                "stride": (T.INT, {
-                    "default": 4, "min": 1, "max": 4096,
-                    "tooltip": "freenoise: frames per reshuffled chunk after the first window."}),
-                "delta_x": (T.FLOAT, {
-                    "default": 1.0, "min": -64.0, "max": 64.0, "step": 0.5,
-                    "tooltip": "motion: horizontal shift per frame in latent pixels (rounded)."}),
-                "delta_y": (T.FLOAT, {
-                    "default": 0.0, "min": -64.0, "max": 64.0, "step": 0.5,
-                    "tooltip": "motion: vertical shift per frame in latent pixels (rounded)."}),
-                "prompt_frames": (T.INT, {
-                    "default": 4, "min": 0, "max": 4096,
-                    "tooltip": "vidrd_pns: first frames of each new clip that take the previous clip's reversed "
-                               "noise unchanged (VidRD's M)."}),
+                "method": (
+                    list(METHOD_CHOICES),
+                    {
+                        "default": "iid",
+                        "tooltip": "iid: independent noise per frame. videofusion: shared base + per-frame residual. "
+                        "pyoco_mixed: shared + independent (PYoCo). pyoco_progressive: autoregressive along "
+                        "frames (PYoCo). freenoise: long videos reuse the first window's noise, shuffled. "
+                        "motion: frame 0's noise shifted by (delta_x, delta_y) per frame (Text2Video-Zero). "
+                        "vidrd_fnr / vidrd_pns: i.i.d. for the first clip; later clips of the VidRD long-"
+                        "video loop reverse (FNR) or reverse and renoise (PNS) the previous clip's noise.",
+                    },
+                ),
+                "videofusion_lambda": (
+                    T.FLOAT,
+                    {
+                        "default": 0.5,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "videofusion: share of the base noise l (eps_i = sqrt(l) b + sqrt(1-l) r_i); "
+                        "frames correlate by l.",
+                    },
+                ),
+                "base_frame": (
+                    T.INT,
+                    {
+                        "default": -1,
+                        "min": -1,
+                        "max": 4096,
+                        "tooltip": "videofusion: a frame whose noise is the base itself (VideoFusion uses frames//2); "
+                        "-1 for none.",
+                    },
+                ),
+                "alpha": (
+                    T.FLOAT,
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.05,
+                        "tooltip": "pyoco_mixed: frames correlate by a^2/(1+a^2). pyoco_progressive: neighbours "
+                        "correlate by a/sqrt(1+a^2). vidrd_pns: how much of the previous clip's reversed "
+                        "noise is kept (0 = fresh noise).",
+                    },
+                ),
+                "window": (
+                    T.INT,
+                    {
+                        "default": 16,
+                        "min": 1,
+                        "max": 4096,
+                        "tooltip": "freenoise: frames of the first window (the motion module length).",
+                    },
+                ),
+                "stride": (
+                    T.INT,
+                    {
+                        "default": 4,
+                        "min": 1,
+                        "max": 4096,
+                        "tooltip": "freenoise: frames per reshuffled chunk after the first window.",
+                    },
+                ),
+                "delta_x": (
+                    T.FLOAT,
+                    {
+                        "default": 1.0,
+                        "min": -64.0,
+                        "max": 64.0,
+                        "step": 0.5,
+                        "tooltip": "motion: horizontal shift per frame in latent pixels (rounded).",
+                    },
+                ),
+                "delta_y": (
+                    T.FLOAT,
+                    {
+                        "default": 0.0,
+                        "min": -64.0,
+                        "max": 64.0,
+                        "step": 0.5,
+                        "tooltip": "motion: vertical shift per frame in latent pixels (rounded).",
+                    },
+                ),
+                "prompt_frames": (
+                    T.INT,
+                    {
+                        "default": 4,
+                        "min": 0,
+                        "max": 4096,
+                        "tooltip": "vidrd_pns: first frames of each new clip that take the previous clip's reversed "
+                        "noise unchanged (VidRD's M).",
+                    },
+                ),
             }
         }
 
@@ -63,11 +128,22 @@ class FrameFoldNoisePrior:
     OUTPUT_TOOLTIPS = ("A noise prior for FrameFold Video Sampler's optional 'noise' input.",)
     FUNCTION = "build"
     CATEGORY = CATEGORY
-    DESCRIPTION = "Correlated initial noise for more consistent frames (VideoFusion, PYoCo, FreeNoise, " \
-                  "Text2Video-Zero, VidRD)."
+    DESCRIPTION = (
+        "Correlated initial noise for more consistent frames (VideoFusion, PYoCo, FreeNoise, Text2Video-Zero, VidRD)."
+    )
 
-    def build(self, method, videofusion_lambda=0.5, base_frame=-1, alpha=1.0, window=16, stride=4,
-              delta_x=1.0, delta_y=0.0, prompt_frames=4):
+    def build(
+        self,
+        method,
+        videofusion_lambda=0.5,
+        base_frame=-1,
+        alpha=1.0,
+        window=16,
+        stride=4,
+        delta_x=1.0,
+        delta_y=0.0,
+        prompt_frames=4,
+    ):
         """Pack the widgets into a NoisePrior."""
         if method not in METHOD_CHOICES:
             raise NodeInputError(type(self).__name__, "method", f"one of {list(METHOD_CHOICES)}, got {method!r}")
@@ -76,10 +152,19 @@ class FrameFoldNoisePrior:
         if alpha < 0:
             raise NodeInputError(type(self).__name__, "alpha", "a value >= 0")
         prior_method = "vidrd" if method.startswith("vidrd") else method
-        return (NoisePrior(
-            method=prior_method, lam=float(videofusion_lambda), base_frame=None if base_frame < 0 else base_frame,
-            alpha=None if method == "vidrd_fnr" else float(alpha), window=window, stride=stride,
-            delta_x=float(delta_x), delta_y=float(delta_y), prompt_frames=prompt_frames),)
+        return (
+            NoisePrior(
+                method=prior_method,
+                lam=float(videofusion_lambda),
+                base_frame=None if base_frame < 0 else base_frame,
+                alpha=None if method == "vidrd_fnr" else float(alpha),
+                window=window,
+                stride=stride,
+                delta_x=float(delta_x),
+                delta_y=float(delta_y),
+                prompt_frames=prompt_frames,
+            ),
+        )
 
 
 NODE_CLASS_MAPPINGS = {"FrameFoldNoisePrior": FrameFoldNoisePrior}

@@ -1,4 +1,5 @@
 """Procedural caption videos (the default model's training data) and the caption checker, as nodes."""
+
 import json
 
 import torch
@@ -16,9 +17,15 @@ class FrameFoldSyntheticVideo:
 
     DESCRIPTION = (
         "Draws a coloured shape moving over a background, from a caption such as 'a red circle moving left on a "
-        "black background'. Colours: " + ", ".join(synthetic.GRAMMAR.colours) + "; shapes: " +
-        ", ".join(synthetic.GRAMMAR.shapes) + "; motions: " + ", ".join(synthetic.GRAMMAR.motions) +
-        "; backgrounds: " + ", ".join(synthetic.GRAMMAR.backgrounds) + ". The seed picks the positions and sizes."
+        "black background'. Colours: "
+        + ", ".join(synthetic.GRAMMAR.colours)
+        + "; shapes: "
+        + ", ".join(synthetic.GRAMMAR.shapes)
+        + "; motions: "
+        + ", ".join(synthetic.GRAMMAR.motions)
+        + "; backgrounds: "
+        + ", ".join(synthetic.GRAMMAR.backgrounds)
+        + ". The seed picks the positions and sizes."
     )
     CATEGORY = CATEGORY
     FUNCTION = "render"
@@ -30,14 +37,42 @@ class FrameFoldSyntheticVideo:
         """Caption, seed, frame count and size."""
         return {
             "required": {
-                "caption": (T.STRING, {"default": "a red circle moving left on a black background", "multiline": False,
-                                       "tooltip": "What to draw: a colour, a shape, a motion and a background from the grammar."}),
-                "seed": (T.INT, {"default": 0, "min": 0, "max": T.MAX_SEED,
-                                 "tooltip": "Seed of the random start position, travel and size."}),
-                "frames": (T.INT, {"default": 16, "min": 2, "max": 256,
-                                   "tooltip": "Number of frames (the motion spans the whole clip)."}),
-                "size": (T.INT, {"default": 64, "min": 32, "max": 1024, "step": 8,
-                                 "tooltip": "Width and height in pixels (positions and sizes scale with it)."}),
+                "caption": (
+                    T.STRING,
+                    {
+                        "default": "a red circle moving left on a black background",
+                        "multiline": False,
+                        "tooltip": "What to draw: a colour, a shape, a motion and a background from the grammar.",
+                    },
+                ),
+                "seed": (
+                    T.INT,
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": T.MAX_SEED,
+                        "tooltip": "Seed of the random start position, travel and size.",
+                    },
+                ),
+                "frames": (
+                    T.INT,
+                    {
+                        "default": 16,
+                        "min": 2,
+                        "max": 256,
+                        "tooltip": "Number of frames (the motion spans the whole clip).",
+                    },
+                ),
+                "size": (
+                    T.INT,
+                    {
+                        "default": 64,
+                        "min": 32,
+                        "max": 1024,
+                        "step": 8,
+                        "tooltip": "Width and height in pixels (positions and sizes scale with it).",
+                    },
+                ),
             }
         }
 
@@ -69,8 +104,13 @@ class FrameFoldCaptionCheck:
         return {
             "required": {
                 "images": (T.IMAGE, {"tooltip": "The video to check, [frames, height, width, 3] in 0..1."}),
-                "caption": (T.STRING, {"default": "a red circle moving left on a black background",
-                                       "tooltip": "The caption (from the default model's grammar) the video should show."}),
+                "caption": (
+                    T.STRING,
+                    {
+                        "default": "a red circle moving left on a black background",
+                        "tooltip": "The caption (from the default model's grammar) the video should show.",
+                    },
+                ),
             }
         }
 
@@ -81,7 +121,9 @@ class FrameFoldCaptionCheck:
             raise NodeInputError(node, "images", "an IMAGE batch [frames >= 2, height, width, 3]")
         parsed = synthetic.GRAMMAR.parse(caption)
         if all(v is None for v in parsed.values()):
-            raise NodeInputError(node, "caption", "a caption naming a colour, shape, motion or background of the grammar")
+            raise NodeInputError(
+                node, "caption", "a caption naming a colour, shape, motion or background of the grammar"
+            )
         result = evaluator.evaluate(images, caption)
         report = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items() if k != "areas"}
         text = json.dumps(report)

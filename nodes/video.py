@@ -1,10 +1,12 @@
 """Video file nodes: load a video into an IMAGE batch, save an IMAGE batch as a video."""
+
 import hashlib
 import os
 import re
 import time
 from pathlib import Path
 
+from ..pipelines.paths import PathRefused, contained_path
 from ..pipelines.video import FORMATS, VIDEO_EXTENSIONS, VideoReadError, build_provenance, read_video, write_video
 from ..pipelines.video.frames import RESIZE_MODES
 from ..pipelines.video.io import MAX_CRF
@@ -33,12 +35,6 @@ def list_input_videos():
     return sorted(names)
 
 
-def _inside(base, target):
-    """True if ``target`` (resolved) is ``base`` or below it."""
-    base, target = os.path.realpath(base), os.path.realpath(target)
-    return os.path.commonpath([base, target]) == base
-
-
 def resolve_input_video(node_class, name):
     """Absolute path of an input-folder video name (an ' [output]'/' [temp]' annotation picks that folder)."""
     folder = "input"
@@ -46,19 +42,36 @@ def resolve_input_video(node_class, name):
     if match:
         name, folder = match.group(1), match.group(2)
     base = io_dir(folder)
-    path = base / name
-    if not name or Path(name).is_absolute() or not _inside(base, path):
+    try:
+        path = contained_path(base, name) if name else None
+    except PathRefused:
+        path = None
+    if path is None:
         raise NodeInputError(node_class, "video", f"a file name inside the {folder} folder, got {name!r}")
     if not path.is_file():
-        raise NodeInputError(node_class, "video", f"an existing video file in the {folder} folder ({base}), got {name!r}")
+        raise NodeInputError(
+            node_class, "video", f"an existing video file in the {folder} folder ({base}), got {name!r}"
+        )
     return path
 
 
 def _expand_date_tokens(prefix, now=None):
     """Replace ComfyUI's %date:yyyy-MM-dd% style and %year%/%month%/%day%/%hour%/%minute%/%second% tokens."""
     now = now or time.localtime()
-    parts = {"yyyy": "%Y", "yy": "%y", "MM": "%m", "M": "%m", "dd": "%d", "d": "%d",
-             "hh": "%H", "h": "%H", "mm": "%M", "m": "%M", "ss": "%S", "s": "%S"}
+    parts = {
+        "yyyy": "%Y",
+        "yy": "%y",
+        "MM": "%m",
+        "M": "%m",
+        "dd": "%d",
+        "d": "%d",
+        "hh": "%H",
+        "h": "%H",
+        "mm": "%M",
+        "m": "%M",
+        "ss": "%S",
+        "s": "%S",
+    }
 
     def date(match):
         """strftime of one %date:...% token."""
@@ -66,7 +79,14 @@ def _expand_date_tokens(prefix, now=None):
         return time.strftime(fmt, now)
 
     prefix = _DATE_TOKEN.sub(date, prefix)
-    for token, fmt in (("year", "%Y"), ("month", "%m"), ("day", "%d"), ("hour", "%H"), ("minute", "%M"), ("second", "%S")):
+    for token, fmt in (
+        ("year", "%Y"),
+        ("month", "%m"),
+        ("day", "%d"),
+        ("hour", "%H"),
+        ("minute", "%M"),
+        ("second", "%S"),
+    ):
         prefix = prefix.replace(f"%{token}%", time.strftime(fmt, now))
     return prefix
 
@@ -80,10 +100,15 @@ def next_save_path(node_class, filename_prefix, extension, folder="output"):
     prefix = _expand_date_tokens(filename_prefix.strip()).replace("\\", "/")
     subfolder, _, base_name = prefix.rpartition("/")
     out = io_dir(folder)
-    target_dir = out / subfolder
-    if not base_name or prefix.startswith("/") or not _inside(out, target_dir):
+    try:
+        target_dir = contained_path(out, subfolder) if base_name and not prefix.startswith("/") else None
+    except PathRefused:
+        target_dir = None
+    if target_dir is None:
         raise NodeInputError(
-            node_class, "filename_prefix", f"a relative name inside the {folder} folder (sub-folders allowed), got {filename_prefix!r}"
+            node_class,
+            "filename_prefix",
+            f"a relative name inside the {folder} folder (sub-folders allowed), got {filename_prefix!r}",
         )
     target_dir.mkdir(parents=True, exist_ok=True)
     pattern = re.compile(re.escape(base_name) + r"_(\d+)_")
@@ -123,13 +148,67 @@ class FrameFoldLoadVideo:
         """Re-lists the input folder on every call so uploaded files validate at once."""
         return {
             "required": {
-                "video": (list_input_videos(), {"video_upload": True, "tooltip": "Video file in the input folder (upload with the button)."}),
-                "start_frame": ("INT", {"default": 0, "min": 0, "max": 1_000_000, "step": 1, "tooltip": "First frame to load (0 = the first frame of the file)."}),
-                "select_every_nth": ("INT", {"default": 1, "min": 1, "max": 1000, "step": 1, "tooltip": "Keep every n-th frame from start_frame (1 = every frame)."}),
-                "max_frames": ("INT", {"default": 0, "min": 0, "max": 100_000, "step": 1, "tooltip": "Load at most this many frames (0 = all)."}),
-                "width": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip": "Resize to this width (0 = keep; follows the aspect ratio if only height is set)."}),
-                "height": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 8, "tooltip": "Resize to this height (0 = keep; follows the aspect ratio if only width is set)."}),
-                "resize_mode": (list(RESIZE_MODES), {"default": "crop", "tooltip": "When both width and height are set: crop = fill and centre-crop, pad = fit and pad black, stretch = ignore aspect."}),
+                "video": (
+                    list_input_videos(),
+                    {"video_upload": True, "tooltip": "Video file in the input folder (upload with the button)."},
+                ),
+                "start_frame": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 1_000_000,
+                        "step": 1,
+                        "tooltip": "First frame to load (0 = the first frame of the file).",
+                    },
+                ),
+                "select_every_nth": (
+                    "INT",
+                    {
+                        "default": 1,
+                        "min": 1,
+                        "max": 1000,
+                        "step": 1,
+                        "tooltip": "Keep every n-th frame from start_frame (1 = every frame).",
+                    },
+                ),
+                "max_frames": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 100_000,
+                        "step": 1,
+                        "tooltip": "Load at most this many frames (0 = all).",
+                    },
+                ),
+                "width": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 8192,
+                        "step": 8,
+                        "tooltip": "Resize to this width (0 = keep; follows the aspect ratio if only height is set).",
+                    },
+                ),
+                "height": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 8192,
+                        "step": 8,
+                        "tooltip": "Resize to this height (0 = keep; follows the aspect ratio if only width is set).",
+                    },
+                ),
+                "resize_mode": (
+                    list(RESIZE_MODES),
+                    {
+                        "default": "crop",
+                        "tooltip": "When both width and height are set: crop = fill and centre-crop, pad = fit and pad black, stretch = ignore aspect.",
+                    },
+                ),
             }
         }
 
@@ -156,7 +235,12 @@ class FrameFoldLoadVideo:
         size = (width, height) if (width or height) else None
         try:
             frames, fps, _info = read_video(
-                path, start=start_frame, stride=select_every_nth, max_frames=max_frames or None, size=size, resize_mode=resize_mode
+                path,
+                start=start_frame,
+                stride=select_every_nth,
+                max_frames=max_frames or None,
+                size=size,
+                resize_mode=resize_mode,
             )
         except VideoReadError as err:
             raise NodeInputError(type(self).__name__, "video", f"a readable video: {err}") from err
@@ -182,16 +266,63 @@ class FrameFoldSaveVideo:
         return {
             "required": {
                 "images": (T.IMAGE, {"tooltip": "The frames to save, [frames, height, width, channels] in 0..1."}),
-                "fps": ("FLOAT", {"default": 8.0, "min": 0.01, "max": 240.0, "step": 0.01, "tooltip": "Frames per second of the saved video."}),
-                "filename_prefix": ("STRING", {"default": "FrameFold/video", "tooltip": "Name prefix; may contain sub-folders and %date:yyyy-MM-dd% tokens. Files are named <prefix>_00001_.<ext>."}),
-                "format": (list(FORMATS), {"default": "mp4", "tooltip": "mp4 = H.264 yuv420p, webm = VP9, gif = 256-colour palette, png = folder of lossless PNG frames."}),
-                "crf": ("INT", {"default": 19, "min": 0, "max": 63, "step": 1, "tooltip": "Constant quality for mp4 (0..51) and webm (0..63): lower = better and larger. Ignored for gif and png."}),
-                "lossless": ("BOOLEAN", {"default": False, "tooltip": "mp4/webm only: mathematically lossless encoding in 4:4:4 (large files, limited player support)."}),
+                "fps": (
+                    "FLOAT",
+                    {
+                        "default": 8.0,
+                        "min": 0.01,
+                        "max": 240.0,
+                        "step": 0.01,
+                        "tooltip": "Frames per second of the saved video.",
+                    },
+                ),
+                "filename_prefix": (
+                    "STRING",
+                    {
+                        "default": "FrameFold/video",
+                        "tooltip": "Name prefix; may contain sub-folders and %date:yyyy-MM-dd% tokens. Files are named <prefix>_00001_.<ext>.",
+                    },
+                ),
+                "format": (
+                    list(FORMATS),
+                    {
+                        "default": "mp4",
+                        "tooltip": "mp4 = H.264 yuv420p, webm = VP9, gif = 256-colour palette, png = folder of lossless PNG frames.",
+                    },
+                ),
+                "crf": (
+                    "INT",
+                    {
+                        "default": 19,
+                        "min": 0,
+                        "max": 63,
+                        "step": 1,
+                        "tooltip": "Constant quality for mp4 (0..51) and webm (0..63): lower = better and larger. Ignored for gif and png.",
+                    },
+                ),
+                "lossless": (
+                    "BOOLEAN",
+                    {
+                        "default": False,
+                        "tooltip": "mp4/webm only: mathematically lossless encoding in 4:4:4 (large files, limited player support).",
+                    },
+                ),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO", "unique_id": "UNIQUE_ID"},
         }
 
-    def save(self, images, fps, filename_prefix, format="mp4", crf=19, lossless=False, prompt=None, extra_pnginfo=None, unique_id=None):
+    def save(
+        self,
+        images,
+        fps,
+        filename_prefix,
+        format="mp4",
+        crf=19,
+        lossless=False,
+        prompt=None,
+        extra_pnginfo=None,
+        unique_id=None,
+    ):
         """Encode the frames and return the canvas preview entries."""
         node = type(self).__name__
         if format not in FORMATS:
@@ -199,18 +330,28 @@ class FrameFoldSaveVideo:
         if format in MAX_CRF and not 0 <= crf <= MAX_CRF[format]:
             raise NodeInputError(node, "crf", f"0..{MAX_CRF[format]} for {format}, got {crf}")
         if images is None or images.ndim != 4 or images.shape[0] == 0:
-            raise NodeInputError(node, "images", "an IMAGE batch [frames, height, width, channels] with at least one frame")
+            raise NodeInputError(
+                node, "images", "an IMAGE batch [frames, height, width, channels] with at least one frame"
+            )
         extension = "" if format == "png" else f".{format}"
         path, subfolder, filename = next_save_path(node, filename_prefix, extension)
         metadata = self._metadata(images, fps, format, crf, lossless, prompt, extra_pnginfo, unique_id)
         uses_crf = format in ("mp4", "webm")
         write_video(
-            images, path, format=format, fps=fps, crf=crf if uses_crf else None, lossless=lossless and uses_crf,
-            metadata=metadata, overwrite=False,
+            images,
+            path,
+            format=format,
+            fps=fps,
+            crf=crf if uses_crf else None,
+            lossless=lossless and uses_crf,
+            metadata=metadata,
+            overwrite=False,
         )
         if format == "png":
             folder = f"{subfolder}/{filename}" if subfolder else filename
-            items = [{"filename": p.name, "subfolder": folder, "type": "output"} for p in sorted(path.glob("frame_*.png"))]
+            items = [
+                {"filename": p.name, "subfolder": folder, "type": "output"} for p in sorted(path.glob("frame_*.png"))
+            ]
             return {"ui": {"images": items}}
         item = {"filename": filename, "subfolder": subfolder, "type": "output", "format": MIME_TYPES[format]}
         return {"ui": {"images": [item], "animated": [True]}}
@@ -241,4 +382,7 @@ class FrameFoldSaveVideo:
 
 
 NODE_CLASS_MAPPINGS = {"FrameFoldLoadVideo": FrameFoldLoadVideo, "FrameFoldSaveVideo": FrameFoldSaveVideo}
-NODE_DISPLAY_NAME_MAPPINGS = {"FrameFoldLoadVideo": "FrameFold Load Video", "FrameFoldSaveVideo": "FrameFold Save Video"}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "FrameFoldLoadVideo": "FrameFold Load Video",
+    "FrameFoldSaveVideo": "FrameFold Save Video",
+}

@@ -4,6 +4,7 @@ Library loops call :func:`report` (step i of n, optionally a preview latent) and
 :func:`check_interrupt`. The host (CLI, server, or ComfyUI) installs a sink with :func:`use_sink`
 and maps it to a terminal bar, the websocket, or ComfyUI's progress bar.
 """
+
 import contextlib
 import contextvars
 
@@ -29,7 +30,7 @@ class ProgressSink:
         return bool(self._should_stop and self._should_stop())
 
 
-_SINK = contextvars.ContextVar("framefold_progress_sink", default=ProgressSink())
+_SINK = contextvars.ContextVar("framefold_progress_sink", default=ProgressSink())  # noqa: B039 (stateless sink)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ Rendering is numpy + OpenCV: the shape is drawn as an anti-aliased sub-pixel mas
 positions) and alpha-blended over the background. All randomness comes from one seeded
 ``numpy.random.Generator``; the same seed gives the same bytes.
 """
+
 from dataclasses import dataclass, field, replace
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -137,13 +138,7 @@ class Grammar:
 
     def combinations(self):
         """Every (colour, shape, motion, background) tuple the grammar can describe."""
-        return [
-            (c, s, m, b)
-            for c in self.colours
-            for s in self.shapes
-            for m in self.motions
-            for b in self.backgrounds
-        ]
+        return [(c, s, m, b) for c in self.colours for s in self.shapes for m in self.motions for b in self.backgrounds]
 
 
 GRAMMAR = Grammar()
@@ -210,8 +205,9 @@ def scene_from_caption(caption: str, seed_or_rng, *, frames=FRAMES, size=SIZE) -
         raise ValueError(
             f"caption {caption!r} names no {', '.join(missing)}; known words: {' '.join(GRAMMAR.vocabulary())}"
         )
-    return layout_scene(parsed["colour"], parsed["shape"], parsed["motion"], parsed["background"],
-                        seed_or_rng, frames=frames, size=size)
+    return layout_scene(
+        parsed["colour"], parsed["shape"], parsed["motion"], parsed["background"], seed_or_rng, frames=frames, size=size
+    )
 
 
 def background_image(name: str, size: int = SIZE) -> np.ndarray:
@@ -246,8 +242,15 @@ def shape_mask(shape: str, cx: float, cy: float, r: float, size: int = SIZE) -> 
     # OpenCV's pixel centres are at integer coordinates; ours at +0.5 (so a 64 px frame spans 0..64).
     fx, fy = cx - 0.5, cy - 0.5
     if shape == "circle":
-        cv2.circle(canvas, (int(round(fx * one)), int(round(fy * one))), int(round(r * one)), 255,
-                   thickness=-1, lineType=cv2.LINE_AA, shift=_SHIFT)
+        cv2.circle(
+            canvas,
+            (int(round(fx * one)), int(round(fy * one))),
+            int(round(r * one)),
+            255,
+            thickness=-1,
+            lineType=cv2.LINE_AA,
+            shift=_SHIFT,
+        )
     else:
         pts = _shape_points(shape, fx, fy, r)
         cv2.fillPoly(canvas, [np.round(pts * one).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=_SHIFT)

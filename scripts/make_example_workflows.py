@@ -5,6 +5,7 @@ The graphs are the source of truth; this script turns them into canvas-loadable 
 
     python scripts/make_example_workflows.py
 """
+
 import json
 import sys
 from pathlib import Path
@@ -29,8 +30,10 @@ def _model_nodes(prompt, negative=""):
     return {
         "1": {"class_type": "FrameFoldCheckpointLoader", "inputs": {"ckpt_name": CHECKPOINT, "dtype": "auto"}},
         "2": {"class_type": "FrameFoldLoadMotionModule", "inputs": {"model_name": MOTION_MODULE}},
-        "3": {"class_type": "FrameFoldApplyMotionModule",
-              "inputs": {"model": ["1", 0], "motion_module": ["2", 0], "motion_scale": 1.0}},
+        "3": {
+            "class_type": "FrameFoldApplyMotionModule",
+            "inputs": {"model": ["1", 0], "motion_module": ["2", 0], "motion_scale": 1.0},
+        },
         "4": {"class_type": "FrameFoldTextEncode", "inputs": {"text": prompt, "text_encoder": ["1", 1]}},
         "5": {"class_type": "FrameFoldTextEncode", "inputs": {"text": negative, "text_encoder": ["1", 1]}},
     }
@@ -38,8 +41,18 @@ def _model_nodes(prompt, negative=""):
 
 def _sampler(latent, seed, noise=None, steps=STEPS):
     """A Video Sampler node reading model 3 and prompts 4/5."""
-    inputs = {"model": ["3", 0], "positive": ["4", 0], "negative": ["5", 0], "latent": latent, "seed": seed,
-              "steps": steps, "cfg": CFG, "sampler_name": "ddim", "scheduler": SCHEDULER, "denoise": 1.0}
+    inputs = {
+        "model": ["3", 0],
+        "positive": ["4", 0],
+        "negative": ["5", 0],
+        "latent": latent,
+        "seed": seed,
+        "steps": steps,
+        "cfg": CFG,
+        "sampler_name": "ddim",
+        "scheduler": SCHEDULER,
+        "denoise": 1.0,
+    }
     if noise is not None:
         inputs["noise"] = noise
     return {"class_type": "FrameFoldVideoSampler", "inputs": inputs}
@@ -47,17 +60,37 @@ def _sampler(latent, seed, noise=None, steps=STEPS):
 
 def _noise_prior(method):
     """A Noise Prior node of ``method`` with the node's default knobs."""
-    return {"class_type": "FrameFoldNoisePrior",
-            "inputs": {"method": method, "videofusion_lambda": 0.5, "base_frame": -1, "alpha": 1.0, "window": 16,
-                       "stride": 4, "delta_x": 1.0, "delta_y": 0.0, "prompt_frames": 4}}
+    return {
+        "class_type": "FrameFoldNoisePrior",
+        "inputs": {
+            "method": method,
+            "videofusion_lambda": 0.5,
+            "base_frame": -1,
+            "alpha": 1.0,
+            "window": 16,
+            "stride": 4,
+            "delta_x": 1.0,
+            "delta_y": 0.0,
+            "prompt_frames": 4,
+        },
+    }
 
 
 def _decode_and_save(samples, prefix, fps=8.0):
     """VAE Decode + Save Video (mp4) nodes."""
     return (
         {"class_type": "FrameFoldVAEDecode", "inputs": {"samples": samples, "vae": ["1", 2]}},
-        {"class_type": "FrameFoldSaveVideo", "inputs": {"images": None, "fps": fps, "filename_prefix": prefix,
-                                                        "format": "mp4", "crf": 12, "lossless": False}},
+        {
+            "class_type": "FrameFoldSaveVideo",
+            "inputs": {
+                "images": None,
+                "fps": fps,
+                "filename_prefix": prefix,
+                "format": "mp4",
+                "crf": 12,
+                "lossless": False,
+            },
+        },
     )
 
 
@@ -73,8 +106,10 @@ def _chain(graph, start_id, samples, prefix, fps=8.0):
 def text_to_video():
     """The main job: one prompt -> a 16-frame 64x64 mp4."""
     graph = _model_nodes("a red circle moving right on a black background")
-    graph["6"] = {"class_type": "FrameFoldEmptyVideoLatent",
-                  "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES}}
+    graph["6"] = {
+        "class_type": "FrameFoldEmptyVideoLatent",
+        "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES},
+    }
     graph["7"] = _sampler(["6", 0], seed=42)
     _chain(graph, 8, ["7", 0], "FrameFold/text_to_video")
     return graph
@@ -83,24 +118,45 @@ def text_to_video():
 def long_video_vidrd():
     """VidRD: 64 frames from the 16-frame model, clip by clip (FNR + PNS + DSG), with seam metrics."""
     graph = _model_nodes("a blue square moving left on a white background")
-    graph["6"] = {"class_type": "FrameFoldEmptyVideoLatent",
-                  "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES}}
-    graph["7"] = {"class_type": "FrameFoldLongVideoSampler",
-                  "inputs": {"model": ["3", 0], "positive": ["4", 0], "negative": ["5", 0], "latent": ["6", 0],
-                             "seed": 7, "total_frames": 64, "clip_frames": 0, "prompt_frames": 4, "alpha": 4.0,
-                             "beta": 0.4, "steps": STEPS, "cfg": CFG, "overlap": "drop",
-                             "sampler_name": "ddim", "scheduler": SCHEDULER}}
+    graph["6"] = {
+        "class_type": "FrameFoldEmptyVideoLatent",
+        "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES},
+    }
+    graph["7"] = {
+        "class_type": "FrameFoldLongVideoSampler",
+        "inputs": {
+            "model": ["3", 0],
+            "positive": ["4", 0],
+            "negative": ["5", 0],
+            "latent": ["6", 0],
+            "seed": 7,
+            "total_frames": 64,
+            "clip_frames": 0,
+            "prompt_frames": 4,
+            "alpha": 4.0,
+            "beta": 0.4,
+            "steps": STEPS,
+            "cfg": CFG,
+            "overlap": "drop",
+            "sampler_name": "ddim",
+            "scheduler": SCHEDULER,
+        },
+    }
     decode = _chain(graph, 8, ["7", 0], "FrameFold/long_video_vidrd")
-    graph["10"] = {"class_type": "FrameFoldVideoMetrics",
-                   "inputs": {"images": [decode, 0], "warp_error": False, "join_indices": "16,28,40,52"}}
+    graph["10"] = {
+        "class_type": "FrameFoldVideoMetrics",
+        "inputs": {"images": [decode, 0], "warp_error": False, "join_indices": "16,28,40,52"},
+    }
     return graph
 
 
 def noise_prior_comparison():
     """Same prompt and seed sampled from i.i.d. noise and from a VideoFusion prior; metrics on both."""
     graph = _model_nodes("a green triangle moving up on a gradient background")
-    graph["6"] = {"class_type": "FrameFoldEmptyVideoLatent",
-                  "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES}}
+    graph["6"] = {
+        "class_type": "FrameFoldEmptyVideoLatent",
+        "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES},
+    }
     graph["7"] = _noise_prior("iid")
     graph["8"] = _noise_prior("videofusion")
     graph["9"] = _sampler(["6", 0], seed=3, noise=["7", 0])
@@ -115,16 +171,33 @@ def noise_prior_comparison():
 def image_to_video():
     """Image-to-video: a still (the first frame of a generated clip) animated with a new motion prompt."""
     graph = _model_nodes("a yellow circle moving down on a black background")
-    graph["6"] = {"class_type": "FrameFoldEmptyVideoLatent",
-                  "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES}}
+    graph["6"] = {
+        "class_type": "FrameFoldEmptyVideoLatent",
+        "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES},
+    }
     graph["7"] = _sampler(["6", 0], seed=11)
     graph["8"] = {"class_type": "FrameFoldVAEDecode", "inputs": {"samples": ["7", 0], "vae": ["1", 2]}}
-    graph["9"] = {"class_type": "FrameFoldSelectFrames", "inputs": {"images": ["8", 0], "start": 0, "count": 1,
-                                                                    "stride": 1}}
-    graph["10"] = {"class_type": "FrameFoldImageToVideo",
-                   "inputs": {"model": ["3", 0], "positive": ["4", 0], "negative": ["5", 0], "vae": ["1", 2],
-                              "image": ["9", 0], "strength": 1.0, "frames": FRAMES, "seed": 12, "steps": STEPS,
-                              "cfg": CFG, "sampler_name": "ddim", "scheduler": SCHEDULER}}
+    graph["9"] = {
+        "class_type": "FrameFoldSelectFrames",
+        "inputs": {"images": ["8", 0], "start": 0, "count": 1, "stride": 1},
+    }
+    graph["10"] = {
+        "class_type": "FrameFoldImageToVideo",
+        "inputs": {
+            "model": ["3", 0],
+            "positive": ["4", 0],
+            "negative": ["5", 0],
+            "vae": ["1", 2],
+            "image": ["9", 0],
+            "strength": 1.0,
+            "frames": FRAMES,
+            "seed": 12,
+            "steps": STEPS,
+            "cfg": CFG,
+            "sampler_name": "ddim",
+            "scheduler": SCHEDULER,
+        },
+    }
     _chain(graph, 11, ["10", 0], "FrameFold/image_to_video")
     return graph
 

@@ -10,7 +10,7 @@ whichever comes first. The run saves its full state (weights, optimizer, EMA, st
 ``--state`` every ``--save-every`` seconds and at every stage change, and resumes from it when it
 exists; during the diffusion stages each save also exports the shippable files to ``--out``:
 ``checkpoints/framefold-tiny.safetensors`` and ``animatediff_models/framefold-tiny-motion.safetensors``.
-Losses go to stdout as JSON lines; a tqdm bar goes to stderr. See ``pipelines/training.py``.
+Losses go to stdout as JSON lines; a tqdm bar goes to stderr. See ``training/steps.py``.
 
 The defaults reproduce session 1's weights (epsilon prediction); the shipped weights are fine-tunes of them
 with the options below (the recipe is in default_model/README.md). Options tried in session 2 to make the
@@ -32,6 +32,7 @@ each (kept beside the state file), so a terminal step costs one UNet pass on ``-
 instead of rendering and encoding K clips per caption; ``--terminal-motion-weight MOTION=W`` draws the
 captions of a motion W times as often (growing/shrinking learned last).
 """
+
 import argparse
 import json
 import os
@@ -42,8 +43,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framefold.pipelines import synthetic, training
+from framefold.pipelines import synthetic
 from framefold.pipelines.models.bundle import ScheduleConfig
+from framefold.training import steps as training
 
 STAGES = ("vae", "text", "image", "video", "done")
 DIFFUSION_STAGES = ("image", "video")
@@ -53,8 +55,11 @@ def parse_args(argv=None):
     """Command line."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--state", default="/tmp/ff_train/state.pt", help="training state file (resumed if present)")
-    p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "default_model"),
-                   help="folder receiving checkpoints/ and animatediff_models/")
+    p.add_argument(
+        "--out",
+        default=str(Path(__file__).resolve().parents[1] / "default_model"),
+        help="folder receiving checkpoints/ and animatediff_models/",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--micro", action="store_true", help="use the micro config (tests)")
@@ -64,12 +69,19 @@ def parse_args(argv=None):
     p.add_argument("--vae-crop", type=int, default=32)
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--text-steps", type=int, default=100000)
-    p.add_argument("--text-minutes", type=float, default=0.0,
-                   help="contrastive text-encoder stage (0 = skip it and train the text encoder with the UNet; "
-                        "otherwise the text encoder is frozen in the diffusion stages)")
-    p.add_argument("--freeze-text", action="store_true",
-                   help="keep the text encoder fixed in the diffusion stages (implied by --text-minutes > 0; use it "
-                        "with --finetune-from a run that had the text stage)")
+    p.add_argument(
+        "--text-minutes",
+        type=float,
+        default=0.0,
+        help="contrastive text-encoder stage (0 = skip it and train the text encoder with the UNet; "
+        "otherwise the text encoder is frozen in the diffusion stages)",
+    )
+    p.add_argument(
+        "--freeze-text",
+        action="store_true",
+        help="keep the text encoder fixed in the diffusion stages (implied by --text-minutes > 0; use it "
+        "with --finetune-from a run that had the text stage)",
+    )
     p.add_argument("--text-batch", type=int, default=64, help="caption/clip pairs per text step")
     p.add_argument("--text-lr", type=float, default=1e-3)
     p.add_argument("--image-steps", type=int, default=100000)
@@ -79,44 +91,89 @@ def parse_args(argv=None):
     p.add_argument("--video-minutes", type=float, default=50.0)
     p.add_argument("--video-batch", type=int, default=2, help="clips of 16 frames per step")
     p.add_argument("--video-lr", type=float, default=5e-4)
-    p.add_argument("--image-every", type=int, default=3,
-                   help="in the video stage, every N-th step is an image step (joint image-video training; 0 = never)")
-    p.add_argument("--terminal-every", type=int, default=0,
-                   help="in the video stage, every N-th step (that is not an image step) is a t = T step against the "
-                        "mean of --terminal-clips clips per caption (v-prediction + zero terminal SNR only; 0 = never)")
+    p.add_argument(
+        "--image-every",
+        type=int,
+        default=3,
+        help="in the video stage, every N-th step is an image step (joint image-video training; 0 = never)",
+    )
+    p.add_argument(
+        "--terminal-every",
+        type=int,
+        default=0,
+        help="in the video stage, every N-th step (that is not an image step) is a t = T step against the "
+        "mean of --terminal-clips clips per caption (v-prediction + zero terminal SNR only; 0 = never)",
+    )
     p.add_argument("--terminal-clips", type=int, default=8)
-    p.add_argument("--terminal-focus", metavar="'COLOUR SHAPE BACKGROUND'",
-                   help="for the first --terminal-focus-steps video steps, terminal steps draw only this colour, shape "
-                        "and background (any motion): a narrow set on which the motion words start to act sooner")
+    p.add_argument(
+        "--terminal-focus",
+        metavar="'COLOUR SHAPE BACKGROUND'",
+        help="for the first --terminal-focus-steps video steps, terminal steps draw only this colour, shape "
+        "and background (any motion): a narrow set on which the motion words start to act sooner",
+    )
     p.add_argument("--terminal-focus-steps", type=int, default=0)
-    p.add_argument("--terminal-table", type=int, default=0, metavar="K",
-                   help="terminal steps take their targets from a table of mean latent clips of every caption, each "
-                        "over K layouts, computed once at the start of the video stage (0 = render K = "
-                        "--terminal-clips clips per step instead)")
+    p.add_argument(
+        "--terminal-table",
+        type=int,
+        default=0,
+        metavar="K",
+        help="terminal steps take their targets from a table of mean latent clips of every caption, each "
+        "over K layouts, computed once at the start of the video stage (0 = render K = "
+        "--terminal-clips clips per step instead)",
+    )
     p.add_argument("--terminal-batch", type=int, default=8, help="captions per terminal step with --terminal-table")
-    p.add_argument("--terminal-motion-weight", action="append", default=[], metavar="MOTION=W",
-                   help="with --terminal-table: draw captions with this motion W times as often (repeatable)")
+    p.add_argument(
+        "--terminal-motion-weight",
+        action="append",
+        default=[],
+        metavar="MOTION=W",
+        help="with --terminal-table: draw captions with this motion W times as often (repeatable)",
+    )
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--cfg-dropout", type=float, default=0.1)
-    p.add_argument("--offset-noise", type=float, default=0.1,
-                   help="std of the per-clip, per-channel constant added to the noise (use 0 with zero terminal SNR)")
+    p.add_argument(
+        "--offset-noise",
+        type=float,
+        default=0.1,
+        help="std of the per-clip, per-channel constant added to the noise (use 0 with zero terminal SNR)",
+    )
     p.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="epsilon")
-    p.add_argument("--zero-terminal-snr", action=argparse.BooleanOptionalAction, default=False,
-                   help="rescale the schedule to zero SNR at t = T (Lin et al. 2023; sample with trailing spacing)")
-    p.add_argument("--high-noise-fraction", type=float, default=0.0,
-                   help="fraction of the diffusion clips whose timestep comes from [--high-noise-from, T)")
-    p.add_argument("--still-captions", action="store_true",
-                   help="image steps use captions without the motion phrase (a single frame does not show it)")
+    p.add_argument(
+        "--zero-terminal-snr",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="rescale the schedule to zero SNR at t = T (Lin et al. 2023; sample with trailing spacing)",
+    )
+    p.add_argument(
+        "--high-noise-fraction",
+        type=float,
+        default=0.0,
+        help="fraction of the diffusion clips whose timestep comes from [--high-noise-from, T)",
+    )
+    p.add_argument(
+        "--still-captions",
+        action="store_true",
+        help="image steps use captions without the motion phrase (a single frame does not show it)",
+    )
     p.add_argument("--deep", action="store_true", help="use training.deep_config() (three UNet levels)")
     p.add_argument("--high-noise-from", type=int, default=900)
-    p.add_argument("--vae-from", metavar="STATE",
-                   help="take the trained VAE (and its scaling factor) from an earlier run's state file and start "
-                        "at the image stage")
-    p.add_argument("--reset-text-encoder", action="store_true",
-                   help="with --finetune-from: start the text encoder from fresh weights (see the module docstring)")
-    p.add_argument("--finetune-from", metavar="STATE",
-                   help="start the video stage from the (EMA) weights of an earlier run's state file, with this "
-                        "run's schedule (how the shipped weights were moved from epsilon to v + zero SNR)")
+    p.add_argument(
+        "--vae-from",
+        metavar="STATE",
+        help="take the trained VAE (and its scaling factor) from an earlier run's state file and start "
+        "at the image stage",
+    )
+    p.add_argument(
+        "--reset-text-encoder",
+        action="store_true",
+        help="with --finetune-from: start the text encoder from fresh weights (see the module docstring)",
+    )
+    p.add_argument(
+        "--finetune-from",
+        metavar="STATE",
+        help="start the video stage from the (EMA) weights of an earlier run's state file, with this "
+        "run's schedule (how the shipped weights were moved from epsilon to v + zero SNR)",
+    )
     p.add_argument("--save-every", type=float, default=180.0, help="seconds between saves")
     p.add_argument("--log-every", type=int, default=10)
     return p.parse_args(argv)
@@ -131,10 +188,14 @@ def save_state(path, model, optimizer, ema, state, aligner=None):
     """Write everything needed to resume (atomic: temp file then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = {"model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
-            "ema": ema.state_dict() if ema else None, "state": json.dumps(state),
-            "scaling_factor": float(model.vae.config.scaling_factor),
-            "aligner": aligner.state_dict() if aligner is not None else None}
+    blob = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer else None,
+        "ema": ema.state_dict() if ema else None,
+        "state": json.dumps(state),
+        "scaling_factor": float(model.vae.config.scaling_factor),
+        "aligner": aligner.state_dict() if aligner is not None else None,
+    }
     tmp = path.with_suffix(".tmp")
     torch.save(blob, tmp)
     os.replace(tmp, path)
@@ -167,8 +228,12 @@ def export(model, ema, out):
     out = Path(out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     (out / "animatediff_models").mkdir(parents=True, exist_ok=True)
-    training.export_model(model, out / "checkpoints" / "framefold-tiny.safetensors",
-                          out / "animatediff_models" / "framefold-tiny-motion.safetensors", ema=ema)
+    training.export_model(
+        model,
+        out / "checkpoints" / "framefold-tiny.safetensors",
+        out / "animatediff_models" / "framefold-tiny-motion.safetensors",
+        ema=ema,
+    )
 
 
 @torch.no_grad()
@@ -186,7 +251,7 @@ def read_state_file(model, path, only_vae=False):
     blob = torch.load(path, weights_only=True)
     training.set_scaling_factor(model, blob["scaling_factor"])
     if only_vae:
-        model.vae.load_state_dict({k[len("vae."):]: v for k, v in blob["model"].items() if k.startswith("vae.")})
+        model.vae.load_state_dict({k[len("vae.") :]: v for k, v in blob["model"].items() if k.startswith("vae.")})
     else:
         model.load_state_dict(blob["model"])
     return blob, json.loads(blob["state"])
@@ -222,18 +287,22 @@ def start_finetune(model, path, reset_text_encoder=False, seed=0, text_stage=Fal
         torch.manual_seed(seed)
         model.text.load_state_dict(CLIPTextModel(model.text.config).state_dict())
     state = new_state(model)
-    state.update(stage="text" if text_stage else "video",
-                 finetuned_from={"file": str(path), "losses": earlier.get("losses"),
-                                 "durations": earlier.get("durations")})
+    state.update(
+        stage="text" if text_stage else "video",
+        finetuned_from={"file": str(path), "losses": earlier.get("losses"), "durations": earlier.get("durations")},
+    )
     print(json.dumps({"event": "finetune", "from": str(path)}), flush=True)
     return state
 
 
 def stage_limits(stage, args):
     """(max steps, max seconds) of a stage."""
-    return {"vae": (args.vae_steps, args.vae_minutes * 60), "text": (args.text_steps, args.text_minutes * 60),
-            "image": (args.image_steps, args.image_minutes * 60),
-            "video": (args.video_steps, args.video_minutes * 60)}[stage]
+    return {
+        "vae": (args.vae_steps, args.vae_minutes * 60),
+        "text": (args.text_steps, args.text_minutes * 60),
+        "image": (args.image_steps, args.image_minutes * 60),
+        "video": (args.video_steps, args.video_minutes * 60),
+    }[stage]
 
 
 def lr_at(stage, step, seconds, args):
@@ -243,6 +312,7 @@ def lr_at(stage, step, seconds, args):
     progress = max(min(1.0, seconds / budget), min(1.0, step / steps))
     warm = min(1.0, (step + 1) / 30) if stage != "video" else 1.0
     import math
+
     return base * warm * (0.15 + 0.85 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -252,7 +322,7 @@ def next_stage(stage, state, args):
     skipped = set() if text_stage_enabled(args) else {"text"}
     if state.get("finetuned_from"):
         skipped.add("image")
-    later = STAGES[STAGES.index(stage) + 1:]
+    later = STAGES[STAGES.index(stage) + 1 :]
     return next(s for s in later if s not in skipped)
 
 
@@ -265,7 +335,9 @@ def run_step(model, stage, step, args, abar, aligner=None, table=None):
         return training.text_alignment_step(model, aligner, videos, scenes)
     if stage == "vae":
         full = step % 4 == 3
-        pixels = training.vae_batch(rng, args.vae_batch // 4 if full else args.vae_batch, None if full else args.vae_crop)
+        pixels = training.vae_batch(
+            rng, args.vae_batch // 4 if full else args.vae_batch, None if full else args.vae_crop
+        )
         return training.vae_step(model, pixels, gen)
     if stage == "image" or (stage == "video" and args.image_every and step % args.image_every == args.image_every - 1):
         scenes = [synthetic.random_scene(rng) for _ in range(args.image_batch)]
@@ -274,22 +346,41 @@ def run_step(model, stage, step, args, abar, aligner=None, table=None):
         latents = training.encode_latents(model, videos, gen)
         texts = [training.still_caption(s) if args.still_captions else s.caption for s in scenes]
         captions = training.caption_dropout(texts, rng, args.cfg_dropout)
-        return training.diffusion_step(model, latents, captions, 1, abar, gen, use_motion=False,
-                                       offset_noise=args.offset_noise, high_noise_fraction=args.high_noise_fraction,
-                                       high_noise_from=args.high_noise_from)
+        return training.diffusion_step(
+            model,
+            latents,
+            captions,
+            1,
+            abar,
+            gen,
+            use_motion=False,
+            offset_noise=args.offset_noise,
+            high_noise_fraction=args.high_noise_fraction,
+            high_noise_from=args.high_noise_from,
+        )
     if stage == "video" and args.terminal_every and step % args.terminal_every == args.terminal_every - 1:
         focused = step < args.terminal_focus_steps
         if table is not None and not (focused and args.terminal_focus):
             combos, means, weights = table
-            return training.terminal_table_step(model, combos, means, args.terminal_batch, rng, gen, args.cfg_dropout,
-                                                weights=weights)
+            return training.terminal_table_step(
+                model, combos, means, args.terminal_batch, rng, gen, args.cfg_dropout, weights=weights
+            )
         return terminal_step(model, rng, gen, args, focused=focused)
     videos, captions, _ = synthetic.random_batch(rng, args.video_batch)
     latents = training.encode_latents(model, videos, gen)
     captions = training.caption_dropout(captions, rng, args.cfg_dropout)
-    return training.diffusion_step(model, latents, captions, videos.shape[1], abar, gen, use_motion=True,
-                                   offset_noise=args.offset_noise, high_noise_fraction=args.high_noise_fraction,
-                                   high_noise_from=args.high_noise_from)
+    return training.diffusion_step(
+        model,
+        latents,
+        captions,
+        videos.shape[1],
+        abar,
+        gen,
+        use_motion=True,
+        offset_noise=args.offset_noise,
+        high_noise_fraction=args.high_noise_fraction,
+        high_noise_from=args.high_noise_from,
+    )
 
 
 def focus_scene(rng, focus):
@@ -305,8 +396,11 @@ def terminal_step(model, rng, gen, args, focused=False):
         scenes = [focus_scene(rng, args.terminal_focus) for _ in range(args.video_batch)]
     else:
         scenes = [synthetic.random_scene(rng) for _ in range(args.video_batch)]
-    clips = [synthetic.layout_scene(s.colour, s.shape, s.motion, s.background, rng)
-             for s in scenes for _ in range(args.terminal_clips)]
+    clips = [
+        synthetic.layout_scene(s.colour, s.shape, s.motion, s.background, rng)
+        for s in scenes
+        for _ in range(args.terminal_clips)
+    ]
     with torch.no_grad():
         latents = training.encode_latents(model, np.stack([synthetic.render_scene(c) for c in clips]), gen)
     captions = training.caption_dropout([s.caption for s in scenes], rng, args.cfg_dropout)
@@ -323,8 +417,10 @@ def parse_motion_weights(specs):
         except ValueError:
             weight = float("nan")
         if motion not in synthetic.GRAMMAR.motions or not weight >= 0:
-            raise SystemExit(f"--terminal-motion-weight wants MOTION=W with MOTION one of "
-                             f"{', '.join(synthetic.GRAMMAR.motions)} and W >= 0; got {spec!r}")
+            raise SystemExit(
+                f"--terminal-motion-weight wants MOTION=W with MOTION one of "
+                f"{', '.join(synthetic.GRAMMAR.motions)} and W >= 0; got {spec!r}"
+            )
         weights[motion] = weight
     return weights
 
@@ -352,8 +448,17 @@ def terminal_table(model, args):
         model.eval()
         combos, means = training.terminal_mean_table(model, args.terminal_table, args.seed)
         torch.save({"combinations": combos, "means": means, "layouts": layout_fingerprint()}, path)
-        print(json.dumps({"event": "terminal_table", "captions": len(combos), "clips_each": args.terminal_table,
-                          "seconds": round(time.time() - started, 1)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "event": "terminal_table",
+                    "captions": len(combos),
+                    "clips_each": args.terminal_table,
+                    "seconds": round(time.time() - started, 1),
+                }
+            ),
+            flush=True,
+        )
     by_motion = parse_motion_weights(args.terminal_motion_weight)
     weights = [by_motion.get(combo[2], 1.0) for combo in combos] if by_motion else None
     return combos, means, weights
@@ -371,12 +476,15 @@ def main(argv=None):
     if args.terminal_focus:
         parsed = synthetic.GRAMMAR.parse(args.terminal_focus)
         if len(args.terminal_focus.split()) != 3 or None in (parsed["colour"], parsed["shape"], parsed["background"]):
-            raise SystemExit("--terminal-focus wants 'COLOUR SHAPE BACKGROUND' of the grammar, "
-                             f"got {args.terminal_focus!r}")
+            raise SystemExit(
+                f"--terminal-focus wants 'COLOUR SHAPE BACKGROUND' of the grammar, got {args.terminal_focus!r}"
+            )
     parse_motion_weights(args.terminal_motion_weight)  # refuse a bad option before any work
     if args.terminal_every and not (args.prediction == "v_prediction" and args.zero_terminal_snr):
-        raise SystemExit("--terminal-every needs --prediction v_prediction --zero-terminal-snr "
-                         "(at t = T the target is then -x0, whose mean over clips the terminal steps use)")
+        raise SystemExit(
+            "--terminal-every needs --prediction v_prediction --zero-terminal-snr "
+            "(at t = T the target is then -x0, whose mean over clips the terminal steps use)"
+        )
     model = training.TinyModel(config)
     state = new_state(model)
     blob = None
@@ -386,8 +494,9 @@ def main(argv=None):
     elif args.vae_from:
         state = start_from_vae(model, args.vae_from, args)
     elif args.finetune_from:
-        state = start_finetune(model, args.finetune_from, args.reset_text_encoder, args.seed,
-                               text_stage=text_stage_enabled(args))
+        state = start_finetune(
+            model, args.finetune_from, args.reset_text_encoder, args.seed, text_stage=text_stage_enabled(args)
+        )
     aligner = training.TextVideoAligner(model.text.config.hidden_size)
     if blob is not None and blob.get("aligner"):
         aligner.load_state_dict(blob["aligner"])
@@ -410,8 +519,13 @@ def main(argv=None):
             model.vae.eval().requires_grad_(False)
         if stage in DIFFUSION_STAGES and text_frozen(args):
             model.text.requires_grad_(False)
-        bar = tqdm(desc=stage, initial=state["step"], total=max_steps if max_steps < 100000 else None,
-                   file=sys.stderr, mininterval=5)
+        bar = tqdm(
+            desc=stage,
+            initial=state["step"],
+            total=max_steps if max_steps < 100000 else None,
+            file=sys.stderr,
+            mininterval=5,
+        )
         started = time.time() - state["stage_seconds"]
         last_save = time.time()
         running = None
@@ -433,10 +547,20 @@ def main(argv=None):
             bar.set_postfix(loss=f"{running:.4f}")
             if state["step"] % args.log_every == 0:
                 state["losses"][stage] = running
-                print(json.dumps({"stage": stage, "step": state["step"], "loss": round(float(loss), 5),
-                                  "ema_loss": round(running, 5), **{k: round(v, 5) for k, v in parts.items()},
-                                  "lr": optimizer.param_groups[0]["lr"],
-                                  "seconds": round(state["stage_seconds"], 1)}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "stage": stage,
+                            "step": state["step"],
+                            "loss": round(float(loss), 5),
+                            "ema_loss": round(running, 5),
+                            **{k: round(v, 5) for k, v in parts.items()},
+                            "lr": optimizer.param_groups[0]["lr"],
+                            "seconds": round(state["stage_seconds"], 1),
+                        }
+                    ),
+                    flush=True,
+                )
             if time.time() - last_save > args.save_every:
                 save_state(args.state, model, optimizer, ema, state, aligner if stage == "text" else None)
                 if stage in DIFFUSION_STAGES:
@@ -452,8 +576,12 @@ def main(argv=None):
         state["stage"] = next_stage(stage, state, args)
         state["step"] = 0
         state["stage_seconds"] = 0.0
-        print(json.dumps({"event": "stage_done", "stage": stage, "seconds": state["durations"][stage],
-                          "final_ema_loss": running}), flush=True)
+        print(
+            json.dumps(
+                {"event": "stage_done", "stage": stage, "seconds": state["durations"][stage], "final_ema_loss": running}
+            ),
+            flush=True,
+        )
         save_state(args.state, model, None, ema, state)
         if stage in DIFFUSION_STAGES:
             export(model, ema, args.out)

@@ -1,4 +1,5 @@
 """Test setup: one torch thread (tiny tensors on busy cores), offline hub, the package importable."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -6,25 +6,35 @@ a free loopback port with fresh folders; FrameFold's real nodes are registered t
 test-only nodes of ``test_server_support``, whose Loop node reports progress with latent previews and
 whose Save node writes an MP4 (fast and independent of model weights).
 """
+
 import json
 import time
 from pathlib import Path
 
 import pytest
+from test_server_support import TEST_NODES, FrameFoldTestLoop, ServerThread, loop_prompt, write_test_mp4
 
 from framefold.host.executor import Executor
 from framefold.host.registry import NodeRegistry, default_registry
-from framefold.host.workflow import api_to_ui, ui_to_api
 from framefold.host.server import create_app
-from test_server_support import TEST_NODES, FrameFoldTestLoop, ServerThread, loop_prompt, write_test_mp4
+from framefold.host.workflow import api_to_ui, ui_to_api
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # Optional user files the canvas probes on every boot; protocol §2.2: "404 on any of these is fine".
-OPTIONAL_PROBES = ("/api/userdata/user.css", "/api/userdata/comfy.templates.json",
-                   "/api/userdata/workflows%2F.index.json")
+OPTIONAL_PROBES = (
+    "/api/userdata/user.css",
+    "/api/userdata/comfy.templates.json",
+    "/api/userdata/workflows%2F.index.json",
+)
 TEMPLATE = "browser_loop_video"
 LONG_TEMPLATE = "browser_long_loop"
 PACKAGE_EXAMPLES = Path(__file__).resolve().parent.parent / "example_workflows"
@@ -49,8 +59,11 @@ class PageLog:
 
     def unexplained(self):
         """Errors left after removing the 404s of optional probes (each logs one console error)."""
-        probes = [(s, u) for s, u in self.bad_responses
-                  if s == 404 and u.startswith(self.base) and u[len(self.base):] in OPTIONAL_PROBES]
+        probes = [
+            (s, u)
+            for s, u in self.bad_responses
+            if s == 404 and u.startswith(self.base) and u[len(self.base) :] in OPTIONAL_PROBES
+        ]
         others = [r for r in self.bad_responses if r not in probes]
         errors = list(self.console_errors)
         for _ in probes:
@@ -75,12 +88,22 @@ def canvas(tmp_path_factory):
     ARTIFACTS.mkdir(exist_ok=True)
     tmp = tmp_path_factory.mktemp("canvas")
     real = default_registry()
-    registry = NodeRegistry({**{n: real.get(n) for n in real.names()}, **TEST_NODES},
-                            {**{n: real.display_name(n) for n in real.names()},
-                             **{k: k.replace("FrameFoldTest", "Test ") for k in TEST_NODES}})
+    registry = NodeRegistry(
+        {**{n: real.get(n) for n in real.names()}, **TEST_NODES},
+        {
+            **{n: real.display_name(n) for n in real.names()},
+            **{k: k.replace("FrameFoldTest", "Test ") for k in TEST_NODES},
+        },
+    )
     dirs = {name: tmp / name for name in ("input", "output", "temp", "user")}
-    app = create_app(executor=Executor(registry), registry=registry, input_dir=dirs["input"],
-                     output_dir=dirs["output"], temp_dir=dirs["temp"], user_dir=dirs["user"])
+    app = create_app(
+        executor=Executor(registry),
+        registry=registry,
+        input_dir=dirs["input"],
+        output_dir=dirs["output"],
+        temp_dir=dirs["temp"],
+        user_dir=dirs["user"],
+    )
     server = ServerThread(app).start()
     server.dirs = dirs
     examples = tmp / "examples"
@@ -94,8 +117,12 @@ def canvas(tmp_path_factory):
     server.host.example_dir = examples
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 900})
+            str(tmp / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
+        )
         page = context.new_page()
         log = PageLog(server.base)
         log.attach(page)
@@ -130,13 +157,19 @@ def test_canvas_boots_with_framefold_nodes_and_no_console_errors(canvas):
     registered = page.evaluate("Object.keys(LiteGraph.registered_node_types).filter(k => k.startsWith('FrameFold'))")
     assert set(registered) == set(registry.names())
     # Each real node comes up with exactly the widgets its definition asks for, in order.
-    widgets = page.evaluate("""(names) => Object.fromEntries(names.map(name => {
+    widgets = page.evaluate(
+        """(names) => Object.fromEntries(names.map(name => {
         const node = LiteGraph.createNode(name);
         return [name, (node.widgets || []).map(w => w.name)];
-    }))""", registry.names())
+    }))""",
+        registry.names(),
+    )
     for name in real.names():
-        expected = [s.name if s.kind == "input" else "control_after_generate"
-                    for s in real.widget_layout(name) if s.kind in ("input", "control")]
+        expected = [
+            s.name if s.kind == "input" else "control_after_generate"
+            for s in real.widget_layout(name)
+            if s.kind in ("input", "control")
+        ]
         got = [w for w in widgets[name] if w not in ("upload", "control_filter_list")]
         assert got == expected, (name, got, expected)
     assert widgets["FrameFoldTestLoop"] == ["steps", "step_delay"]
@@ -192,8 +225,9 @@ def test_template_runs_with_progress_outline_and_video_preview(canvas):
     assert shot_taken and len(progress_seen) >= 3 and progress_seen == sorted(progress_seen), progress_seen
 
     page.wait_for_selector("video", timeout=30000)
-    page.wait_for_function("(() => { const v = document.querySelector('video'); return v && v.readyState >= 2; })()",
-                           timeout=30000)
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('video'); return v && v.readyState >= 2; })()", timeout=30000
+    )
     video = page.evaluate("""(() => { const v = document.querySelector('video');
         return {src: v.src, width: v.videoWidth, duration: v.duration}; })()""")
     assert "/api/view?filename=browser_00001_.mp4" in video["src"] and "type=output" in video["src"]
@@ -207,8 +241,9 @@ def test_template_runs_with_progress_outline_and_video_preview(canvas):
     # The prompt the canvas sent matches the template's API graph.
     sent = server.get_json(f"/api/jobs/{jobs[0]['id']}")["workflow"]["prompt"]
     assert {k: (v["class_type"], v["inputs"]) for k, v in sent.items()} == {
-        k: (v["class_type"], v["inputs"]) for k, v in loop_prompt(
-            steps=20, delay=0.1, value=3, video=True, prefix="browser").items()}
+        k: (v["class_type"], v["inputs"])
+        for k, v in loop_prompt(steps=20, delay=0.1, value=3, video=True, prefix="browser").items()
+    }
     assert log.unexplained() == {"console": [], "page": [], "responses": []}
 
 
@@ -246,8 +281,9 @@ def test_cancel_button_interrupts_the_running_job(canvas):
     sent = []
     page.on("request", lambda r: sent.append((r.method, r.url, r.post_data)) if "/interrupt" in r.url else None)
     _boot(page, f"{server.base}/?template={LONG_TEMPLATE}&source=framefold")
-    page.wait_for_function("app.graph.nodes.some(n => n.widgets && n.widgets.some(w => w.value === 400))",
-                           timeout=30000)
+    page.wait_for_function(
+        "app.graph.nodes.some(n => n.widgets && n.widgets.some(w => w.value === 400))", timeout=30000
+    )
     FrameFoldTestLoop.last_step = 0
     page.evaluate("app.queuePrompt(0, 1)")
     deadline = time.monotonic() + 30
@@ -278,13 +314,16 @@ def test_real_load_and_save_video_nodes_run_from_the_canvas(canvas, tmp_path):
     _close_template_browser(page)
     page.evaluate("app.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
     page.wait_for_function("app.graph.nodes.length === 0", timeout=15000)
-    uploaded = page.evaluate("""async (bytes) => {
+    uploaded = page.evaluate(
+        """async (bytes) => {
         const form = new FormData();
         form.append('image', new Blob([new Uint8Array(bytes)], {type: 'video/mp4'}), 'canvas clip.mp4');
         form.append('subfolder', 'clips');
         const res = await window.comfyAPI.api.api.fetchApi('/upload/image', {method: 'POST', body: form});
         return [res.status, await res.json()];
-    }""", list(clip.read_bytes()))
+    }""",
+        list(clip.read_bytes()),
+    )
     assert uploaded == [200, {"name": "canvas clip.mp4", "subfolder": "clips", "type": "input"}]
     # The server re-lists the input folder in INPUT_TYPES, so refreshed definitions offer the new clip.
     page.evaluate("app.refreshComboInNodes()")
@@ -306,8 +345,9 @@ def test_real_load_and_save_video_nodes_run_from_the_canvas(canvas, tmp_path):
     # Load Video previews its input clip; the Save Video node's <video> is the one showing output/real/.
     saved_video = """[...document.querySelectorAll('video')].find(v => v.src.includes('subfolder=real'))"""
     page.wait_for_function(f"(() => {{ const v = {saved_video}; return v && v.readyState >= 2; }})()", timeout=60000)
-    video = page.evaluate(f"(() => {{ const v = {saved_video}; "
-                          "return {src: v.src, width: v.videoWidth, duration: v.duration}; })()")
+    video = page.evaluate(
+        f"(() => {{ const v = {saved_video}; return {{src: v.src, width: v.videoWidth, duration: v.duration}}; }})()"
+    )
     assert "filename=clip_00001_.mp4" in video["src"] and video["width"] == 64 and video["duration"] > 0.5
     assert (server.dirs["output"] / "real" / "clip_00001_.mp4").is_file()
     assert page.evaluate("app.graph.nodes.filter(n => n.has_errors).length") == 0

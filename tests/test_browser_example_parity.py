@@ -5,9 +5,13 @@ embedded default model, fresh folders), queues it and waits for the Save Video n
 graph the canvas saves to the user folder is then run unchanged by ``framefold run``; same seed, so
 both MP4s must decode to the same frames (within the H.264 encoder noise, see the end).
 """
+
 import json
 import time
 from pathlib import Path
+
+from test_browser_canvas import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PageLog, _boot
+from test_server_support import ServerThread
 
 from framefold.host.cli import main as cli_main
 from framefold.host.executor import Executor
@@ -16,8 +20,6 @@ from framefold.host.server import create_app
 from framefold.host.workflow import ui_to_api
 from framefold.nodes import _folders
 from framefold.pipelines.video import read_video
-from test_browser_canvas import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PageLog, _boot
-from test_server_support import ServerThread
 
 EXAMPLE = "text_to_video"
 SAVE_NODE_ID = 9
@@ -42,21 +44,32 @@ def test_canvas_run_of_example_matches_cli_run_of_its_saved_workflow(tmp_path):
     saved_dirs = dict(_folders._dirs)  # create_app and the CLI both set the global io folders
     registry = default_registry()
     dirs = {name: tmp_path / name for name in ("input", "output", "temp", "user")}
-    app = create_app(executor=Executor(registry), registry=registry, input_dir=dirs["input"],
-                     output_dir=dirs["output"], temp_dir=dirs["temp"], user_dir=dirs["user"])
+    app = create_app(
+        executor=Executor(registry),
+        registry=registry,
+        input_dir=dirs["input"],
+        output_dir=dirs["output"],
+        temp_dir=dirs["temp"],
+        user_dir=dirs["user"],
+    )
     server = ServerThread(app).start()
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-                viewport={"width": 1400, "height": 900})
+                str(tmp_path / "profile"),
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1400, "height": 900},
+            )
             try:
                 page = context.new_page()
                 log = PageLog(server.base)
                 log.attach(page)
                 _boot(page, f"{server.base}/?template={EXAMPLE}&source=framefold")
-                page.wait_for_function(f"app.graph.getNodeById({SAVE_NODE_ID})?.type === 'FrameFoldSaveVideo'",
-                                       timeout=60000)
+                page.wait_for_function(
+                    f"app.graph.getNodeById({SAVE_NODE_ID})?.type === 'FrameFoldSaveVideo'", timeout=60000
+                )
                 # Save the graph as the canvas does (workflow browser -> userdata API), then queue it.
                 stored = page.evaluate("""async () => {
                     const res = await window.comfyAPI.api.api.storeUserData('workflows/parity.json',
@@ -73,10 +86,13 @@ def test_canvas_run_of_example_matches_cli_run_of_its_saved_workflow(tmp_path):
                 assert output["format"] == "video/mp4" and output["filename"].endswith(".mp4")
                 # The `executed` message reached the Save Video node: it shows the new clip as a playable <video>.
                 video_js = f"[...document.querySelectorAll('video')].find(v => v.src.includes('{output['filename']}'))"
-                page.wait_for_function(f"(() => {{ const v = {video_js}; return v && v.readyState >= 2; }})()",
-                                       timeout=60000)
-                shown = page.evaluate(f"(() => {{ const v = {video_js}; "
-                                      "return {src: v.src, width: v.videoWidth, duration: v.duration}; })()")
+                page.wait_for_function(
+                    f"(() => {{ const v = {video_js}; return v && v.readyState >= 2; }})()", timeout=60000
+                )
+                shown = page.evaluate(
+                    f"(() => {{ const v = {video_js}; "
+                    "return {src: v.src, width: v.videoWidth, duration: v.duration}; })()"
+                )
                 assert "type=output" in shown["src"] and shown["width"] == 64 and shown["duration"] > 1.0
                 page.wait_for_timeout(300)  # let the canvas paint the preview before the screenshot
                 page.screenshot(path=str(ARTIFACTS / "canvas_text_to_video_run.png"))
@@ -91,7 +107,8 @@ def test_canvas_run_of_example_matches_cli_run_of_its_saved_workflow(tmp_path):
     saved = dirs["user"] / "default" / "workflows" / "parity.json"
     # What the canvas queued is exactly what its saved UI file converts to (the CLI's conversion).
     assert {k: (v["class_type"], v["inputs"]) for k, v in sent.items()} == {
-        k: (v["class_type"], v["inputs"]) for k, v in ui_to_api(json.loads(saved.read_text()), registry).items()}
+        k: (v["class_type"], v["inputs"]) for k, v in ui_to_api(json.loads(saved.read_text()), registry).items()
+    }
     cli_out = tmp_path / "cli_output"
     try:
         assert cli_main(["run", str(saved), "--output-dir", str(cli_out), "--quiet"]) == 0

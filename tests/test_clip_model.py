@@ -1,4 +1,5 @@
 """CLIP text transformer vs transformers' CLIPTextModel; checkpoint prefixes; TextEncoder weighting."""
+
 import pytest
 import torch
 
@@ -7,8 +8,17 @@ from framefold.pipelines.models.clip import CLIPTextConfig, CLIPTextModel, TextE
 from framefold.pipelines.models.tokenizers import PromptTokenizer
 
 VOCAB = 64
-TINY = CLIPTextConfig(vocab_size=VOCAB, hidden_size=32, num_layers=3, num_heads=4, intermediate_size=48,
-                      max_positions=77, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+TINY = CLIPTextConfig(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    num_layers=3,
+    num_heads=4,
+    intermediate_size=48,
+    max_positions=77,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=2,
+)
 
 
 def _hf_model(act="quick_gelu", seed=0):
@@ -16,8 +26,18 @@ def _hf_model(act="quick_gelu", seed=0):
     from transformers import CLIPTextModel as HFModel
 
     torch.manual_seed(seed)
-    cfg = HFConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
-                   max_position_embeddings=77, hidden_act=act, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    cfg = HFConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        hidden_act=act,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     return HFModel(cfg).eval()
 
 
@@ -50,7 +70,7 @@ def test_sd_checkpoint_through_diffusers_single_file_converter():
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
 
     ref_src = _hf_model(seed=3)
-    plain = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in ref_src.state_dict().items()}
+    plain = {k[len("text_model.") :] if k.startswith("text_model.") else k: v for k, v in ref_src.state_dict().items()}
     ckpt = {f"cond_stage_model.transformer.text_model.{k}": v for k, v in plain.items()}
     ckpt["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
     converted = convert_ldm_clip_checkpoint(ckpt)
@@ -58,7 +78,7 @@ def test_sd_checkpoint_through_diffusers_single_file_converter():
     expected_keys = set(ref.state_dict())
     # transformers 5 dropped the text_model. level from CLIPTextModel; older versions keep it
     if not any(k.startswith("text_model.") for k in expected_keys):
-        converted = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in converted.items()}
+        converted = {k[len("text_model.") :] if k.startswith("text_model.") else k: v for k, v in converted.items()}
     converted = {k: v for k, v in converted.items() if not k.endswith("position_ids")}
     ref.load_state_dict(converted, strict=True)
     ours = build_text_encoder(ckpt, TINY).model
@@ -133,17 +153,32 @@ def _open_clip_state(hidden=32, layers=3, vocab=VOCAB, seed=6):
         return torch.randn(*shape, generator=g) * 0.2
 
     p = "cond_stage_model.model."
-    sd = {p + "token_embedding.weight": r(vocab, hidden), p + "positional_embedding": r(77, hidden),
-          p + "ln_final.weight": 1 + r(hidden), p + "ln_final.bias": r(hidden),
-          p + "text_projection": r(hidden, hidden), p + "logit_scale": torch.tensor(4.6)}
+    sd = {
+        p + "token_embedding.weight": r(vocab, hidden),
+        p + "positional_embedding": r(77, hidden),
+        p + "ln_final.weight": 1 + r(hidden),
+        p + "ln_final.bias": r(hidden),
+        p + "text_projection": r(hidden, hidden),
+        p + "logit_scale": torch.tensor(4.6),
+    }
     for i in range(layers):
         b = f"{p}transformer.resblocks.{i}."
-        sd.update({b + "ln_1.weight": 1 + r(hidden), b + "ln_1.bias": r(hidden),
-                   b + "attn.in_proj_weight": r(3 * hidden, hidden), b + "attn.in_proj_bias": r(3 * hidden),
-                   b + "attn.out_proj.weight": r(hidden, hidden), b + "attn.out_proj.bias": r(hidden),
-                   b + "ln_2.weight": 1 + r(hidden), b + "ln_2.bias": r(hidden),
-                   b + "mlp.c_fc.weight": r(48, hidden), b + "mlp.c_fc.bias": r(48),
-                   b + "mlp.c_proj.weight": r(hidden, 48), b + "mlp.c_proj.bias": r(hidden)})
+        sd.update(
+            {
+                b + "ln_1.weight": 1 + r(hidden),
+                b + "ln_1.bias": r(hidden),
+                b + "attn.in_proj_weight": r(3 * hidden, hidden),
+                b + "attn.in_proj_bias": r(3 * hidden),
+                b + "attn.out_proj.weight": r(hidden, hidden),
+                b + "attn.out_proj.bias": r(hidden),
+                b + "ln_2.weight": 1 + r(hidden),
+                b + "ln_2.bias": r(hidden),
+                b + "mlp.c_fc.weight": r(48, hidden),
+                b + "mlp.c_fc.bias": r(48),
+                b + "mlp.c_proj.weight": r(hidden, 48),
+                b + "mlp.c_proj.bias": r(hidden),
+            }
+        )
     return sd
 
 
@@ -153,8 +188,11 @@ def test_sd2_open_clip_text_tower_matches_diffusers_converter():
     ckpt = _open_clip_state()
     ref = _hf_model(act="gelu")
     converted = convert_open_clip_checkpoint(ref, ckpt)
-    converted = {k[len("text_model."):] if k.startswith("text_model.") and not hasattr(ref, "text_model") else k: v
-                 for k, v in converted.items() if not k.startswith("text_projection")}
+    converted = {
+        k[len("text_model.") :] if k.startswith("text_model.") and not hasattr(ref, "text_model") else k: v
+        for k, v in converted.items()
+        if not k.startswith("text_projection")
+    }
     ref.load_state_dict(converted, strict=True)
     enc = build_text_encoder(ckpt, CLIPTextConfig(**{**TINY.to_dict(), "hidden_act": "gelu"}))
     assert enc.clip_skip == 2  # SD2 uses the penultimate layer by default

@@ -1,10 +1,17 @@
 """Tokenizers: emphasis parsing, 77-token chunking, CLIP BPE ids, vocab files, missing vocabulary."""
+
 import json
 
 import pytest
 
 from framefold.pipelines.models.tokenizers import (
-    CLIPTokenizer, PromptTokenizer, _bytes_to_unicode, build_tokenizer, parse_emphasis, register_tokenizer_type)
+    CLIPTokenizer,
+    PromptTokenizer,
+    _bytes_to_unicode,
+    build_tokenizer,
+    parse_emphasis,
+    register_tokenizer_type,
+)
 
 
 class WordTokenizer(PromptTokenizer):
@@ -79,15 +86,28 @@ def _tiny_bpe_files(tmp_path):
     chars = [byte_map[b] for b in range(256)]
     vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
-    merges = [("c", "a"), ("ca", "t</w>"), ("d", "o"), ("do", "g</w>"), ("p", "h"), ("ph", "o"), ("pho", "t"),
-              ("phot", "o</w>"), ("t", "h"), ("th", "e</w>"), ("'", "s</w>"), ("h", "é")]
+    merges = [
+        ("c", "a"),
+        ("ca", "t</w>"),
+        ("d", "o"),
+        ("do", "g</w>"),
+        ("p", "h"),
+        ("ph", "o"),
+        ("pho", "t"),
+        ("phot", "o</w>"),
+        ("t", "h"),
+        ("th", "e</w>"),
+        ("'", "s</w>"),
+        ("h", "é"),
+    ]
     for a, b in merges:
         vocab[a + b] = len(vocab)
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     (tmp_path / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (tmp_path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n",
-                                         encoding="utf-8")
+    (tmp_path / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8"
+    )
     return vocab, merges
 
 
@@ -101,8 +121,11 @@ def test_bpe_from_vocab_files_matches_transformers(tmp_path):
         expected = ref(text)["input_ids"]
         got = [ours.bos_id] + [i for w in text.split() for i in ours.text_to_ids(w)] + [ours.eos_id]
         assert got == expected, text
-    assert ours.to_config() == {"type": "clip_bpe", "vocab": str(tmp_path / "vocab.json"),
-                                "merges": str(tmp_path / "merges.txt")}
+    assert ours.to_config() == {
+        "type": "clip_bpe",
+        "vocab": str(tmp_path / "vocab.json"),
+        "merges": str(tmp_path / "merges.txt"),
+    }
 
 
 def test_missing_vocabulary_is_a_clear_error(tmp_path):

@@ -1,4 +1,5 @@
 """The shipped default model (default_model/): it loads through the normal loaders and makes the videos it is asked for."""
+
 import json
 
 import pytest
@@ -26,7 +27,9 @@ STEPS, CFG = 20, 4.5
 def test_embedded_files_are_listed_first_and_small():
     assert list_models("checkpoints")[0] == CKPT
     assert list_models("animatediff_models")[0] == MOTION
-    total = resolve_model("checkpoints", CKPT).stat().st_size + resolve_model("animatediff_models", MOTION).stat().st_size
+    total = (
+        resolve_model("checkpoints", CKPT).stat().st_size + resolve_model("animatediff_models", MOTION).stat().st_size
+    )
     assert total < 16 * 2**20
 
 
@@ -70,8 +73,10 @@ def test_shipped_model_renders_the_prompt(pipeline, prompt, seed):
     video = _generate(pipeline, prompt, seed)
     assert video.shape == (16, 64, 64, 3)
     result = evaluate(video, prompt)
-    summary = {k: result[k] for k in ("colour", "background", "travel_x", "travel_y", "area_ratio", "area_cv",
-                                      "present_fraction")}
+    summary = {
+        k: result[k]
+        for k in ("colour", "background", "travel_x", "travel_y", "area_ratio", "area_cv", "present_fraction")
+    }
     assert result["all_ok"], summary
 
 

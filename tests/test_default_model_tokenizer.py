@@ -1,4 +1,5 @@
 """The word-level tokenizer of the embedded default model."""
+
 import pytest
 
 from framefold.pipelines import synthetic
@@ -24,7 +25,7 @@ def test_round_trip_of_every_caption(tok):
         assert len(chunks) == 1 and len(chunks[0].ids) == 77
         ids = chunks[0].ids
         n = len(caption.split())
-        assert ids[0] == tok.bos_id and ids[n + 1] == tok.eos_id and set(ids[n + 1:]) == {tok.pad_id}
+        assert ids[0] == tok.bos_id and ids[n + 1] == tok.eos_id and set(ids[n + 1 :]) == {tok.pad_id}
         assert tok.decode(ids) == caption
 
 
@@ -45,8 +46,10 @@ def test_long_prompts_are_chunked_by_the_base_class(tok):
 def test_config_round_trip_through_build_tokenizer(tok):
     again = build_tokenizer(tok.to_config())
     assert isinstance(again, WordTokenizer) and again.vocab == tok.vocab
-    assert again.tokenize("a cyan square shrinking on a white background")[0].ids == \
-        tok.tokenize("a cyan square shrinking on a white background")[0].ids
+    assert (
+        again.tokenize("a cyan square shrinking on a white background")[0].ids
+        == tok.tokenize("a cyan square shrinking on a white background")[0].ids
+    )
 
 
 def test_bad_vocabularies_are_refused():

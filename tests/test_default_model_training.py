@@ -1,9 +1,11 @@
 """Training the default model: a micro config learns, and its export loads through the normal loaders."""
+
 import numpy as np
 import pytest
 import torch
 
-from framefold.pipelines import synthetic, training
+from framefold.pipelines import synthetic
+from framefold.training import steps as training
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,9 @@ def test_diffusion_steps_lower_the_loss_on_a_fixed_batch(micro):
     opt = torch.optim.AdamW(micro.denoiser_parameters(), lr=2e-3)
 
     def loss_now():
-        return training.diffusion_step(micro, latents, captions, 16, abar, torch.Generator().manual_seed(3),
-                                       use_motion=True)[0]
+        return training.diffusion_step(
+            micro, latents, captions, 16, abar, torch.Generator().manual_seed(3), use_motion=True
+        )[0]
 
     first = None
     for _ in range(10):
@@ -89,8 +92,10 @@ def test_export_loads_through_the_normal_loaders(micro, tmp_path):
     training.export_model(micro, ckpt, mm_path)
     sd, meta = read_state_dict(ckpt)
     assert {k.split(".")[0] for k in sd} == {"model", "first_stage_model", "cond_stage_model"}
-    assert all(k.startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.transformer.text_model."))
-               for k in sd)
+    assert all(
+        k.startswith(("model.diffusion_model.", "first_stage_model.", "cond_stage_model.transformer.text_model."))
+        for k in sd
+    )
     import json
 
     ff = json.loads(meta["framefold"])
@@ -105,8 +110,9 @@ def test_export_loads_through_the_normal_loaders(micro, tmp_path):
     ids = micro.token_ids(["a red circle moving left on a black background"])
     with torch.no_grad():
         context = micro.text(ids)
-        assert torch.allclose(text_encoder.encode("a red circle moving left on a black background").embeds,
-                              context, atol=1e-5)
+        assert torch.allclose(
+            text_encoder.encode("a red circle moving left on a black background").embeds, context, atol=1e-5
+        )
         ref = micro.animated(x, t, context.expand(16, -1, -1), num_frames=16)
         out = animated(x, t, context.expand(16, -1, -1), num_frames=16)
         assert torch.allclose(out, ref, atol=1e-5)
@@ -155,8 +161,16 @@ def test_diffusion_target_matches_the_schedule(prediction):
             return target
 
     model.animated = Oracle()
-    loss, _ = training.diffusion_step(model, latents, ["a red circle moving left on a black background"], 16, abar,
-                                      torch.Generator().manual_seed(5), use_motion=True, offset_noise=0.0)
+    loss, _ = training.diffusion_step(
+        model,
+        latents,
+        ["a red circle moving left on a black background"],
+        16,
+        abar,
+        torch.Generator().manual_seed(5),
+        use_motion=True,
+        offset_noise=0.0,
+    )
     assert loss.item() < 1e-10
 
 
@@ -187,8 +201,25 @@ def test_training_script_runs_resumes_and_starts_from_earlier_runs(tmp_path, cap
     from framefold.pipelines.loading.checkpoint import load_checkpoint
 
     script = _training_script()
-    tiny = ["--micro", "--threads", "1", "--vae-steps", "2", "--image-steps", "2", "--video-steps", "2",
-            "--vae-batch", "4", "--image-batch", "4", "--video-batch", "1", "--log-every", "1"]
+    tiny = [
+        "--micro",
+        "--threads",
+        "1",
+        "--vae-steps",
+        "2",
+        "--image-steps",
+        "2",
+        "--video-steps",
+        "2",
+        "--vae-batch",
+        "4",
+        "--image-batch",
+        "4",
+        "--video-batch",
+        "1",
+        "--log-every",
+        "1",
+    ]
 
     def events(*args):
         capsys.readouterr()
@@ -199,15 +230,35 @@ def test_training_script_runs_resumes_and_starts_from_earlier_runs(tmp_path, cap
     assert [e["stage"] for e in first if e.get("event") == "stage_done"] == ["vae", "image", "video"]
     assert events("--state", str(tmp_path / "a.pt"), "--out", str(tmp_path / "a"))[0]["event"] == "resumed"
 
-    tuned = events("--state", str(tmp_path / "b.pt"), "--out", str(tmp_path / "b"), "--finetune-from",
-                   str(tmp_path / "a.pt"), "--reset-text-encoder", "--prediction", "v_prediction",
-                   "--zero-terminal-snr", "--offset-noise", "0", "--high-noise-fraction", "0.3")
+    tuned = events(
+        "--state",
+        str(tmp_path / "b.pt"),
+        "--out",
+        str(tmp_path / "b"),
+        "--finetune-from",
+        str(tmp_path / "a.pt"),
+        "--reset-text-encoder",
+        "--prediction",
+        "v_prediction",
+        "--zero-terminal-snr",
+        "--offset-noise",
+        "0",
+        "--high-noise-fraction",
+        "0.3",
+    )
     assert [e["stage"] for e in tuned if e.get("event") == "stage_done"] == ["video"]
     model, _, _ = load_checkpoint(tmp_path / "b" / "checkpoints" / "framefold-tiny.safetensors")
     assert model.schedule.prediction_type == "v_prediction" and model.schedule.zero_terminal_snr
 
-    from_vae = events("--state", str(tmp_path / "c.pt"), "--out", str(tmp_path / "c"), "--vae-from",
-                      str(tmp_path / "a.pt"), "--still-captions")
+    from_vae = events(
+        "--state",
+        str(tmp_path / "c.pt"),
+        "--out",
+        str(tmp_path / "c"),
+        "--vae-from",
+        str(tmp_path / "a.pt"),
+        "--still-captions",
+    )
     assert [e["stage"] for e in from_vae if e.get("event") == "stage_done"] == ["image", "video"]
     a = torch.load(tmp_path / "a.pt", weights_only=True)["model"]
     c = torch.load(tmp_path / "c.pt", weights_only=True)["model"]
@@ -255,9 +306,29 @@ def test_training_script_text_stage_then_frozen_text_encoder(tmp_path, capsys):
     import json
 
     script = _training_script()
-    tiny = ["--micro", "--threads", "1", "--vae-steps", "2", "--text-steps", "2", "--image-steps", "2",
-            "--video-steps", "2", "--vae-batch", "4", "--text-batch", "4", "--image-batch", "4", "--video-batch", "1",
-            "--log-every", "1"]
+    tiny = [
+        "--micro",
+        "--threads",
+        "1",
+        "--vae-steps",
+        "2",
+        "--text-steps",
+        "2",
+        "--image-steps",
+        "2",
+        "--video-steps",
+        "2",
+        "--vae-batch",
+        "4",
+        "--text-batch",
+        "4",
+        "--image-batch",
+        "4",
+        "--video-batch",
+        "1",
+        "--log-every",
+        "1",
+    ]
 
     def events(*args):
         capsys.readouterr()
@@ -267,10 +338,26 @@ def test_training_script_text_stage_then_frozen_text_encoder(tmp_path, capsys):
     run = events("--state", str(tmp_path / "d.pt"), "--out", str(tmp_path / "d"), "--text-minutes", "5")
     assert [e["stage"] for e in run if e.get("event") == "stage_done"] == ["vae", "text", "image", "video"]
     assert any(e.get("stage") == "text" and "acc" in e for e in run)
-    tuned = events("--state", str(tmp_path / "e.pt"), "--out", str(tmp_path / "e"), "--finetune-from",
-                   str(tmp_path / "d.pt"), "--freeze-text", "--prediction", "v_prediction", "--zero-terminal-snr",
-                   "--terminal-every", "2", "--terminal-clips", "2", "--terminal-focus", "red circle black",
-                   "--terminal-focus-steps", "2")
+    tuned = events(
+        "--state",
+        str(tmp_path / "e.pt"),
+        "--out",
+        str(tmp_path / "e"),
+        "--finetune-from",
+        str(tmp_path / "d.pt"),
+        "--freeze-text",
+        "--prediction",
+        "v_prediction",
+        "--zero-terminal-snr",
+        "--terminal-every",
+        "2",
+        "--terminal-clips",
+        "2",
+        "--terminal-focus",
+        "red circle black",
+        "--terminal-focus-steps",
+        "2",
+    )
     assert [e["stage"] for e in tuned if e.get("event") == "stage_done"] == ["video"]
     assert [e["step"] for e in tuned if "terminal_mse" in e] == [2]
     d = torch.load(tmp_path / "d.pt", weights_only=True)["model"]
@@ -281,12 +368,34 @@ def test_training_script_text_stage_then_frozen_text_encoder(tmp_path, capsys):
     # Terminal steps from a table of mean clips (here a small one, already beside the state file, as a
     # resumed run finds it) instead of rendering clips at each step.
     combos = [("red", "circle", "left", "black"), ("red", "circle", "right", "black")]
-    torch.save({"combinations": combos, "means": torch.zeros(2, 16, 4, 8, 8), "layouts": script.layout_fingerprint()},
-               tmp_path / "f.terminal3.pt")
-    tabled = events("--state", str(tmp_path / "f.pt"), "--out", str(tmp_path / "f"), "--finetune-from",
-                    str(tmp_path / "d.pt"), "--freeze-text", "--prediction", "v_prediction", "--zero-terminal-snr",
-                    "--terminal-every", "2", "--terminal-table", "3", "--terminal-batch", "2", "--video-steps", "4",
-                    "--image-every", "0", "--terminal-motion-weight", "left=3")
+    torch.save(
+        {"combinations": combos, "means": torch.zeros(2, 16, 4, 8, 8), "layouts": script.layout_fingerprint()},
+        tmp_path / "f.terminal3.pt",
+    )
+    tabled = events(
+        "--state",
+        str(tmp_path / "f.pt"),
+        "--out",
+        str(tmp_path / "f"),
+        "--finetune-from",
+        str(tmp_path / "d.pt"),
+        "--freeze-text",
+        "--prediction",
+        "v_prediction",
+        "--zero-terminal-snr",
+        "--terminal-every",
+        "2",
+        "--terminal-table",
+        "3",
+        "--terminal-batch",
+        "2",
+        "--video-steps",
+        "4",
+        "--image-every",
+        "0",
+        "--terminal-motion-weight",
+        "left=3",
+    )
     assert [e["step"] for e in tabled if "terminal_mse" in e] == [2, 4]
     assert not any(e.get("event") == "terminal_table" for e in tabled)
 
@@ -331,14 +440,33 @@ def test_terminal_mean_step_needs_v_prediction_with_zero_terminal_snr(micro):
 def test_training_script_refuses_terminal_steps_without_zero_terminal_snr(tmp_path):
     script = _training_script()
     with pytest.raises(SystemExit, match="--terminal-every needs --prediction v_prediction --zero-terminal-snr"):
-        script.main(["--micro", "--state", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x"),
-                     "--terminal-every", "2"])
+        script.main(
+            ["--micro", "--state", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x"), "--terminal-every", "2"]
+        )
     with pytest.raises(SystemExit, match="--terminal-focus wants"):
-        script.main(["--micro", "--state", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x"),
-                     "--terminal-focus", "red circle moving"])
+        script.main(
+            [
+                "--micro",
+                "--state",
+                str(tmp_path / "x.pt"),
+                "--out",
+                str(tmp_path / "x"),
+                "--terminal-focus",
+                "red circle moving",
+            ]
+        )
     with pytest.raises(SystemExit, match="--terminal-motion-weight wants MOTION=W"):
-        script.main(["--micro", "--state", str(tmp_path / "x.pt"), "--out", str(tmp_path / "x"),
-                     "--terminal-motion-weight", "spinning=2"])
+        script.main(
+            [
+                "--micro",
+                "--state",
+                str(tmp_path / "x.pt"),
+                "--out",
+                str(tmp_path / "x"),
+                "--terminal-motion-weight",
+                "spinning=2",
+            ]
+        )
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -377,7 +505,11 @@ def test_terminal_mean_table_is_the_mean_encoded_clip_of_each_caption():
 
 def test_terminal_table_step_regresses_each_caption_onto_its_row():
     model = _v_zero_snr_micro()
-    combos = [("red", "circle", "left", "black"), ("red", "circle", "right", "black"), ("cyan", "triangle", "up", "gray")]
+    combos = [
+        ("red", "circle", "left", "black"),
+        ("red", "circle", "right", "black"),
+        ("cyan", "triangle", "up", "gray"),
+    ]
     table = torch.randn(3, 16, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     seen = {}
 
@@ -388,17 +520,27 @@ def test_terminal_table_step_regresses_each_caption_onto_its_row():
 
     model.animated = Oracle()
     seen["picks"] = np.random.default_rng(3).integers(3, size=5)
-    loss, parts = training.terminal_table_step(model, combos, table, 5, np.random.default_rng(3),
-                                               torch.Generator().manual_seed(0), cfg_dropout=0.0)
+    loss, parts = training.terminal_table_step(
+        model, combos, table, 5, np.random.default_rng(3), torch.Generator().manual_seed(0), cfg_dropout=0.0
+    )
     assert loss.item() == pytest.approx(0.0, abs=1e-12) and parts["terminal_mse"] == pytest.approx(0.0, abs=1e-12)
     assert torch.equal(seen["t"], torch.full((5 * 16,), 999)) and seen["context"].shape[0] == 5 * 16
     # Rows that are not the caption's give a loss: the caption decides the target.
     seen["picks"] = (np.random.default_rng(3).integers(3, size=5) + 1) % 3
-    loss, _ = training.terminal_table_step(model, combos, table, 5, np.random.default_rng(3),
-                                           torch.Generator().manual_seed(0), cfg_dropout=0.0)
+    loss, _ = training.terminal_table_step(
+        model, combos, table, 5, np.random.default_rng(3), torch.Generator().manual_seed(0), cfg_dropout=0.0
+    )
     assert loss.item() > 0.5
     # Weights steer the draw: here every caption is the second combination.
     seen["picks"] = [1] * 5
-    loss, _ = training.terminal_table_step(model, combos, table, 5, np.random.default_rng(3),
-                                           torch.Generator().manual_seed(0), cfg_dropout=0.0, weights=[0, 2, 0])
+    loss, _ = training.terminal_table_step(
+        model,
+        combos,
+        table,
+        5,
+        np.random.default_rng(3),
+        torch.Generator().manual_seed(0),
+        cfg_dropout=0.0,
+        weights=[0, 2, 0],
+    )
     assert loss.item() == pytest.approx(0.0, abs=1e-12)

@@ -4,6 +4,7 @@ The canvas converts each hand-written UI file with its own ``graphToPrompt()``; 
 ``ui_to_api``. Graphs made by ``api_to_ui`` must load and queue back to the same API prompt, and nodes the
 canvas creates must have exactly the widget slots our ``widget_layout`` predicts.
 """
+
 import asyncio
 import copy
 import json
@@ -12,12 +13,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from test_host_registry import Layout
+from test_host_support import CLASSES, DISPLAY
 
 from framefold.host.registry import NodeRegistry
 from framefold.host.server import create_app
 from framefold.host.workflow import api_to_ui, ui_to_api
-from test_host_registry import Layout
-from test_host_support import CLASSES, DISPLAY
 
 UI_DIR = Path(__file__).parent / "data" / "ui"
 CHROMIUM = "/usr/bin/chromium"
@@ -42,8 +43,13 @@ def page(tmp_path_factory):
     for d in dirs.values():
         d.mkdir()
     (dirs["input"] / "clip.png").write_bytes(b"not really a png")
-    app = create_app(registry=REGISTRY, input_dir=dirs["input"], output_dir=dirs["output"], temp_dir=dirs["temp"],
-                     user_dir=dirs["user"])
+    app = create_app(
+        registry=REGISTRY,
+        input_dir=dirs["input"],
+        output_dir=dirs["output"],
+        temp_dir=dirs["temp"],
+        user_dir=dirs["user"],
+    )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -76,7 +82,9 @@ def canvas_prompt(page, graph):
     """Load ``graph`` into the canvas and return what it would queue (``graphToPrompt().output``)."""
     return page.evaluate(
         "async (g) => { await window.app.loadGraphData(g, true, false);"
-        " return (await window.app.graphToPrompt()).output; }", graph)
+        " return (await window.app.graphToPrompt()).output; }",
+        graph,
+    )
 
 
 def test_canvas_and_ui_to_api_agree_on_every_file(page):
@@ -97,11 +105,17 @@ def test_canvas_widget_slots_match_widget_layout(page):
     for class_type in ("Layout", "TControls", "TSource", "TUpload", "TScale"):
         named = page.evaluate(
             "(t) => { const n = window.LiteGraph.createNode(t); window.app.graph.add(n);"
-            " return Object.keys(n.serialize().widgets_values_named || {}); }", class_type)
+            " return Object.keys(n.serialize().widgets_values_named || {}); }",
+            class_type,
+        )
         expected, seen = [], {}
         for slot in REGISTRY.widget_layout(class_type):
-            key = {"input": slot.name, "control": "control_after_generate", "filter": "control_filter_list",
-                   "upload": "upload"}[slot.kind]
+            key = {
+                "input": slot.name,
+                "control": "control_after_generate",
+                "filter": "control_filter_list",
+                "upload": "upload",
+            }[slot.kind]
             count = seen.get(key, 0)
             seen[key] = count + 1
             expected.append(key if count == 0 else f"{key}#{count}")

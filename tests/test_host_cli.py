@@ -1,12 +1,13 @@
 """The framefold command: run (exit codes 0/2/1, --set, --sweep, folders), nodes, models, convert."""
+
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from test_host_support import CALLS, isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 from framefold.host.cli import main
-from test_host_support import CALLS, isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 UI_DIR = Path(__file__).parent / "data" / "ui"
 
@@ -22,8 +23,10 @@ def write(path, data):
 
 def api_prompt(**source):
     inputs = {"seed": 1, "size": 4, "label": "red", **source}
-    return {"1": {"class_type": "TSource", "inputs": inputs},
-            "2": {"class_type": "TSave", "inputs": {"data": ["1", 0], "filename_prefix": "cli"}}}
+    return {
+        "1": {"class_type": "TSource", "inputs": inputs},
+        "2": {"class_type": "TSave", "inputs": {"data": ["1", 0], "filename_prefix": "cli"}},
+    }
 
 
 def test_run_ui_file_lists_written_files(tmp_path, capsys):
@@ -67,8 +70,9 @@ def test_unreadable_file_exits_2(tmp_path):
 
 def test_set_overrides_inputs(tmp_path, isolated_io):
     path = write(tmp_path / "w.json", api_prompt())
-    code = run(["run", str(path), "--set", "1.size=9", "--set", "2.filename_prefix=over", "--set", "1.label=blue",
-                "--quiet"])
+    code = run(
+        ["run", str(path), "--set", "1.size=9", "--set", "2.filename_prefix=over", "--set", "1.label=blue", "--quiet"]
+    )
     assert code == 0
     saved = json.loads((isolated_io["output"] / "over_2.json").read_text())
     assert saved["data"]["size"] == 9 and saved["data"]["label"] == "blue"
@@ -92,8 +96,7 @@ def test_run_folder_runs_every_workflow(tmp_path, isolated_io):
     for name in ("seed_control.json", "reroute_primitive_schema1.json", "subgraph.json"):
         shutil.copy(UI_DIR / name, folder / name)
     assert run(["run", str(folder), "--quiet"]) == 0
-    assert sorted(p.name for p in isolated_io["output"].iterdir()) == ["rerouted_3.json", "seeded_2.json",
-                                                                      "sub_3.json"]
+    assert sorted(p.name for p in isolated_io["output"].iterdir()) == ["rerouted_3.json", "seeded_2.json", "sub_3.json"]
     sub = json.loads((isolated_io["output"] / "sub_3.json").read_text())
     assert sub["data"]["factor"] == 3.0 and sub["data"]["note"] == "inner"
 
@@ -141,9 +144,17 @@ def test_serve_calls_the_server(monkeypatch):
 
     monkeypatch.setattr(host_pkg, "server", fake, raising=False)
     assert run(["serve", "--port", "9999", "--max-upload-mb", "300", "--allow-host", "box.lan"]) == 0
-    assert calls == {"listen": "127.0.0.1", "port": 9999, "open_browser": False, "max_upload_mb": 300.0,
-                     "output_dir": None, "input_dir": None, "user_dir": None, "temp_dir": None,
-                     "allowed_hosts": ("box.lan",)}
+    assert calls == {
+        "listen": "127.0.0.1",
+        "port": 9999,
+        "open_browser": False,
+        "max_upload_mb": 300.0,
+        "output_dir": None,
+        "input_dir": None,
+        "user_dir": None,
+        "temp_dir": None,
+        "allowed_hosts": ("box.lan",),
+    }
 
 
 def test_usage_error_exits_2():

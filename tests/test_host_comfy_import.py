@@ -1,4 +1,5 @@
 """The package loads the way ComfyUI loads a custom node folder: by file path, under another name."""
+
 import json
 import subprocess
 import sys
@@ -35,8 +36,9 @@ def test_loads_as_a_custom_node_folder_under_another_name(tmp_path):
     custom_nodes.mkdir()
     folder = custom_nodes / "Some_Other_Name"
     folder.symlink_to(PACKAGE_ROOT, target_is_directory=True)
-    done = subprocess.run([sys.executable, "-c", LOADER, str(folder)], capture_output=True, text=True,
-                          cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", LOADER, str(folder)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["mappings_is_dict"] and report["display_is_dict"]

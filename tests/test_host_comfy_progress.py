@@ -1,4 +1,5 @@
 """nodes/_comfy.py: progress reports reach ComfyUI's ProgressBar; ComfyUI's interrupt exception propagates."""
+
 import sys
 import types
 

@@ -1,11 +1,12 @@
 """Executor: order, cache, hidden inputs, progress, interrupt, errors, hooks order."""
+
 import json
 import threading
 
 import pytest
+from test_host_support import CALLS, LOOP_STARTED, isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 from framefold.host.executor import ExecutionHooks, Executor
-from test_host_support import CALLS, LOOP_STARTED, isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 
 class Recorder(ExecutionHooks):
@@ -64,8 +65,9 @@ def executor():
 
 def test_runs_outputs_in_dependency_order_with_hooks(executor, isolated_io):
     hooks = Recorder()
-    result = executor.execute(chain(), prompt_id="p1", extra_data={"extra_pnginfo": {"workflow": {"id": "w"}}},
-                              hooks=hooks)
+    result = executor.execute(
+        chain(), prompt_id="p1", extra_data={"extra_pnginfo": {"workflow": {"id": "w"}}}, hooks=hooks
+    )
     assert result.status == "success" and result.error is None
     assert result.executed == ["1", "2", "3", "4", "5"]
     assert hooks.events[:2] == [("start",), ("cached", ())]
@@ -73,8 +75,11 @@ def test_runs_outputs_in_dependency_order_with_hooks(executor, isolated_io):
     assert ("executed", "3") in hooks.events and hooks.events[-1] == ("success",)
     assert hooks.events.index(("node_finished", "3")) < hooks.events.index(("executed", "3"))
     saved = json.loads((isolated_io["output"] / "out_3.json").read_text())
-    assert saved == {"data": {"seed": 1, "size": 4, "label": "red", "factor": 2.0, "note": ""},
-                     "has_workflow": True, "id": "3"}
+    assert saved == {
+        "data": {"seed": 1, "size": 4, "label": "red", "factor": 2.0, "note": ""},
+        "has_workflow": True,
+        "id": "3",
+    }
     assert result.outputs["3"] == {"images": [{"filename": "out_3.json", "subfolder": "", "type": "output"}]}
     assert json.loads(result.outputs["5"]["text"][0]) == 5
 
@@ -101,9 +106,11 @@ def test_only_seed_change_recomputes_its_dependants(executor):
 
 
 def test_nan_is_changed_always_reruns(executor):
-    prompt = {"1": {"class_type": "TSource", "inputs": {"seed": 1, "size": 4, "label": "red"}},
-              "2": {"class_type": "TAlways", "inputs": {"data": ["1", 0]}},
-              "3": {"class_type": "TAny", "inputs": {"value": ["2", 0]}}}
+    prompt = {
+        "1": {"class_type": "TSource", "inputs": {"seed": 1, "size": 4, "label": "red"}},
+        "2": {"class_type": "TAlways", "inputs": {"data": ["1", 0]}},
+        "3": {"class_type": "TAny", "inputs": {"value": ["2", 0]}},
+    }
     executor.execute(prompt)
     executor.execute(prompt)
     assert CALLS["TAlways"] == 2 and CALLS["TSource"] == 1
@@ -115,18 +122,22 @@ def test_targets_run_only_that_branch(executor):
 
 
 def test_progress_reaches_hooks(executor):
-    prompt = {"1": {"class_type": "TSource", "inputs": {"seed": 1, "size": 4, "label": "red"}},
-              "2": {"class_type": "TLoop", "inputs": {"data": ["1", 0], "steps": 3}},
-              "3": {"class_type": "TAny", "inputs": {"value": ["2", 0]}}}
+    prompt = {
+        "1": {"class_type": "TSource", "inputs": {"seed": 1, "size": 4, "label": "red"}},
+        "2": {"class_type": "TLoop", "inputs": {"data": ["1", 0], "steps": 3}},
+        "3": {"class_type": "TAny", "inputs": {"value": ["2", 0]}},
+    }
     hooks = Recorder()
     executor.execute(prompt, hooks=hooks)
     assert [e for e in hooks.events if e[0] == "progress"] == [("progress", "2", i, 3) for i in (1, 2, 3)]
 
 
 def test_interrupt_from_another_thread(executor):
-    prompt = {"1": {"class_type": "TSource", "inputs": {"seed": 1, "size": 4, "label": "red"}},
-              "2": {"class_type": "TLoop", "inputs": {"data": ["1", 0], "steps": 0}},
-              "3": {"class_type": "TAny", "inputs": {"value": ["2", 0]}}}
+    prompt = {
+        "1": {"class_type": "TSource", "inputs": {"seed": 1, "size": 4, "label": "red"}},
+        "2": {"class_type": "TLoop", "inputs": {"data": ["1", 0], "steps": 0}},
+        "3": {"class_type": "TAny", "inputs": {"value": ["2", 0]}},
+    }
     hooks = Recorder()
 
     def stop_when_looping():
@@ -172,12 +183,13 @@ def test_node_error_keeps_earlier_outputs_and_stops(executor, isolated_io):
 
 
 def test_node_input_error_gets_the_node_id(executor):
-    prompt = {"1": {"class_type": "TSource", "inputs": {"seed": 1, "size": 4, "label": "red"}},
-              "7": {"class_type": "TFail", "inputs": {"data": ["1", 0], "kind": "input"}},
-              "8": {"class_type": "TAny", "inputs": {"value": ["7", 0]}}}
+    prompt = {
+        "1": {"class_type": "TSource", "inputs": {"seed": 1, "size": 4, "label": "red"}},
+        "7": {"class_type": "TFail", "inputs": {"data": ["1", 0], "kind": "input"}},
+        "8": {"class_type": "TAny", "inputs": {"value": ["7", 0]}},
+    }
     result = executor.execute(prompt)
-    assert result.error["exception_message"] == (
-        "Node 7 (TFail): TFail: input 'kind': something this node cannot do")
+    assert result.error["exception_message"] == ("Node 7 (TFail): TFail: input 'kind': something this node cannot do")
 
 
 def test_invalid_prompt_is_not_run(executor):
@@ -201,8 +213,12 @@ def test_partly_invalid_prompt_runs_only_valid_outputs(executor):
 
 
 def test_validate_returns_coerced_prompt(executor):
-    result = executor.validate({"1": {"class_type": "TConst", "inputs": {"value": "3"}},
-                                "2": {"class_type": "TAny", "inputs": {"value": ["1", 0]}}})
+    result = executor.validate(
+        {
+            "1": {"class_type": "TConst", "inputs": {"value": "3"}},
+            "2": {"class_type": "TAny", "inputs": {"value": ["1", 0]}},
+        }
+    )
     assert result.ok and result.outputs == ["2"] and result.prompt["1"]["inputs"]["value"] == 3
 
 
@@ -256,9 +272,11 @@ def test_list_outputs_run_per_item():
     from framefold.host.registry import NodeRegistry
 
     registry = NodeRegistry({"TList": TList, "TDouble": TDouble, "TGather": TGather})
-    prompt = {"1": {"class_type": "TList", "inputs": {"count": 3}},
-              "2": {"class_type": "TDouble", "inputs": {"value": ["1", 0]}},
-              "3": {"class_type": "TGather", "inputs": {"values": ["2", 0]}}}
+    prompt = {
+        "1": {"class_type": "TList", "inputs": {"count": 3}},
+        "2": {"class_type": "TDouble", "inputs": {"value": ["1", 0]}},
+        "3": {"class_type": "TGather", "inputs": {"values": ["2", 0]}},
+    }
     result = Executor(registry).execute(prompt)
     assert result.status == "success"
     assert result.outputs["2"] == {"text": ["0", "2", "4"]}

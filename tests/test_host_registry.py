@@ -1,19 +1,23 @@
 """NodeRegistry: /object_info rendering and the canvas widget layout rules (protocol 4.1, 4.2, 6.3)."""
+
 import json
+
+from test_host_support import isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 from framefold.host.registry import NodeRegistry, WidgetSlot, default_registry
 from framefold.host.validate import validate_prompt
-from test_host_support import isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 
 def test_object_info_entry_matches_comfyui_shape():
     info = make_registry().object_info()
     assert info["TSource"] == {
-        "input": {"required": {
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**53 - 1, "tooltip": "seed"}),
-            "size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "size"}),
-            "label": (["red", "green", "blue"], {"default": "red", "tooltip": "label"}),
-        }},
+        "input": {
+            "required": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**53 - 1, "tooltip": "seed"}),
+                "size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "size"}),
+                "label": (["red", "green", "blue"], {"default": "red", "tooltip": "label"}),
+            }
+        },
         "input_order": {"required": ["seed", "size", "label"]},
         "output": ["TEST_DATA"],
         "output_is_list": [False],
@@ -29,8 +33,10 @@ def test_object_info_entry_matches_comfyui_shape():
     }
     save = info["TSave"]
     assert save["output_node"] is True and save["output"] == [] and save["output_name"] == []
-    assert save["input_order"] == {"required": ["data", "filename_prefix"],
-                                   "hidden": ["prompt", "extra_pnginfo", "unique_id"]}
+    assert save["input_order"] == {
+        "required": ["data", "filename_prefix"],
+        "hidden": ["prompt", "extra_pnginfo", "unique_id"],
+    }
     assert info["TScale"]["input_order"] == {"required": ["data", "factor"], "optional": ["note"]}
     assert info["TScale"]["description"] == "" and info["TScale"]["output_name"] == ["TEST_DATA"]
     json.dumps(info)  # serialisable as the HTTP body
@@ -74,16 +80,20 @@ def test_widget_layout_rules():
     registry = NodeRegistry({"Layout": Layout})
     assert registry.widget_layout("Layout") == [
         WidgetSlot("input", "image"),
-        WidgetSlot("input", "noise_seed"), WidgetSlot("control", "noise_seed"),  # implicit for seed names
-        WidgetSlot("input", "mode"), WidgetSlot("control", "mode"), WidgetSlot("filter", "mode"),
+        WidgetSlot("input", "noise_seed"),
+        WidgetSlot("control", "noise_seed"),  # implicit for seed names
+        WidgetSlot("input", "mode"),
+        WidgetSlot("control", "mode"),
+        WidgetSlot("filter", "mode"),
         WidgetSlot("input", "video"),
         WidgetSlot("input", "text"),
         WidgetSlot("input", "other"),
-        WidgetSlot("input", "amount"),                      # FLOAT: no control unless asked
-        WidgetSlot("input", "seed"),                        # explicit False disables it
-        WidgetSlot("input", "steps"), WidgetSlot("control", "steps"),
+        WidgetSlot("input", "amount"),  # FLOAT: no control unless asked
+        WidgetSlot("input", "seed"),  # explicit False disables it
+        WidgetSlot("input", "steps"),
+        WidgetSlot("control", "steps"),
         WidgetSlot("input", "new_combo"),
-        WidgetSlot("upload", "image"),                      # one button, for the first required upload combo
+        WidgetSlot("upload", "image"),  # one button, for the first required upload combo
     ]
 
 

@@ -1,4 +1,5 @@
 """Test-only node classes and a registry of them, shared by the host tests (no FrameFold node needed)."""
+
 import collections
 import json
 import os
@@ -21,11 +22,13 @@ class TSource:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "seed": ("INT", {"default": 0, "min": 0, "max": 2**53 - 1, "tooltip": "seed"}),
-            "size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "size"}),
-            "label": (["red", "green", "blue"], {"default": "red", "tooltip": "label"}),
-        }}
+        return {
+            "required": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**53 - 1, "tooltip": "seed"}),
+                "size": ("INT", {"default": 4, "min": 1, "max": 64, "tooltip": "size"}),
+                "label": (["red", "green", "blue"], {"default": "red", "tooltip": "label"}),
+            }
+        }
 
     RETURN_TYPES = ("TEST_DATA",)
     RETURN_NAMES = ("data",)
@@ -178,12 +181,14 @@ class TControls:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "control_after_generate": True}),
-            "choice": (["x", "y"], {"control_after_generate": True}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 10, "control_after_generate": False}),
-            "flag": ("BOOLEAN", {"default": False}),
-        }}
+        return {
+            "required": {
+                "strength": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "control_after_generate": True}),
+                "choice": (["x", "y"], {"control_after_generate": True}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 10, "control_after_generate": False}),
+                "flag": ("BOOLEAN", {"default": False}),
+            }
+        }
 
     RETURN_TYPES = ("TEST_DATA",)
     FUNCTION = "run"
@@ -198,8 +203,13 @@ class TChecked:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"data": ("TEST_DATA",), "text": ("STRING", {"default": "ok"}),
-                             "level": ("INT", {"default": 1, "min": 0, "max": 5})}}
+        return {
+            "required": {
+                "data": ("TEST_DATA",),
+                "text": ("STRING", {"default": "ok"}),
+                "level": ("INT", {"default": 1, "min": 0, "max": 5}),
+            }
+        }
 
     RETURN_TYPES = ("TEST_DATA",)
     FUNCTION = "run"
@@ -252,8 +262,10 @@ class TAny:
         return {"ui": {"text": [json.dumps(value, sort_keys=True)]}}
 
 
-CLASSES = {c.__name__: c for c in (TSource, TConst, TScale, TMerge, TSave, TFail, TLoop, TUpload, TControls,
-                                   TChecked, TAlways, TAny)}
+CLASSES = {
+    c.__name__: c
+    for c in (TSource, TConst, TScale, TMerge, TSave, TFail, TLoop, TUpload, TControls, TChecked, TAlways, TAny)
+}
 DISPLAY = {name: f"Test {name[1:]}" for name in CLASSES}
 
 

@@ -1,8 +1,9 @@
 """Validation: every error type, all reported at once in ComfyUI's node_errors shape."""
+
 import pytest
+from test_host_support import isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 from framefold.host.validate import coerce_literal, format_validation, validate_prompt
-from test_host_support import isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture
@@ -19,8 +20,11 @@ def good_prompt():
 
 
 def error_types(result):
-    return {(node_id, e["type"], e["extra_info"].get("input_name"))
-            for node_id, entry in result.node_errors.items() for e in entry["errors"]}
+    return {
+        (node_id, e["type"], e["extra_info"].get("input_name"))
+        for node_id, entry in result.node_errors.items()
+        for e in entry["errors"]
+    }
 
 
 def test_valid_prompt(registry):
@@ -31,12 +35,12 @@ def test_valid_prompt(registry):
 def test_every_error_reported_at_once(registry):
     prompt = {
         "1": {"class_type": "TSource", "inputs": {"seed": -1, "size": 65, "label": "purple"}},
-        "2": {"class_type": "TScale", "inputs": {"data": ["1", 0]}},                       # factor missing
+        "2": {"class_type": "TScale", "inputs": {"data": ["1", 0]}},  # factor missing
         "3": {"class_type": "TSave", "inputs": {"data": ["2", 0], "filename_prefix": "p"}},
         "4": {"class_type": "TSave", "inputs": {"data": ["42", 0], "filename_prefix": "p"}},  # missing node
-        "5": {"class_type": "TSave", "inputs": {"data": ["1", 3], "filename_prefix": "p"}},   # bad output index
+        "5": {"class_type": "TSave", "inputs": {"data": ["1", 3], "filename_prefix": "p"}},  # bad output index
         "6": {"class_type": "TConst", "inputs": {"value": 1}},
-        "7": {"class_type": "TScale", "inputs": {"data": ["6", 0], "factor": "abc"}},          # INT -> TEST_DATA
+        "7": {"class_type": "TScale", "inputs": {"data": ["6", 0], "factor": "abc"}},  # INT -> TEST_DATA
         "8": {"class_type": "TSave", "inputs": {"data": ["7", 0], "filename_prefix": "p"}},
         "9": {"class_type": "TChecked", "inputs": {"data": ["1", 0], "text": "bad", "level": 3}},
         "10": {"class_type": "TSave", "inputs": {"data": ["9", 0], "filename_prefix": "p"}},
@@ -118,8 +122,10 @@ def test_validate_inputs_exempts_its_inputs_from_range_checks(registry):
 
 
 def test_upload_combo_relists_input_folder(registry, isolated_io):
-    prompt = {"1": {"class_type": "TUpload", "inputs": {"image": "new.png"}},
-              "2": {"class_type": "TAny", "inputs": {"value": ["1", 0]}}}
+    prompt = {
+        "1": {"class_type": "TUpload", "inputs": {"image": "new.png"}},
+        "2": {"class_type": "TAny", "inputs": {"value": ["1", 0]}},
+    }
     result = validate_prompt(prompt, registry)
     assert error_types(result) == {("1", "value_not_in_list", "image")}
     (isolated_io["input"] / "new.png").write_bytes(b"png")
@@ -140,16 +146,27 @@ def test_targets_limit_validation(registry):
     assert not validate_prompt(prompt, registry, targets=["99"]).ok
 
 
-@pytest.mark.parametrize("value,spec,expected", [
-    (3, ("INT",), 3), (3.0, ("INT",), 3), ("12", ("INT",), 12), (1, ("FLOAT",), 1.0),
-    ("0.5", ("FLOAT",), 0.5), (5, ("STRING",), "5"), (True, ("BOOLEAN",), True), ("false", ("BOOLEAN",), False),
-])
+@pytest.mark.parametrize(
+    "value,spec,expected",
+    [
+        (3, ("INT",), 3),
+        (3.0, ("INT",), 3),
+        ("12", ("INT",), 12),
+        (1, ("FLOAT",), 1.0),
+        ("0.5", ("FLOAT",), 0.5),
+        (5, ("STRING",), "5"),
+        (True, ("BOOLEAN",), True),
+        ("false", ("BOOLEAN",), False),
+    ],
+)
 def test_coercion(value, spec, expected):
     assert coerce_literal(value, spec) == (expected, None)
 
 
-@pytest.mark.parametrize("value,spec", [(True, ("INT",)), (3.5, ("INT",)), ("x", ("FLOAT",)), ([1], ("STRING",)),
-                                        ("yes", ("BOOLEAN",)), (None, ("INT",))])
+@pytest.mark.parametrize(
+    "value,spec",
+    [(True, ("INT",)), (3.5, ("INT",)), ("x", ("FLOAT",)), ([1], ("STRING",)), ("yes", ("BOOLEAN",)), (None, ("INT",))],
+)
 def test_coercion_rejects(value, spec):
     coerced, reason = coerce_literal(value, spec)
     assert coerced is None and reason

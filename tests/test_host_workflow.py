@@ -1,12 +1,13 @@
 """UI <-> API workflow conversion on hand-written canvas files (tests/data/ui)."""
+
 import copy
 import json
 from pathlib import Path
 
 import pytest
+from test_host_support import isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 from framefold.host.workflow import WorkflowError, api_to_ui, detect_format, load_workflow, normalize_api, ui_to_api
-from test_host_support import isolated_io, make_registry  # noqa: F401 (autouse fixture)
 
 UI_DIR = Path(__file__).parent / "data" / "ui"
 
@@ -123,8 +124,14 @@ def test_load_workflow_from_file(registry):
         load_workflow(UI_DIR / "does_not_exist.json", registry)
 
 
-ROUND_TRIP_FILES = ["seed_control.json", "bypass_mute.json", "reroute_primitive_schema1.json",
-                    "converted_widget.json", "controls_upload.json", "named_values.json"]
+ROUND_TRIP_FILES = [
+    "seed_control.json",
+    "bypass_mute.json",
+    "reroute_primitive_schema1.json",
+    "converted_widget.json",
+    "controls_upload.json",
+    "named_values.json",
+]
 
 
 @pytest.mark.parametrize("name", ROUND_TRIP_FILES)
@@ -139,10 +146,16 @@ def test_api_to_ui_layout_and_widgets(registry):
     api = {
         "1": {"class_type": "TSource", "inputs": {"seed": 7, "size": 3, "label": "blue"}, "_meta": {"title": "Src"}},
         "2": {"class_type": "TConst", "inputs": {"value": 2}, "_meta": {"title": "Test Const"}},
-        "3": {"class_type": "TScale", "inputs": {"data": ["1", 0], "factor": ["2", 0], "note": "n"},
-              "_meta": {"title": "Test Scale"}},
-        "4": {"class_type": "TSave", "inputs": {"data": ["3", 0], "filename_prefix": "x"},
-              "_meta": {"title": "Test Save"}},
+        "3": {
+            "class_type": "TScale",
+            "inputs": {"data": ["1", 0], "factor": ["2", 0], "note": "n"},
+            "_meta": {"title": "Test Scale"},
+        },
+        "4": {
+            "class_type": "TSave",
+            "inputs": {"data": ["3", 0], "filename_prefix": "x"},
+            "_meta": {"title": "Test Save"},
+        },
     }
     ui = api_to_ui(api, registry)
     nodes = {n["id"]: n for n in ui["nodes"]}

@@ -1,15 +1,16 @@
 """Image-to-video (first-frame hold) and FreeInit (frequency re-initialisation)."""
+
 import math
 
 import pytest
 import torch
+from test_vidrd_tiny import cond, mixing_model
 
 from framefold.pipelines.sampling import freeinit, samplers, schedules
 from framefold.pipelines.sampling.freeinit import FreeInitOptions
 from framefold.pipelines.sampling.guidance import GuidedDenoiser
 from framefold.pipelines.sampling.i2v import first_frame_hook, image_to_video
 from framefold.pipelines.sampling.vidrd import VidRDOptions, sample_long_video
-from test_vidrd_tiny import cond, mixing_model
 
 SHAPE = (6, 4, 6, 6)
 
@@ -28,6 +29,7 @@ def setup(steps=5):
 
 # ---- image to video ---------------------------------------------------------------------------------------------
 
+
 def test_strength_one_ends_exactly_on_the_image_latent():
     denoise, sigmas, noise, image, _ = setup()
     out = image_to_video(denoise, image, noise, sigmas, strength=1.0)
@@ -38,8 +40,9 @@ def test_strength_one_ends_exactly_on_the_image_latent():
 def test_strength_one_holds_frame_zero_at_every_step():
     denoise, sigmas, noise, image, _ = setup()
     seen = []
-    image_to_video(denoise, image, noise, sigmas, strength=1.0,
-                   step_hook=lambda i, s, x: seen.append((float(s), x[0].clone())))
+    image_to_video(
+        denoise, image, noise, sigmas, strength=1.0, step_hook=lambda i, s, x: seen.append((float(s), x[0].clone()))
+    )
     for sigma, frame in seen:
         assert torch.allclose(frame, image[0] + sigma * noise[0], atol=1e-5)
 
@@ -72,15 +75,24 @@ def test_i2v_bad_inputs_raise():
 def test_long_video_first_clip_can_hold_an_image():
     denoise, sigmas, _, image, _ = setup()
     from framefold.pipelines.sampling.i2v import first_frame_start
+
     noise = torch.randn((8, *SHAPE[1:]), generator=torch.Generator().manual_seed(2))
-    result = sample_long_video(denoise, SHAPE[1:], 14, sigmas, generator=torch.Generator().manual_seed(0),
-                               options=VidRDOptions(clip_frames=8, prompt_frames=2), first_noise=noise,
-                               first_clip_hook=first_frame_hook(image, noise[0], 1.0),
-                               first_clip_start=first_frame_start(image, noise[0], float(sigmas[0]), 1.0))
+    result = sample_long_video(
+        denoise,
+        SHAPE[1:],
+        14,
+        sigmas,
+        generator=torch.Generator().manual_seed(0),
+        options=VidRDOptions(clip_frames=8, prompt_frames=2),
+        first_noise=noise,
+        first_clip_hook=first_frame_hook(image, noise[0], 1.0),
+        first_clip_start=first_frame_start(image, noise[0], float(sigmas[0]), 1.0),
+    )
     assert torch.equal(result.latent[0], image[0])
 
 
 # ---- FreeInit filters -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("method", ["butterworth", "gaussian", "ideal"])
 def test_low_pass_filter_shape_and_centre(method):
@@ -88,8 +100,8 @@ def test_low_pass_filter_shape_and_centre(method):
     mask = freeinit.low_pass_filter(8, 10, 12, opts)
     assert mask.shape == (8, 10, 12)
     assert mask.min() >= 0 and mask.max() <= 1
-    assert mask[4, 5, 6] == 1.0                           # DC sits in the middle after fftshift
-    assert mask[0, 0, 0] < 0.5                             # the corners are high frequencies
+    assert mask[4, 5, 6] == 1.0  # DC sits in the middle after fftshift
+    assert mask[0, 0, 0] < 0.5  # the corners are high frequencies
     # monotone non-increasing along a ray from the centre
     ray = mask[4, 5, 6:]
     assert (ray[1:] <= ray[:-1] + 1e-7).all()
@@ -118,8 +130,7 @@ def spectrum(x):
 def test_frequency_mix_keeps_the_low_band_of_the_previous_result():
     g = torch.Generator().manual_seed(0)
     low, high = torch.randn(SHAPE, generator=g), torch.randn(SHAPE, generator=g)
-    mask = freeinit.low_pass_filter(6, 6, 6, FreeInitOptions(method="ideal", spatial_cutoff=0.5,
-                                                             temporal_cutoff=0.5))
+    mask = freeinit.low_pass_filter(6, 6, 6, FreeInitOptions(method="ideal", spatial_cutoff=0.5, temporal_cutoff=0.5))
     assert 0 < mask.sum() < mask.numel()
     mixed = freeinit.frequency_mix(low, high, mask)
     band = mask.bool().expand(SHAPE[1], -1, -1, -1)
@@ -163,13 +174,16 @@ def test_sample_with_freeinit_runs_n_passes_from_reinitialised_noise():
     assert len(starts) == 3 and torch.equal(starts[0], noise)
     assert torch.equal(last, starts[-1]) and not torch.equal(starts[1], starts[2])
     assert torch.equal(latent, samplers.sample("ddim", denoise, last, sigmas))
-    once, _ = freeinit.sample_with_freeinit(run, noise, abar, torch.Generator().manual_seed(0),
-                                            FreeInitOptions(iterations=1))
+    once, _ = freeinit.sample_with_freeinit(
+        run, noise, abar, torch.Generator().manual_seed(0), FreeInitOptions(iterations=1)
+    )
     assert torch.equal(once, samplers.sample("ddim", denoise, noise, sigmas))
 
 
-@pytest.mark.parametrize("kwargs", [dict(iterations=0), dict(method="box"), dict(order=0),
-                                    dict(spatial_cutoff=0.0), dict(temporal_cutoff=1.5)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(iterations=0), dict(method="box"), dict(order=0), dict(spatial_cutoff=0.0), dict(temporal_cutoff=1.5)],
+)
 def test_bad_freeinit_options_raise(kwargs):
     with pytest.raises(ValueError):
         FreeInitOptions(**kwargs)
@@ -180,9 +194,16 @@ def test_freeinit_on_the_first_long_video_clip_is_deterministic():
     opts = VidRDOptions(clip_frames=8, prompt_frames=2)
 
     def run(seed, iterations):
-        return sample_long_video(denoise, SHAPE[1:], 12, sigmas, generator=torch.Generator().manual_seed(seed),
-                                 options=opts, freeinit=FreeInitOptions(iterations=iterations),
-                                 alphas_cumprod=abar).latent
+        return sample_long_video(
+            denoise,
+            SHAPE[1:],
+            12,
+            sigmas,
+            generator=torch.Generator().manual_seed(seed),
+            options=opts,
+            freeinit=FreeInitOptions(iterations=iterations),
+            alphas_cumprod=abar,
+        ).latent
 
     a, b = run(1, 2), run(1, 2)
     assert torch.equal(a, b)

@@ -5,6 +5,7 @@ accepts the kernels (constexpr globals, types, dot shapes) down to a cubin, and 
 shared memory. Runs in a subprocess with a fresh Triton cache so it really compiles, and without
 TRITON_INTERPRET (triton must be imported in compile mode).
 """
+
 import json
 import os
 import subprocess

@@ -1,4 +1,5 @@
 """``kernels.attention`` dispatch, pattern parsing, the SDPA reference patterns, and life without triton."""
+
 import os
 import subprocess
 import sys
@@ -21,11 +22,13 @@ def randn(*shape, seed=0):
 def run_python(code):
     """Run code in a fresh interpreter (without TRITON_INTERPRET); return the completed process."""
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 # -- pattern strings -------------------------------------------------------------------------------------------
+
 
 def test_parse_pattern_forms():
     """Strings, objects and None parse to the documented objects."""
@@ -39,15 +42,18 @@ def test_parse_pattern_forms():
     assert kernels.parse_pattern("cross_frame:previous+self:4", num_frames=4) == CrossFrame(("previous", "self"), 4)
 
 
-@pytest.mark.parametrize("bad,message", [
-    ("window:x", "window radius must be an integer"),
-    ("window:-1", ">= 0"),
-    ("cross_frame:first", "needs the frame count"),
-    ("cross_frame:last:4", "unknown source"),
-    ("cross_frame:first+first:4", "repeated source"),
-    ("causal", "not understood"),
-    (3, "must be None, a string"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ("window:x", "window radius must be an integer"),
+        ("window:-1", ">= 0"),
+        ("cross_frame:first", "needs the frame count"),
+        ("cross_frame:last:4", "unknown source"),
+        ("cross_frame:first+first:4", "repeated source"),
+        ("causal", "not understood"),
+        (3, "must be None, a string"),
+    ],
+)
 def test_parse_pattern_errors(bad, message):
     """Bad pattern values raise ValueError naming what was expected."""
     with pytest.raises(ValueError, match=message):
@@ -61,6 +67,7 @@ def test_parse_pattern_frame_count_must_agree():
 
 
 # -- SDPA path ---------------------------------------------------------------------------------------------------
+
 
 def test_bad_backend_rejected():
     """Unknown backend names raise ValueError listing the valid ones."""
@@ -84,18 +91,23 @@ def test_sdpa_backend_passes_masks_through(mask_kind):
 
 def test_auto_on_cpu_uses_sdpa_even_with_everything_enabled(monkeypatch):
     """On CPU, auto never calls the Triton path, even if every shape class were in the table."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("auto called Triton on CPU")
 
     monkeypatch.setattr(triton_backend, "triton_attention", forbidden)
-    every = frozenset((cls, dt) for cls in ("spatial", "cross", "temporal", "window", "cross_frame")
-                      for dt in (torch.float32, torch.float16, torch.bfloat16))
+    every = frozenset(
+        (cls, dt)
+        for cls in ("spatial", "cross", "temporal", "window", "cross_frame")
+        for dt in (torch.float32, torch.float16, torch.bfloat16)
+    )
     monkeypatch.setattr(kernels, "AUTO_TRITON", every)
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     q, k, v = randn(2, 2, 16, 8, seed=6), randn(2, 2, 16, 8, seed=7), randn(2, 2, 16, 8, seed=8)
     assert torch.equal(kernels.attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
-    assert torch.equal(kernels.attention(q, k, v, pattern="window:2"),
-                       kernels.attention(q, k, v, pattern="window:2", backend="sdpa"))
+    assert torch.equal(
+        kernels.attention(q, k, v, pattern="window:2"), kernels.attention(q, k, v, pattern="window:2", backend="sdpa")
+    )
 
 
 def test_shape_classes():
@@ -135,8 +147,9 @@ def test_sdpa_cross_frame_rejects_masks_and_bad_batch():
     """Cross-frame with a mask, or a batch that is not a multiple of num_frames, is a clear error."""
     q = randn(6, 1, 4, 8)
     with pytest.raises(ValueError, match="masks are not supported"):
-        kernels.attention(q, q, q, mask=torch.ones(4, 4, dtype=torch.bool), pattern="cross_frame:first:3",
-                          backend="sdpa")
+        kernels.attention(
+            q, q, q, mask=torch.ones(4, 4, dtype=torch.bool), pattern="cross_frame:first:3", backend="sdpa"
+        )
     with pytest.raises(ValueError, match="multiple of num_frames"):
         kernels.attention(q, q, q, pattern="cross_frame:first:4", backend="sdpa")
 
@@ -153,7 +166,7 @@ def test_sdpa_window_reference(mask_kind):
     elif mask_kind == "additive":
         mask = randn(3, 1, 12, 12, seed=15)
     out = kernels.attention(q, k, v, mask=mask, pattern=f"window:{radius}", backend="sdpa")
-    scores = q.double() @ k.double().transpose(-1, -2) / 8 ** 0.5
+    scores = q.double() @ k.double().transpose(-1, -2) / 8**0.5
     i, j = torch.meshgrid(torch.arange(12), torch.arange(12), indexing="ij")
     scores = scores.masked_fill((i - j).abs() > radius, float("-inf"))
     if mask_kind == "bool":
@@ -171,6 +184,7 @@ def test_window_needs_self_attention():
 
 
 # -- Triton backend errors without a GPU -------------------------------------------------------------------------
+
 
 def test_triton_backend_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
     """backend='triton' on CPU without TRITON_INTERPRET names CUDA and the interpreter (not '0 active drivers')."""
@@ -262,7 +276,7 @@ def test_row_alignment_for_vector_loads():
     assert triton_backend.row_alignment(half.float()) == 4
     assert triton_backend.row_alignment(torch.zeros(2, 8, 64, 41, dtype=torch.float16)) == 1
     assert triton_backend.row_alignment(half.transpose(-1, -2)) == 1  # head dim not contiguous
-    shifted = half.flatten()[4:4 + 64 * 40].view(1, 1, 64, 40)  # base address 4 elements (8 bytes) in
+    shifted = half.flatten()[4 : 4 + 64 * 40].view(1, 1, 64, 40)  # base address 4 elements (8 bytes) in
     assert triton_backend.row_alignment(shifted) == 4
     expanded = torch.zeros(1, 8, 77, 40, dtype=torch.float16).expand(4, -1, -1, -1)
     assert triton_backend.row_alignment(half, expanded) == 8  # a stride-0 batch is aligned
@@ -277,12 +291,15 @@ def test_autotune_prune_keeps_the_listed_configs_per_head_dim(monkeypatch, famil
 
     monkeypatch.setattr(triton_backend, "gpu_family", lambda: family)
     for block_d in (16, 64, 128, 256):
-        streaming = triton_backend._prune_streaming(configs.triton_configs(configs.STREAMING, family), {},
-                                                    BLOCK_D=block_d)
-        assert [configs.config_entry(c) for c in streaming] == configs.allowed_entries(configs.STREAMING, family,
-                                                                                        block_d)
+        streaming = triton_backend._prune_streaming(
+            configs.triton_configs(configs.STREAMING, family), {}, BLOCK_D=block_d
+        )
+        assert [configs.config_entry(c) for c in streaming] == configs.allowed_entries(
+            configs.STREAMING, family, block_d
+        )
         for seq_len in (16, 64):
-            packed = triton_backend._prune_packed(configs.triton_configs(configs.PACKED, family),
-                                                  {"q_len": seq_len, "k_len": seq_len}, BLOCK_D=block_d)
+            packed = triton_backend._prune_packed(
+                configs.triton_configs(configs.PACKED, family), {"q_len": seq_len, "k_len": seq_len}, BLOCK_D=block_d
+            )
             assert packed, (block_d, seq_len)
             assert all(c.kwargs["BLOCK_M"] >= seq_len and c.kwargs["BLOCK_N"] >= seq_len for c in packed)

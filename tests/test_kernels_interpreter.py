@@ -5,6 +5,7 @@ before that import. To keep the variable (and an interpreter-mode triton) out of
 process, this module runs every case in ONE subprocess (``python this_file.py --worker out.json``) and each
 pytest test asserts on its case's recorded errors. Shapes are tiny: each case launches a few programs.
 """
+
 import json
 import os
 import subprocess
@@ -19,9 +20,11 @@ CASES = {}
 
 def case(name):
     """Register a case: a function returning ``[(label, max_error, tolerance), ...]``, run in the worker."""
+
     def register(fn):
         CASES[name] = fn
         return fn
+
     return register
 
 
@@ -48,6 +51,7 @@ ATOL = 2e-5
 
 def _flash_case(head_dim, q_len, k_len):
     """Streaming kernel: spatial self-attention / cross-attention with ragged lengths and padded head dims."""
+
     def run():
         from framefold.kernels.triton_backend import PACKED_MAX_LEN
 
@@ -55,14 +59,17 @@ def _flash_case(head_dim, q_len, k_len):
         q = randn(1, 2, q_len, head_dim, seed=1)
         k, v = randn(1, 2, k_len, head_dim, seed=2), randn(1, 2, k_len, head_dim, seed=3)
         return [("flash", triton_error(q, k, v), ATOL)]
+
     return run
 
 
 def _packed_case(head_dim, seq_len):
     """Packed kernel: many short (temporal) sequences, lengths that do not divide the tile."""
+
     def run():
         q, k, v = (randn(5, 3, seq_len, head_dim, seed=s) for s in (4, 5, 6))
         return [("packed", triton_error(q, k, v), ATOL)]
+
     return run
 
 
@@ -106,6 +113,7 @@ def _window_flash():
 
 def _cross_frame_case(sources):
     """Cross-frame pattern over two videos of three frames (rows b*F + f); also equals gather + SDPA."""
+
     def run():
         from framefold import kernels
 
@@ -114,8 +122,11 @@ def _cross_frame_case(sources):
         pattern = f"cross_frame:{sources}:{frames}"
         out = kernels.attention(q, k, v, pattern=pattern, backend="triton")
         gathered = kernels.attention(q, k, v, pattern=pattern, backend="sdpa")
-        return [("vs_float64", triton_error(q, k, v, pattern=pattern), ATOL),
-                ("vs_gather_sdpa", (out - gathered).abs().max().item(), ATOL)]
+        return [
+            ("vs_float64", triton_error(q, k, v, pattern=pattern), ATOL),
+            ("vs_gather_sdpa", (out - gathered).abs().max().item(), ATOL),
+        ]
+
     return run
 
 
@@ -133,8 +144,10 @@ def _cross_frame_first():
     q, k, v = (randn(frames, 1, 70, 80, seed=s) for s in (17, 18, 19))
     pattern = kernels.parse_pattern("cross_frame:first", num_frames=frames)
     out = kernels.attention(q, k, v, pattern=pattern, backend="triton")
-    return [(f"frame{f}", (out[f:f + 1].double() - math_attention(q[f:f + 1], k[:1], v[:1])).abs().max().item(), ATOL)
-            for f in range(frames)]
+    return [
+        (f"frame{f}", (out[f : f + 1].double() - math_attention(q[f : f + 1], k[:1], v[:1])).abs().max().item(), ATOL)
+        for f in range(frames)
+    ]
 
 
 @case("key_padding_masks")
@@ -186,8 +199,11 @@ def _tiny_unet():
     from framefold.pipelines.models.unet import UNetConfig, UNetModel
 
     torch.manual_seed(0)
-    unet = UNetModel(UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
-                                num_heads=2, context_dim=64))
+    unet = UNetModel(
+        UNetConfig(
+            model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2, context_dim=64
+        )
+    )
     motion = MotionModule(MotionModuleConfig(block_channels=(32, 64), layers_per_block=1, pe_length=16, num_heads=4))
     model = unet.with_motion(motion).eval()
     generator = torch.Generator().manual_seed(1)
@@ -202,8 +218,12 @@ def _tiny_unet():
     checks, sdpa_outputs = [], {}
     with torch.no_grad():
         for pattern in (None, "window:1", "cross_frame:first+previous"):
-            outputs = {backend: model(x, timesteps, context, num_frames=frames, attention_backend=backend,
-                                      temporal_pattern=pattern) for backend in ("sdpa", "triton")}
+            outputs = {
+                backend: model(
+                    x, timesteps, context, num_frames=frames, attention_backend=backend, temporal_pattern=pattern
+                )
+                for backend in ("sdpa", "triton")
+            }
             scale = outputs["sdpa"].abs().max().item()
             relative = (outputs["triton"] - outputs["sdpa"]).abs().max().item() / scale
             checks.append((f"pattern={pattern}", relative, 1e-5))
@@ -237,8 +257,13 @@ def interpreter_results(tmp_path_factory):
     pytest.importorskip("triton", reason="the Triton kernels need the triton package (a test dependency)")
     out_path = str(tmp_path_factory.mktemp("kernels_interp") / "results.json")
     env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", out_path], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", out_path],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, f"interpreter worker failed:\n{proc.stdout}\n{proc.stderr}"
     with open(out_path) as handle:
         return json.load(handle)

@@ -1,4 +1,5 @@
 """Safe file reading, format detection, and wrong-loader errors."""
+
 import pickle
 
 import pytest
@@ -8,12 +9,21 @@ from safetensors.torch import save_file
 from framefold.pipelines.loading import detect
 from framefold.pipelines.loading.checkpoint import load_checkpoint, load_vae
 from framefold.pipelines.loading.files import (
-    WeightFileError, load_latent_file, read_state_dict, save_latent_file, write_safetensors)
+    WeightFileError,
+    load_latent_file,
+    read_state_dict,
+    save_latent_file,
+    write_safetensors,
+)
 
 
 def _tensors():
-    return {"a.weight": torch.randn(3, 2), "b.bias": torch.randn(4, dtype=torch.float16),
-            "ids": torch.arange(5), "flag": torch.tensor([True, False])}
+    return {
+        "a.weight": torch.randn(3, 2),
+        "b.bias": torch.randn(4, dtype=torch.float16),
+        "ids": torch.arange(5),
+        "flag": torch.tensor([True, False]),
+    }
 
 
 def test_safetensors_round_trip_with_metadata_and_dtype(tmp_path):
@@ -100,29 +110,53 @@ def test_unknown_extension_and_missing_file(tmp_path):
 
 
 def _motion_module_sd(mid=False, pe=24):
-    sd = {"down_blocks.0.motion_modules.0.temporal_transformer.norm.weight": torch.ones(8),
-          "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe":
-              torch.zeros(1, pe, 8)}
+    sd = {
+        "down_blocks.0.motion_modules.0.temporal_transformer.norm.weight": torch.ones(8),
+        "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe": torch.zeros(
+            1, pe, 8
+        ),
+    }
     if mid:
         sd["mid_block.motion_modules.0.temporal_transformer.norm.weight"] = torch.ones(8)
     return sd
 
 
 def test_detect_formats():
-    assert detect.detect_format({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1),
-                                 "first_stage_model.encoder.conv_in.weight": torch.zeros(1)}) == "sd_checkpoint"
-    assert detect.detect_format({"model.diffusion_model.x": torch.zeros(1)}, {"framefold": "{}"}) == \
-        "framefold_checkpoint"
-    assert detect.detect_format({"encoder.down.0.block.0.conv1.weight": torch.zeros(1)}, {"framefold": "{}"}) == \
-        "standalone_vae"
+    assert (
+        detect.detect_format(
+            {
+                "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1),
+                "first_stage_model.encoder.conv_in.weight": torch.zeros(1),
+            }
+        )
+        == "sd_checkpoint"
+    )
+    assert (
+        detect.detect_format({"model.diffusion_model.x": torch.zeros(1)}, {"framefold": "{}"}) == "framefold_checkpoint"
+    )
+    assert (
+        detect.detect_format({"encoder.down.0.block.0.conv1.weight": torch.zeros(1)}, {"framefold": "{}"})
+        == "standalone_vae"
+    )
     assert detect.detect_format(_motion_module_sd()) == "motion_module"
     assert detect.detect_format({"encoder.down.0.block.0.conv1.weight": torch.zeros(1)}) == "standalone_vae"
     assert detect.detect_format({"encoder.down_blocks.0.resnets.0.conv1.weight": torch.zeros(1)}) == "diffusers_vae"
-    assert detect.detect_format({"time_embedding.linear_1.weight": torch.zeros(1),
-                                 "down_blocks.0.resnets.0.conv1.weight": torch.zeros(1)}) == "diffusers_unet"
+    assert (
+        detect.detect_format(
+            {"time_embedding.linear_1.weight": torch.zeros(1), "down_blocks.0.resnets.0.conv1.weight": torch.zeros(1)}
+        )
+        == "diffusers_unet"
+    )
     assert detect.detect_format({"control_model.input_hint_block.0.weight": torch.zeros(1)}) == "controlnet"
-    assert detect.detect_format({"text_model.embeddings.token_embedding.weight": torch.zeros(1),
-                                 "text_model.encoder.layers.0.self_attn.q_proj.weight": torch.zeros(1)}) == "clip_text"
+    assert (
+        detect.detect_format(
+            {
+                "text_model.embeddings.token_embedding.weight": torch.zeros(1),
+                "text_model.encoder.layers.0.self_attn.q_proj.weight": torch.zeros(1),
+            }
+        )
+        == "clip_text"
+    )
     assert detect.detect_format({"foo": torch.zeros(1)}) == "unknown"
     assert detect.motion_module_version(_motion_module_sd(mid=True, pe=32)) == "v2"
     assert detect.motion_module_version(_motion_module_sd(pe=32)) == "v3"
@@ -131,9 +165,11 @@ def test_detect_formats():
 
 def test_motion_module_given_to_checkpoint_loader(tmp_path):
     path = write_safetensors(tmp_path / "mm_sd_v15_v2.safetensors", _motion_module_sd(mid=True, pe=32))
-    with pytest.raises(detect.WrongLoaderError,
-                       match=r"mm_sd_v15_v2.safetensors is an AnimateDiff motion module \(v2\).*"
-                             r"load it with FrameFold Load Motion Module"):
+    with pytest.raises(
+        detect.WrongLoaderError,
+        match=r"mm_sd_v15_v2.safetensors is an AnimateDiff motion module \(v2\).*"
+        r"load it with FrameFold Load Motion Module",
+    ):
         load_checkpoint(path)
     with pytest.raises(detect.WrongLoaderError, match="FrameFold Load Motion Module"):
         load_vae(path)

@@ -1,18 +1,24 @@
 """Key coverage against the real-checkpoint manifests, on the meta device (no real weights allocated)."""
+
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from fixture_paths import MANIFESTS
 
 from framefold.pipelines.loading.checkpoint import (
-    CheckpointKeyError, assemble_checkpoint, build_text_encoder, build_vae, model_shapes, split_checkpoint)
+    CheckpointKeyError,
+    assemble_checkpoint,
+    build_text_encoder,
+    build_vae,
+    model_shapes,
+    split_checkpoint,
+)
 from framefold.pipelines.loading.clip_keys import normalize_clip_state_dict
 from framefold.pipelines.loading.vae_keys import diffusers_vae_to_original
 from framefold.pipelines.models.clip import CLIPTextConfig, CLIPTextModel
 from framefold.pipelines.models.vae import AutoencoderKL, AutoencoderKLConfig
-
-from fixture_paths import MANIFESTS
 
 
 def _manifest(name):
@@ -52,8 +58,13 @@ def test_vae_ft_mse_diffusers_keys_map_exactly():
     renamed = diffusers_vae_to_original(_meta(m["diffusers_format_keys"]))
     assert _shapes(renamed) == {k: tuple(v) for k, v in m["keys"].items()}
     # old diffusers names for the mid attention
-    old = {k.replace(".to_q.", ".query.").replace(".to_k.", ".key.").replace(".to_v.", ".value.")
-           .replace(".to_out.0.", ".proj_attn."): v for k, v in _meta(m["diffusers_format_keys"]).items()}
+    old = {
+        k.replace(".to_q.", ".query.")
+        .replace(".to_k.", ".key.")
+        .replace(".to_v.", ".value.")
+        .replace(".to_out.0.", ".proj_attn."): v
+        for k, v in _meta(m["diffusers_format_keys"]).items()
+    }
     assert _shapes(diffusers_vae_to_original(old)) == _shapes(renamed)
     vae = build_vae(_meta(m["diffusers_format_keys"]), dtype=None)
     assert sum(p.numel() for p in vae.model.parameters()) == m["param_count"]
@@ -77,8 +88,10 @@ def test_sd15_whole_checkpoint_routing(variant):
     m = _manifest("sd15_checkpoint.json")
     keys = {**m["keys"], **m["optional_keys"]}
     if variant == "nai_prefix":
-        keys = {k.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."): v
-                for k, v in keys.items()}
+        keys = {
+            k.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."): v
+            for k, v in keys.items()
+        }
     if variant == "full_ema":
         keys.update(m["optional_ema_keys"])
     model, text_encoder, vae = assemble_checkpoint(_meta(keys), dtype="fp32", name="sd15")

@@ -1,4 +1,5 @@
 """FrameFoldVideoMetrics node: JSON output, ui text, join parsing, reference checks."""
+
 import json
 
 import pytest

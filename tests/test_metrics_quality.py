@@ -1,4 +1,5 @@
 """Video metrics: seam ratio, flicker, warp error, PSNR, SSIM (properties and an independent SSIM oracle)."""
+
 import math
 
 import cv2
@@ -7,7 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from framefold.pipelines.metrics import flicker, frame_differences, psnr, seam_ratio, seam_ratios, ssim, warp_error, warp_errors
+from framefold.pipelines.metrics import (
+    flicker,
+    frame_differences,
+    psnr,
+    seam_ratio,
+    seam_ratios,
+    ssim,
+    warp_error,
+    warp_errors,
+)
 
 H, W = 48, 64
 
@@ -83,7 +93,10 @@ def test_psnr_values():
 
 def _ssim_oracle(x, y):
     """Independent SSIM of one grey image pair with OpenCV's Gaussian blur, 'valid' region (float64)."""
-    blur = lambda img: cv2.GaussianBlur(img, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)[5:-5, 5:-5]
+
+    def blur(img):
+        return cv2.GaussianBlur(img, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)[5:-5, 5:-5]
+
     c1, c2 = 0.01**2, 0.03**2
     mx, my = blur(x), blur(y)
     vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my

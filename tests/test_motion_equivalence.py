@@ -1,4 +1,5 @@
 """UNet + AnimateDiff motion module vs diffusers UNetMotionModel, and the temporal layers' properties."""
+
 import pytest
 import torch
 from einops import rearrange
@@ -14,8 +15,9 @@ from framefold.pipelines.models.motion import MotionModule, MotionModuleConfig, 
 from framefold.pipelines.models.unet import AnimatedUNet, UNetConfig, UNetModel
 
 TOL = 1e-4
-CONFIG = UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
-                    num_heads=2, context_dim=64)
+CONFIG = UNetConfig(
+    model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2, context_dim=64
+)
 
 
 def randomise(model, seed):
@@ -48,13 +50,24 @@ def test_matches_diffusers_unet_motion_model(mid_block):
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
     image = UNet2DConditionModel(
-        sample_size=16, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=64, attention_head_dim=2, norm_num_groups=32,
+        sample_size=16,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64,
+        attention_head_dim=2,
+        norm_num_groups=32,
     ).eval()
     randomise(image, 0)
-    adapter = MotionAdapter(block_out_channels=(32, 64), motion_layers_per_block=1, motion_num_attention_heads=4,
-                            motion_norm_num_groups=32, motion_max_seq_length=16, use_motion_mid_block=mid_block)
+    adapter = MotionAdapter(
+        block_out_channels=(32, 64),
+        motion_layers_per_block=1,
+        motion_num_attention_heads=4,
+        motion_norm_num_groups=32,
+        motion_max_seq_length=16,
+        use_motion_mid_block=mid_block,
+    )
     randomise(adapter, 1)
     reference = UNetMotionModel.from_unet2d(image, adapter).eval()
 
@@ -137,7 +150,9 @@ def test_v1_joint_groupnorm_shares_statistics_across_frames():
     assert (a[0] - b[0]).abs().max() > 1e-4
     assert torch.allclose(single, unet(x[:1], t[:1], c[:1]), atol=1e-6)  # one frame: joint == per-frame
     with torch.no_grad():  # motion_scale 0 is the plain image model, GroupNorm included
-        assert torch.equal(unet.with_motion(fresh)(x, t, c, num_frames=4, motion_scale=0.0), unet(x, t, c, num_frames=4))
+        assert torch.equal(
+            unet.with_motion(fresh)(x, t, c, num_frames=4, motion_scale=0.0), unet(x, t, c, num_frames=4)
+        )
 
 
 def test_window_longer_than_positional_table_is_a_clear_error():
@@ -207,7 +222,9 @@ def test_missing_positional_tables_are_recomputed_only_when_all_are_absent():
     for k, v in mm.state_dict().items():
         assert torch.allclose(rebuilt.state_dict()[k], v)
     sd_one_gone = dict(mm.state_dict())
-    del sd_one_gone["down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe"]
+    del sd_one_gone[
+        "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe"
+    ]
     with pytest.raises(StateDictMismatch, match="pos_encoder.pe"):
         build_motion_module(sd_one_gone, num_heads=4)
 

@@ -1,9 +1,11 @@
 """The released AnimateDiff motion modules' key/shape manifests load 1:1 (meta device), versions detected."""
+
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from fixture_paths import MANIFESTS
 
 from framefold.pipelines.loading.motion_keys import (
     build_motion_module,
@@ -13,8 +15,6 @@ from framefold.pipelines.loading.motion_keys import (
 from framefold.pipelines.loading.unet_keys import StateDictMismatch
 from framefold.pipelines.models.motion import MotionModule, MotionModuleConfig
 from framefold.pipelines.models.unet import UNetConfig, UNetModel
-
-from fixture_paths import MANIFESTS
 
 RELEASES = {
     "animatediff_mm_sd_v15.json": ("v1", 24, False, 560),

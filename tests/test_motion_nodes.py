@@ -1,4 +1,5 @@
 """Load / Apply Motion Module nodes."""
+
 import pytest
 import torch
 
@@ -9,8 +10,9 @@ from framefold.pipelines.models.bundle import DiffusionModel
 from framefold.pipelines.models.motion import MotionModule, MotionModuleConfig
 from framefold.pipelines.models.unet import AnimatedUNet, UNetConfig, UNetModel
 
-CONFIG = UNetConfig(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
-                    num_heads=2, context_dim=64)
+CONFIG = UNetConfig(
+    model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2, context_dim=64
+)
 MM_CONFIG = MotionModuleConfig(block_channels=(32, 64), layers_per_block=1, pe_length=16, num_heads=4)
 
 

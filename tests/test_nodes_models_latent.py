@@ -1,16 +1,22 @@
 """Loader, text and latent nodes: node API shape, decode failure -> saved latents -> Load Latent."""
+
 import pytest
 import torch
 
 from framefold.nodes import _folders
 from framefold.nodes._errors import NodeInputError
+from framefold.nodes.conditioning import NODE_CLASS_MAPPINGS as TEXT_NODES
 from framefold.nodes.conditioning import FrameFoldTextEncode
+from framefold.nodes.latent import NODE_CLASS_MAPPINGS as LATENT_NODES
 from framefold.nodes.latent import (
-    FrameFoldEmptyVideoLatent, FrameFoldLoadLatent, FrameFoldSaveLatent, FrameFoldVAEDecode, FrameFoldVAEEncode,
-    NODE_CLASS_MAPPINGS as LATENT_NODES)
+    FrameFoldEmptyVideoLatent,
+    FrameFoldLoadLatent,
+    FrameFoldSaveLatent,
+    FrameFoldVAEDecode,
+    FrameFoldVAEEncode,
+)
 from framefold.nodes.loaders import NODE_CLASS_MAPPINGS as LOADER_NODES
 from framefold.nodes.loaders import FrameFoldCheckpointLoader, FrameFoldVAELoader
-from framefold.nodes.conditioning import NODE_CLASS_MAPPINGS as TEXT_NODES
 from framefold.pipelines.loading.checkpoint import save_framefold_checkpoint, save_vae
 from framefold.pipelines.loading.files import write_safetensors
 from framefold.pipelines.models.clip import CLIPTextConfig, CLIPTextModel, TextEncoder
@@ -39,7 +45,7 @@ def test_every_input_has_a_tooltip_and_names_are_prefixed(folders):
             assert name.startswith("FrameFold") and cls.CATEGORY.startswith("FrameFold/")
             spec = cls.INPUT_TYPES()
             for section in ("required", "optional"):
-                for input_name, (kind, *opts) in spec.get(section, {}).items():
+                for input_name, (_kind, *opts) in spec.get(section, {}).items():
                     assert opts and opts[0].get("tooltip"), f"{name}.{input_name} has no tooltip"
             assert callable(getattr(cls, cls.FUNCTION))
 
@@ -99,10 +105,20 @@ def _tiny_checkpoint(path):
     from framefold.pipelines.models.unet import UNetConfig, UNetModel
 
     torch.manual_seed(0)
-    unet = UNetModel(UNetConfig(model_channels=8, channel_mult=(1,), num_res_blocks=1, attention_levels=(0,),
-                                num_heads=2, context_dim=16, norm_groups=4))
-    text = TextEncoder(CLIPTokenizer(), CLIPTextModel(CLIPTextConfig(hidden_size=16, num_layers=2, num_heads=2,
-                                                                     intermediate_size=32)))
+    unet = UNetModel(
+        UNetConfig(
+            model_channels=8,
+            channel_mult=(1,),
+            num_res_blocks=1,
+            attention_levels=(0,),
+            num_heads=2,
+            context_dim=16,
+            norm_groups=4,
+        )
+    )
+    text = TextEncoder(
+        CLIPTokenizer(), CLIPTextModel(CLIPTextConfig(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32))
+    )
     save_framefold_checkpoint(path, unet, _vae(), text, extra={"frame_window": 8})
     return text
 

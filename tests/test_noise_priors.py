@@ -1,4 +1,5 @@
 """Noise priors: unit variance, the inter-frame correlation each formula promises, determinism."""
+
 import math
 
 import pytest
@@ -6,8 +7,8 @@ import torch
 
 from framefold.pipelines.noise import (
     NoisePrior,
-    freenoise_noise,
     frame_noise_reversal,
+    freenoise_noise,
     motion_translated_noise,
     past_dependent_noise,
     pyoco_mixed_noise,
@@ -15,9 +16,9 @@ from framefold.pipelines.noise import (
     videofusion_noise,
 )
 
-SHAPE = (8, 4, 48, 48)            # 9216 elements per frame
+SHAPE = (8, 4, 48, 48)  # 9216 elements per frame
 N = SHAPE[1] * SHAPE[2] * SHAPE[3]
-CORR_TOL = 6 / math.sqrt(N)      # ~6 standard errors of a correlation estimate
+CORR_TOL = 6 / math.sqrt(N)  # ~6 standard errors of a correlation estimate
 
 
 def gen(seed=0):
@@ -84,7 +85,7 @@ def test_videofusion_per_frame_lambda_and_base_frame():
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 3.0])
 def test_pyoco_mixed_correlation(alpha):
     x = pyoco_mixed_noise(SHAPE, gen(6), alpha)
-    expected = alpha ** 2 / (1 + alpha ** 2)
+    expected = alpha**2 / (1 + alpha**2)
     for i, j in [(0, 1), (3, 7)]:
         assert abs(corr(x[i], x[j]) - expected) < CORR_TOL
 
@@ -92,22 +93,24 @@ def test_pyoco_mixed_correlation(alpha):
 @pytest.mark.parametrize("alpha", [1.0, 3.0])
 def test_pyoco_progressive_autoregressive_correlation(alpha):
     x = pyoco_progressive_noise(SHAPE, gen(7), alpha)
-    rho = alpha / math.sqrt(1 + alpha ** 2)
+    rho = alpha / math.sqrt(1 + alpha**2)
     for lag in (1, 2, 4):
         measured = sum(corr(x[i], x[i + lag]) for i in range(SHAPE[0] - lag)) / (SHAPE[0] - lag)
-        assert abs(measured - rho ** lag) < CORR_TOL
+        assert abs(measured - rho**lag) < CORR_TOL
     assert_unit_gaussian(x)
 
 
 def test_freenoise_reuses_window_noise_in_shuffled_chunks():
     x = freenoise_noise(SHAPE, gen(8), window=4, stride=2)
     for start in range(4, SHAPE[0], 2):
-        chunk, source = x[start:start + 2], x[start - 4:start - 2]
+        chunk, source = x[start : start + 2], x[start - 4 : start - 2]
         matches = [[torch.equal(c, s) for s in source] for c in chunk]
-        assert all(sum(row) == 1 for row in matches)   # a permutation of the source chunk
-    assert abs(corr(x[0], x[1])) < CORR_TOL            # the first window stays i.i.d.
-    shuffled = any(not torch.equal(freenoise_noise(SHAPE, gen(s), 4, 2)[4], freenoise_noise(SHAPE, gen(s), 4, 2)[0])
-                   for s in range(10))
+        assert all(sum(row) == 1 for row in matches)  # a permutation of the source chunk
+    assert abs(corr(x[0], x[1])) < CORR_TOL  # the first window stays i.i.d.
+    shuffled = any(
+        not torch.equal(freenoise_noise(SHAPE, gen(s), 4, 2)[4], freenoise_noise(SHAPE, gen(s), 4, 2)[0])
+        for s in range(10)
+    )
     assert shuffled
 
 
@@ -115,7 +118,7 @@ def test_motion_translation_is_a_global_shift():
     x = motion_translated_noise(SHAPE, gen(9), delta_x=2, delta_y=-1)
     for k in range(SHAPE[0]):
         assert torch.equal(x[k], torch.roll(x[0], shifts=(-k, 2 * k), dims=(-2, -1)))
-    assert abs(corr(x[0], x[1])) < CORR_TOL   # shifted white noise is uncorrelated pixel-wise
+    assert abs(corr(x[0], x[1])) < CORR_TOL  # shifted white noise is uncorrelated pixel-wise
 
 
 def test_fnr_is_exact_reversal():
@@ -133,10 +136,10 @@ def test_pns_alpha_controls_dependence_on_previous_clip():
     measured = []
     for alpha in (0.0, 1.0, 4.0, 20.0):
         nxt = past_dependent_noise(prev, gen(12), prompt_frames=M, alpha=alpha)
-        assert torch.equal(nxt[:M], rev[:M])                     # prompt frames: plain FNR
+        assert torch.equal(nxt[:M], rev[:M])  # prompt frames: plain FNR
         assert_unit_gaussian(nxt)
         c = sum(corr(nxt[j], rev[j]) for j in range(M, SHAPE[0])) / (SHAPE[0] - M)
-        assert abs(c - alpha / math.sqrt(1 + alpha ** 2)) < CORR_TOL
+        assert abs(c - alpha / math.sqrt(1 + alpha**2)) < CORR_TOL
         measured.append(c)
     assert abs(measured[0]) < CORR_TOL and measured == sorted(measured) and measured[-1] > 0.99
     same = NoisePrior("vidrd", alpha=1.0, prompt_frames=M)

@@ -1,6 +1,8 @@
 """Sampler API: step hook semantics, progress/interrupt, determinism, partial denoise, DDIM inversion."""
+
 import pytest
 import torch
+from test_sampling_tinymodel import GaussianDenoiserUNet, tiny_cond, tiny_model
 
 from framefold.pipelines import progress
 from framefold.pipelines.models.bundle import DiffusionModel, ScheduleConfig
@@ -8,7 +10,6 @@ from framefold.pipelines.noise import NoisePrior
 from framefold.pipelines.sampling import samplers, schedules
 from framefold.pipelines.sampling.guidance import GuidedDenoiser
 from framefold.pipelines.sampling.inversion import ddim_invert
-from test_sampling_tinymodel import GaussianDenoiserUNet, tiny_cond, tiny_model
 
 SHAPE = (4, 4, 6, 6)
 
@@ -33,7 +34,7 @@ def test_hook_sees_every_step_and_can_replace_x(name):
     def hook(i, sigma, x):
         calls.append((i, float(sigma), x.shape))
         if i == 2:
-            return torch.zeros_like(x)   # replacement is used by the next step
+            return torch.zeros_like(x)  # replacement is used by the next step
         return None
 
     g = torch.Generator().manual_seed(0)
@@ -90,12 +91,13 @@ def test_same_seed_same_output_different_seed_differs(name):
     opts = {"eta": 1.0} if name == "ddim" else {}
 
     def run(noise_seed, gen_seed):
-        return samplers.sample(name, denoise, noise(noise_seed), sigmas,
-                               generator=torch.Generator().manual_seed(gen_seed), **opts)
+        return samplers.sample(
+            name, denoise, noise(noise_seed), sigmas, generator=torch.Generator().manual_seed(gen_seed), **opts
+        )
 
     a = run(0, 0)
     assert torch.equal(a, run(0, 0))
-    assert not torch.allclose(a, run(0, 1))    # ancestral noise comes from the generator
+    assert not torch.allclose(a, run(0, 1))  # ancestral noise comes from the generator
     assert not torch.allclose(a, run(1, 0))
 
 
@@ -121,10 +123,12 @@ def test_denoise_strength_schedule_and_start_point():
     torch.testing.assert_close(start, latent + float(part[0]) * n)
     # VP view of the start equals the forward process sqrt(abar) x0 + sqrt(1 - abar) eps at that level
     abar = 1 / (1 + float(part[0]) ** 2)
-    torch.testing.assert_close(schedules.to_model_input(start, float(part[0])),
-                               latent * abar ** 0.5 + n * (1 - abar) ** 0.5)
-    out_low = samplers.sample("euler", denoise, n, schedules.denoise_sigmas(ac, 10, "trailing", 0.1),
-                              latent=latent, denoise_strength=0.1)
+    torch.testing.assert_close(
+        schedules.to_model_input(start, float(part[0])), latent * abar**0.5 + n * (1 - abar) ** 0.5
+    )
+    out_low = samplers.sample(
+        "euler", denoise, n, schedules.denoise_sigmas(ac, 10, "trailing", 0.1), latent=latent, denoise_strength=0.1
+    )
     out_high = samplers.sample("euler", denoise, n, part, latent=latent, denoise_strength=0.5)
     assert (out_low - latent).abs().mean() < (out_high - latent).abs().mean()
     with pytest.raises(ValueError):
@@ -139,8 +143,7 @@ def test_eps_and_v_conversions_roundtrip():
     ac = schedules.alphas_cumprod_from_config(ScheduleConfig())
     table = schedules.train_sigmas(ac)
     t = torch.tensor([0.0, 1.5, 500.25, 999.0])
-    torch.testing.assert_close(schedules.timestep_at_sigma(schedules.sigma_at_timestep(t, table), table),
-                               t.double())
+    torch.testing.assert_close(schedules.timestep_at_sigma(schedules.sigma_at_timestep(t, table), table), t.double())
 
 
 def _gaussian_setup():
@@ -173,7 +176,7 @@ def test_hook_helpers_record_hold_and_chain():
     hold = samplers.hold_frames_hook(slice(0, 1), clean, noise(5)[:1])
     out = samplers.sample("dpmpp_2m", denoise, noise(0), sigmas, step_hook=samplers.chain_hooks(hold, record))
     assert len(states) == 5
-    assert torch.equal(out[0:1], clean)                              # held frame ends exactly on the image latent
+    assert torch.equal(out[0:1], clean)  # held frame ends exactly on the image latent
     torch.testing.assert_close(states[1][0:1], clean + float(sigmas[2]) * noise(5)[:1])
     assert torch.equal(states[-1], out)
 
@@ -185,7 +188,7 @@ def test_schedules_refuse_repeated_timesteps_and_too_many_steps():
         schedules.sampling_sigmas(ac, 1000, "leading")
     with pytest.raises(ValueError, match="at most 1000"):
         schedules.denoise_sigmas(ac, 1001, "trailing", 0.5)
-    tiny = schedules.denoise_sigmas(ac, 20, "leading", 0.01)    # capped at 999 total steps, still decreasing
+    tiny = schedules.denoise_sigmas(ac, 20, "leading", 0.01)  # capped at 999 total steps, still decreasing
     assert len(tiny) == 21 and bool((tiny[:-1] > tiny[1:]).all())
     with pytest.raises(ValueError, match="spacing"):
         schedules.sampling_sigmas(ac, 10, "cosine")

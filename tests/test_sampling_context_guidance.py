@@ -1,12 +1,13 @@
 """Context windows and classifier-free guidance inside the denoise callable."""
+
 import pytest
 import torch
+from test_sampling_tinymodel import tiny_cond, tiny_model
 
 from framefold.pipelines.models.bundle import Conditioning
 from framefold.pipelines.sampling import samplers, schedules
 from framefold.pipelines.sampling.context import ContextOptions, slice_frames, uniform_windows, window_weights
 from framefold.pipelines.sampling.guidance import GuidedDenoiser, match_lengths, rescale_guidance
-from test_sampling_tinymodel import tiny_cond, tiny_model
 
 
 def latent(frames, seed=0):
@@ -21,6 +22,7 @@ def run(denoise, x, steps=4, name="euler"):
 
 # --- windows -------------------------------------------------------------------------------------------------
 
+
 def test_uniform_windows_cover_every_frame_with_the_requested_overlap():
     windows = uniform_windows(40, 16, 4)
     assert all(len(w) == 16 for w in windows)
@@ -31,7 +33,7 @@ def test_uniform_windows_cover_every_frame_with_the_requested_overlap():
 
 def test_closed_loop_windows_wrap_and_stride_adds_dilated_windows():
     looped = uniform_windows(24, 16, 4, closed_loop=True)
-    assert any(w[0] > w[-1] for w in looped)               # a window wraps from the end to the start
+    assert any(w[0] > w[-1] for w in looped)  # a window wraps from the end to the start
     assert all(len(set(w)) == 16 for w in looped)
     dilated = uniform_windows(64, 16, 4, stride=2)
     assert len(dilated) > len(uniform_windows(64, 16, 4))
@@ -53,11 +55,21 @@ def test_one_window_covering_all_frames_equals_plain_sampler_exactly(name):
     model = tiny_model()
     x = latent(8)
     plain = run(GuidedDenoiser(model, tiny_cond(1), tiny_cond(2), 4.0), x, name=name)
-    flat = run(GuidedDenoiser(model, tiny_cond(1), tiny_cond(2), 4.0,
-                              context=ContextOptions(length=8, overlap=2, fuse="flat")), x, name=name)
+    flat = run(
+        GuidedDenoiser(
+            model, tiny_cond(1), tiny_cond(2), 4.0, context=ContextOptions(length=8, overlap=2, fuse="flat")
+        ),
+        x,
+        name=name,
+    )
     assert torch.equal(plain, flat)
-    pyramid = run(GuidedDenoiser(model, tiny_cond(1), tiny_cond(2), 4.0,
-                                 context=ContextOptions(length=16, overlap=4, fuse="pyramid")), x, name=name)
+    pyramid = run(
+        GuidedDenoiser(
+            model, tiny_cond(1), tiny_cond(2), 4.0, context=ContextOptions(length=16, overlap=4, fuse="pyramid")
+        ),
+        x,
+        name=name,
+    )
     assert torch.equal(pyramid, plain)
 
 
@@ -67,7 +79,7 @@ def test_windows_bound_the_model_batch_and_change_the_result_for_temporal_models
     x = latent(20)
     model.unet.seen_batches.clear()
     windowed = run(denoise, x)
-    assert max(model.unet.seen_batches) == 12                  # one window of 6 frames x (cond, uncond)
+    assert max(model.unet.seen_batches) == 12  # one window of 6 frames x (cond, uncond)
     plain = run(GuidedDenoiser(model, tiny_cond(1), tiny_cond(2), 4.0), x)
     assert not torch.allclose(windowed, plain)
 
@@ -93,13 +105,15 @@ def test_control_hook_gets_window_frames_and_slices_per_frame_tensors():
         seen.append((frames.tolist(), n_conds, sliced["hint"].flatten().tolist(), sliced["nested"][0].shape))
         return sliced
 
-    GuidedDenoiser(model, tiny_cond(1), tiny_cond(2), 3.0, control=control,
-                   context=ContextOptions(8, 2))(latent(20), 3.0)
+    GuidedDenoiser(model, tiny_cond(1), tiny_cond(2), 3.0, control=control, context=ContextOptions(8, 2))(
+        latent(20), 3.0
+    )
     assert [s[0] for s in seen] == uniform_windows(20, 8, 2)
     assert all(s[1] == 2 and s[2] == [float(f) for f in s[0]] and s[3] == (8, 2) for s in seen)
 
 
 # --- guidance ------------------------------------------------------------------------------------------------
+
 
 def test_cfg_batches_cond_and_uncond_in_one_call_and_cfg1_skips_uncond():
     model = tiny_model()

@@ -1,12 +1,13 @@
 """Acceptance: our samplers follow diffusers' schedulers step by step on a tiny model (diffusers is test-only)."""
+
 import math
 
 import pytest
 import torch
+from test_sampling_tinymodel import tiny_cond, tiny_model
 
 from framefold.pipelines.sampling import samplers, schedules
 from framefold.pipelines.sampling.guidance import GuidedDenoiser
-from test_sampling_tinymodel import tiny_cond, tiny_model
 
 diffusers = pytest.importorskip("diffusers")
 
@@ -45,8 +46,9 @@ def _ours_run(name, model, pos, neg, cfg, x, sigmas, seed, **options):
         recorded.append(schedules.from_sigma_space(x_now, float(sigma)).clone())
 
     denoise = GuidedDenoiser(model, pos, neg, cfg)
-    samplers.SAMPLERS[name](denoise, x, sigmas, generator=torch.Generator().manual_seed(seed), step_hook=record,
-                            **options)
+    samplers.SAMPLERS[name](
+        denoise, x, sigmas, generator=torch.Generator().manual_seed(seed), step_hook=record, **options
+    )
     return recorded
 
 
@@ -69,8 +71,14 @@ def _ac(prediction_type, zero_snr=False):
 def test_ddim_matches_diffusers(prediction_type, eta, cfg, alpha_to_one):
     model, ac = _ac(prediction_type)
     pos, neg = tiny_cond(1), tiny_cond(2)
-    sched = diffusers.DDIMScheduler(**SD, prediction_type=prediction_type, clip_sample=False,
-                                    set_alpha_to_one=alpha_to_one, steps_offset=1, timestep_spacing="leading")
+    sched = diffusers.DDIMScheduler(
+        **SD,
+        prediction_type=prediction_type,
+        clip_sample=False,
+        set_alpha_to_one=alpha_to_one,
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
     steps = 10
     sigmas = schedules.sampling_sigmas(ac, steps, "leading", final_sigma="zero" if alpha_to_one else "alpha0")
     noise = _noise()
@@ -91,19 +99,21 @@ def _diffusers_run_eta(scheduler, model, pos, neg, cfg, x, steps, seed, eta):
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-@pytest.mark.parametrize("spacing,karras", [("linspace", False), ("leading", False), ("trailing", False),
-                                            ("linspace", True)])
+@pytest.mark.parametrize(
+    "spacing,karras", [("linspace", False), ("leading", False), ("trailing", False), ("linspace", True)]
+)
 def test_euler_matches_diffusers(prediction_type, spacing, karras):
     model, ac = _ac(prediction_type)
     pos, neg = tiny_cond(3), tiny_cond(4)
-    sched = diffusers.EulerDiscreteScheduler(**SD, prediction_type=prediction_type, timestep_spacing=spacing,
-                                             steps_offset=1, use_karras_sigmas=karras)
+    sched = diffusers.EulerDiscreteScheduler(
+        **SD, prediction_type=prediction_type, timestep_spacing=spacing, steps_offset=1, use_karras_sigmas=karras
+    )
     steps = 8
     sigmas = schedules.sampling_sigmas(ac, steps, "karras" if karras else spacing)
     sched.set_timesteps(steps)
     torch.testing.assert_close(sigmas, sched.sigmas.float(), rtol=1e-5, atol=1e-6)
     noise = _noise(12)
-    start = noise * sched.init_noise_sigma   # diffusers' start scale for these spacings
+    start = noise * sched.init_noise_sigma  # diffusers' start scale for these spacings
     theirs = _diffusers_run(sched, model.unet, pos, neg, 4.0, start.clone(), steps, seed=0)
     ours = _ours_run("euler", model, pos, neg, 4.0, start.clone(), sigmas, seed=0)
     vp = [schedules.from_sigma_space(x, float(s)) for x, s in zip(theirs, sigmas[1:])]
@@ -114,8 +124,9 @@ def test_euler_matches_diffusers(prediction_type, spacing, karras):
 def test_euler_ancestral_matches_diffusers(prediction_type):
     model, ac = _ac(prediction_type)
     pos, neg = tiny_cond(5), tiny_cond(6)
-    sched = diffusers.EulerAncestralDiscreteScheduler(**SD, prediction_type=prediction_type,
-                                                      timestep_spacing="trailing", steps_offset=1)
+    sched = diffusers.EulerAncestralDiscreteScheduler(
+        **SD, prediction_type=prediction_type, timestep_spacing="trailing", steps_offset=1
+    )
     steps = 8
     sigmas = schedules.sampling_sigmas(ac, steps, "trailing")
     sched.set_timesteps(steps)
@@ -132,9 +143,15 @@ def test_euler_ancestral_matches_diffusers(prediction_type):
 def test_dpmpp_2m_matches_diffusers(prediction_type, steps):
     model, ac = _ac(prediction_type)
     pos, neg = tiny_cond(7), tiny_cond(8)
-    sched = diffusers.DPMSolverMultistepScheduler(**SD, prediction_type=prediction_type, algorithm_type="dpmsolver++",
-                                                  solver_order=2, solver_type="midpoint", timestep_spacing="trailing",
-                                                  final_sigmas_type="zero")
+    sched = diffusers.DPMSolverMultistepScheduler(
+        **SD,
+        prediction_type=prediction_type,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        solver_type="midpoint",
+        timestep_spacing="trailing",
+        final_sigmas_type="zero",
+    )
     sigmas = schedules.sampling_sigmas(ac, steps, "trailing")
     noise = _noise(14)
     theirs = _diffusers_run(sched, model.unet, pos, neg, 2.5, noise.clone(), steps, seed=0)
@@ -160,8 +177,9 @@ def test_lcm_matches_diffusers(prediction_type):
 def test_zero_terminal_snr_v_prediction_euler_matches_diffusers():
     model, ac = _ac("v_prediction", zero_snr=True)
     pos, neg = tiny_cond(1), tiny_cond(2)
-    sched = diffusers.EulerDiscreteScheduler(**SD, prediction_type="v_prediction", timestep_spacing="trailing",
-                                             rescale_betas_zero_snr=True)
+    sched = diffusers.EulerDiscreteScheduler(
+        **SD, prediction_type="v_prediction", timestep_spacing="trailing", rescale_betas_zero_snr=True
+    )
     steps = 6
     sigmas = schedules.sampling_sigmas(ac, steps, "trailing")
     sched.set_timesteps(steps)
@@ -181,7 +199,5 @@ def test_betas_and_alphas_cumprod_match_diffusers():
             betas = schedules.make_betas(beta_schedule, 0.00085, 0.012, 1000)
             if zero_snr:
                 betas = schedules.rescale_zero_terminal_snr(betas)
-            torch.testing.assert_close(schedules.alphas_cumprod_from_betas(betas), sched.alphas_cumprod,
-                                       rtol=0, atol=0)
-    assert math.isclose(float(schedules.train_sigmas(sched.alphas_cumprod)[-1]), math.sqrt(2 ** 24 - 1),
-                        rel_tol=1e-6)
+            torch.testing.assert_close(schedules.alphas_cumprod_from_betas(betas), sched.alphas_cumprod, rtol=0, atol=0)
+    assert math.isclose(float(schedules.train_sigmas(sched.alphas_cumprod)[-1]), math.sqrt(2**24 - 1), rel_tol=1e-6)

@@ -1,6 +1,8 @@
 """Sampler, context-options and noise-prior nodes: wiring, widget order, tooltips, errors."""
+
 import pytest
 import torch
+from test_sampling_tinymodel import tiny_cond, tiny_model
 
 from framefold.nodes._errors import NodeInputError
 from framefold.nodes.noise import FrameFoldNoisePrior
@@ -8,35 +10,63 @@ from framefold.nodes.sampling import FrameFoldContextOptions, FrameFoldVideoSamp
 from framefold.pipelines import progress
 from framefold.pipelines.models.bundle import Conditioning
 from framefold.pipelines.sampling.context import ContextOptions
-from test_sampling_tinymodel import tiny_cond, tiny_model
 
 NODES = (FrameFoldVideoSampler, FrameFoldContextOptions, FrameFoldNoisePrior)
 
 
 def test_input_order_is_stable_and_every_input_has_a_tooltip():
     order = {
-        FrameFoldVideoSampler: ["model", "positive", "negative", "latent", "seed", "steps", "cfg", "sampler_name",
-                                "scheduler", "denoise", "noise", "context"],
-        FrameFoldContextOptions: ["context_length", "context_overlap", "context_stride", "closed_loop",
-                                  "fuse_method"],
-        FrameFoldNoisePrior: ["method", "videofusion_lambda", "base_frame", "alpha", "window", "stride", "delta_x",
-                              "delta_y", "prompt_frames"],
+        FrameFoldVideoSampler: [
+            "model",
+            "positive",
+            "negative",
+            "latent",
+            "seed",
+            "steps",
+            "cfg",
+            "sampler_name",
+            "scheduler",
+            "denoise",
+            "noise",
+            "context",
+        ],
+        FrameFoldContextOptions: ["context_length", "context_overlap", "context_stride", "closed_loop", "fuse_method"],
+        FrameFoldNoisePrior: [
+            "method",
+            "videofusion_lambda",
+            "base_frame",
+            "alpha",
+            "window",
+            "stride",
+            "delta_x",
+            "delta_y",
+            "prompt_frames",
+        ],
     }
     for cls in NODES:
         spec = cls.INPUT_TYPES()
         names = list(spec["required"]) + list(spec.get("optional", {}))
         assert names == order[cls]
         for section in spec.values():
-            for name, (kind, options) in section.items():
+            for name, (_kind, options) in section.items():
                 assert options.get("tooltip"), f"{cls.__name__}.{name} has no tooltip"
         assert cls.CATEGORY.startswith("FrameFold/") and cls.DESCRIPTION
 
 
 def _run(seed=0, frames=4, **overrides):
     model = overrides.pop("model", tiny_model())
-    args = dict(model=model, positive=tiny_cond(1), negative=tiny_cond(2),
-                latent={"samples": torch.zeros(frames, 4, 6, 6)}, seed=seed, steps=4, cfg=3.0,
-                sampler_name="euler_ancestral", scheduler="trailing", denoise=1.0)
+    args = dict(
+        model=model,
+        positive=tiny_cond(1),
+        negative=tiny_cond(2),
+        latent={"samples": torch.zeros(frames, 4, 6, 6)},
+        seed=seed,
+        steps=4,
+        cfg=3.0,
+        sampler_name="euler_ancestral",
+        scheduler="trailing",
+        denoise=1.0,
+    )
     args.update(overrides)
     return FrameFoldVideoSampler().sample(**args)[0]["samples"]
 
@@ -49,7 +79,7 @@ def test_sampler_node_is_deterministic_per_seed():
 
 
 def test_sampler_node_uses_the_noise_prior():
-    model = tiny_model(temporal=0.0)   # frames independent: identical noise -> identical frames
+    model = tiny_model(temporal=0.0)  # frames independent: identical noise -> identical frames
     shared = FrameFoldNoisePrior().build("videofusion", videofusion_lambda=1.0)[0]
     out = _run(model=model, noise=shared, sampler_name="dpmpp_2m")
     assert all(torch.equal(out[0], out[i]) for i in range(1, 4))
@@ -79,15 +109,18 @@ def test_sampler_node_reports_progress_and_stops_between_steps():
         _run()
 
 
-@pytest.mark.parametrize("override,input_name", [
-    ({"latent": {"samples": torch.zeros(4, 6, 6)}}, "latent"),
-    ({"positive": Conditioning(torch.zeros(3, 4, 8))}, "positive"),
-    ({"denoise": 0.0}, "denoise"),
-    ({"sampler_name": "heun"}, "sampler_name"),
-    ({"scheduler": "lcm", "steps": 60}, "steps"),
-    ({"noise": "iid"}, "noise"),
-    ({"model": "sd15"}, "model"),
-])
+@pytest.mark.parametrize(
+    "override,input_name",
+    [
+        ({"latent": {"samples": torch.zeros(4, 6, 6)}}, "latent"),
+        ({"positive": Conditioning(torch.zeros(3, 4, 8))}, "positive"),
+        ({"denoise": 0.0}, "denoise"),
+        ({"sampler_name": "heun"}, "sampler_name"),
+        ({"scheduler": "lcm", "steps": 60}, "steps"),
+        ({"noise": "iid"}, "noise"),
+        ({"model": "sd15"}, "model"),
+    ],
+)
 def test_sampler_node_errors_name_the_input(override, input_name):
     with pytest.raises(NodeInputError) as info:
         _run(**override)
@@ -112,13 +145,25 @@ def test_sampler_node_with_the_real_temporal_unet_and_motion_module():
     from framefold.pipelines.models.unet import UNetConfig, UNetModel
 
     torch.manual_seed(0)
-    unet = UNetModel(UNetConfig(model_channels=32, channel_mult=(1,), num_res_blocks=1, attention_levels=(0,),
-                                num_heads=2, context_dim=16))
+    unet = UNetModel(
+        UNetConfig(
+            model_channels=32, channel_mult=(1,), num_res_blocks=1, attention_levels=(0,), num_heads=2, context_dim=16
+        )
+    )
     motion = MotionModule(MotionModuleConfig(block_channels=(32,), layers_per_block=1, pe_length=4, num_heads=2))
     model = DiffusionModel(unet=unet.with_motion(motion), frame_window=4)
     pos, neg = Conditioning(torch.randn(1, 77, 16)), Conditioning(torch.zeros(1, 77, 16))
-    args = dict(model=model, positive=pos, negative=neg, seed=3, steps=2, cfg=5.0, sampler_name="euler",
-                scheduler="trailing", denoise=1.0)
+    args = dict(
+        model=model,
+        positive=pos,
+        negative=neg,
+        seed=3,
+        steps=2,
+        cfg=5.0,
+        sampler_name="euler",
+        scheduler="trailing",
+        denoise=1.0,
+    )
     four = {"samples": torch.zeros(4, 4, 8, 8)}
     plain = FrameFoldVideoSampler().sample(latent=four, **args)[0]["samples"]
     one_window = FrameFoldVideoSampler().sample(latent=four, context=ContextOptions(4, 1), **args)[0]["samples"]

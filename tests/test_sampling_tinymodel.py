@@ -1,4 +1,5 @@
 """A tiny deterministic UNet stand-in for the sampling tests (imported by the other test_sampling_* files)."""
+
 import torch
 from einops import rearrange
 
@@ -18,7 +19,7 @@ class TinyVideoUNet(torch.nn.Module):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
         self.freqs = torch.linspace(0.5, 3.0, channels)
         self.temporal = temporal
-        self.skip = skip   # an epsilon model near the identity keeps x0 bounded, like a real noise predictor
+        self.skip = skip  # an epsilon model near the identity keeps x0 bounded, like a real noise predictor
         self.seen_batches = []
 
     def forward(self, x, timesteps, context, *, num_frames, control=None, **options):
@@ -42,7 +43,7 @@ class GaussianDenoiserUNet(torch.nn.Module):
             for p in self.parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
         self.abar = alphas_cumprod.double()
-        self.var = data_std ** 2
+        self.var = data_std**2
         self.perturb = perturb
 
     def forward(self, x, timesteps, context, *, num_frames, control=None, **options):
@@ -56,8 +57,10 @@ class GaussianDenoiserUNet(torch.nn.Module):
 def tiny_model(prediction_type="epsilon", seed=0, temporal=0.2, **schedule):
     """A DiffusionModel around TinyVideoUNet."""
     skip = 0.9 if prediction_type == "epsilon" else 0.0
-    return DiffusionModel(unet=TinyVideoUNet(seed=seed, temporal=temporal, skip=skip),
-                          schedule=ScheduleConfig(prediction_type=prediction_type, **schedule))
+    return DiffusionModel(
+        unet=TinyVideoUNet(seed=seed, temporal=temporal, skip=skip),
+        schedule=ScheduleConfig(prediction_type=prediction_type, **schedule),
+    )
 
 
 def tiny_cond(seed, frames=1, length=4, dim=8):

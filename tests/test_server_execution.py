@@ -1,4 +1,5 @@
 """Queueing and running prompts through the canvas host: validation, order, interrupt, websocket."""
+
 import asyncio
 import json
 import struct
@@ -7,9 +8,7 @@ import uuid
 
 import cv2
 import numpy as np
-
-from test_server_support import (  # noqa: F401  (server is a fixture)
-    FrameFoldTestGate, FrameFoldTestLoop, gate_prompt, loop_prompt, server, ws_collect)
+from test_server_support import FrameFoldTestGate, FrameFoldTestLoop, gate_prompt, loop_prompt, server, ws_collect  # noqa: F401  (server is a fixture)
 
 
 def _types(messages):
@@ -18,8 +17,11 @@ def _types(messages):
 
 def _until_type(kind, prompt_id=None):
     def done(messages):
-        return any(m["type"] == kind and (prompt_id is None or (m.get("data") or {}).get("prompt_id") == prompt_id)
-                   for m in messages)
+        return any(
+            m["type"] == kind and (prompt_id is None or (m.get("data") or {}).get("prompt_id") == prompt_id)
+            for m in messages
+        )
+
     return done
 
 
@@ -37,8 +39,9 @@ def test_invalid_prompt_is_refused_with_comfyui_error_shape(server):
     assert error["type"] == "value_smaller_than_min" and error["extra_info"]["input_name"] == "steps"
     assert set(error) >= {"type", "message", "details", "extra_info"}
 
-    status, _, body = server.request("POST", "/prompt", json_body={"prompt": {"1": {"class_type": "Nope",
-                                                                                    "inputs": {}}}})
+    status, _, body = server.request(
+        "POST", "/prompt", json_body={"prompt": {"1": {"class_type": "Nope", "inputs": {}}}}
+    )
     assert status == 400 and json.loads(body)["error"]["type"] == "missing_node_type"
     no_output = {"1": {"class_type": "FrameFoldTestSource", "inputs": {"value": 1}}}
     status, _, body = server.request("POST", "/api/prompt", json_body={"prompt": no_output})
@@ -47,7 +50,9 @@ def test_invalid_prompt_is_refused_with_comfyui_error_shape(server):
     assert status == 400 and json.loads(body)["error"]["type"] == "no_prompt"
     status, _, body = server.request("POST", "/api/prompt", json_body={"prompt": loop_prompt(), "prompt_id": "ABC"})
     assert status == 400 and json.loads(body)["node_errors"] == {}
-    status, _, _ = server.request("POST", "/api/prompt", body=b"{not json", headers={"Content-Type": "application/json"})
+    status, _, _ = server.request(
+        "POST", "/api/prompt", body=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert status == 400
     assert server.get_json("/api/jobs")["pagination"]["total"] == 0
 
@@ -56,8 +61,10 @@ def test_twenty_prompts_complete_in_queue_order_and_are_listed_as_jobs(server):
     blocker = server.queue_prompt(gate_prompt())["prompt_id"]
     ids = []
     for i in range(20):
-        reply = server.queue_prompt(loop_prompt(steps=1, value=i + 1), extra_data={
-            "extra_pnginfo": {"workflow": {"id": f"wf-{i % 2}"}}, "api_key_comfy_org": "SECRET-KEY"})
+        reply = server.queue_prompt(
+            loop_prompt(steps=1, value=i + 1),
+            extra_data={"extra_pnginfo": {"workflow": {"id": f"wf-{i % 2}"}}, "api_key_comfy_org": "SECRET-KEY"},
+        )
         assert reply["node_errors"] == {} and isinstance(reply["number"], (int, float))
         ids.append(reply["prompt_id"])
     pending = server.get_json("/api/jobs?status=in_progress,pending&limit=200&offset=0")
@@ -127,17 +134,46 @@ def test_websocket_message_sequence_for_one_run(server):
     def queue():
         holder["id"] = server.queue_prompt(loop_prompt(steps=3), client_id="client-a")["prompt_id"]
 
-    messages = asyncio.run(ws_collect(server, "client-a", lambda m: bool(m) and m[-1]["type"] == "status"
-                                      and any(x["type"] == "execution_success" for x in m), on_open=queue))
+    messages = asyncio.run(
+        ws_collect(
+            server,
+            "client-a",
+            lambda m: bool(m) and m[-1]["type"] == "status" and any(x["type"] == "execution_success" for x in m),
+            on_open=queue,
+        )
+    )
     prompt_id = holder["id"]
-    assert messages[0] == {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}},
-                                                       "sid": "client-a"}}
+    assert messages[0] == {
+        "type": "status",
+        "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "client-a"},
+    }
     assert messages[1]["type"] == "feature_flags" and messages[1]["data"]["supports_preview_metadata"] is True
-    expected = ["status", "feature_flags", "status", "status", "execution_start", "execution_cached",
-                "progress_state", "executing", "progress_state",
-                "progress_state", "executing"] + ["progress", "progress_state"] * 3 + ["progress_state",
-                "progress_state", "executing", "progress_state", "executed",
-                "execution_success", "executing", "status"]
+    expected = (
+        [
+            "status",
+            "feature_flags",
+            "status",
+            "status",
+            "execution_start",
+            "execution_cached",
+            "progress_state",
+            "executing",
+            "progress_state",
+            "progress_state",
+            "executing",
+        ]
+        + ["progress", "progress_state"] * 3
+        + [
+            "progress_state",
+            "progress_state",
+            "executing",
+            "progress_state",
+            "executed",
+            "execution_success",
+            "executing",
+            "status",
+        ]
+    )
     assert _types(messages) == expected
     text = [m for m in messages if m["type"] != "<binary>"]
     assert [m["data"]["status"]["exec_info"]["queue_remaining"] for m in text if m["type"] == "status"] == [0, 1, 1, 0]
@@ -159,20 +195,42 @@ def test_websocket_message_sequence_for_one_run(server):
     assert len(binaries) >= 2  # first and last step always; middle ones throttled
     for frame in binaries:
         kind, length = struct.unpack(">II", frame[:8])
-        meta = json.loads(frame[8:8 + length])
-        assert kind == 4 and meta == {"node_id": "2", "display_node_id": "2", "parent_node_id": None,
-                                      "real_node_id": "2", "prompt_id": prompt_id, "image_type": "image/jpeg"}
-        image = cv2.imdecode(np.frombuffer(frame[8 + length:], np.uint8), cv2.IMREAD_COLOR)
+        meta = json.loads(frame[8 : 8 + length])
+        assert kind == 4 and meta == {
+            "node_id": "2",
+            "display_node_id": "2",
+            "parent_node_id": None,
+            "real_node_id": "2",
+            "prompt_id": prompt_id,
+            "image_type": "image/jpeg",
+        }
+        image = cv2.imdecode(np.frombuffer(frame[8 + length :], np.uint8), cv2.IMREAD_COLOR)
         assert image.shape == (384, 384, 3)
     first_binary = next(i for i, m in enumerate(messages) if m["type"] == "<binary>")
     assert messages[first_binary - 1]["type"] == "progress_state"  # previews follow the step's progress
 
     # A second identical run: everything cached, the output node's ui re-sent.
     holder.clear()
-    messages = asyncio.run(ws_collect(server, "client-a", lambda m: bool(m) and m[-1]["type"] == "status"
-                                      and any(x["type"] == "execution_success" for x in m), on_open=queue))
-    assert _types(messages) == ["status", "feature_flags", "status", "status", "execution_start",
-                                "execution_cached", "executed", "execution_success", "executing", "status"]
+    messages = asyncio.run(
+        ws_collect(
+            server,
+            "client-a",
+            lambda m: bool(m) and m[-1]["type"] == "status" and any(x["type"] == "execution_success" for x in m),
+            on_open=queue,
+        )
+    )
+    assert _types(messages) == [
+        "status",
+        "feature_flags",
+        "status",
+        "status",
+        "execution_start",
+        "execution_cached",
+        "executed",
+        "execution_success",
+        "executing",
+        "status",
+    ]
     cached = next(m["data"] for m in messages if m["type"] == "execution_cached")
     assert sorted(cached["nodes"]) == ["1", "2", "3"]
 
@@ -182,8 +240,9 @@ def test_messages_go_only_to_the_prompts_client(server):
         server.queue_prompt(loop_prompt(steps=2), client_id="someone-else")
         server.wait_idle()
 
-    messages = asyncio.run(ws_collect(server, "watcher", lambda m: [x["type"] for x in m].count("status") >= 4,
-                                      on_open=queue))
+    messages = asyncio.run(
+        ws_collect(server, "watcher", lambda m: [x["type"] for x in m].count("status") >= 4, on_open=queue)
+    )
     assert set(_types(messages)) == {"status", "feature_flags"}
 
 
@@ -213,9 +272,14 @@ def test_interrupt_stops_a_running_prompt_within_one_step(server):
         assert server.request("POST", "/api/interrupt")[0] == 200
 
     FrameFoldTestLoop.last_step = 0
-    messages = asyncio.run(ws_collect(server, "c", lambda m: bool(m) and m[-1]["type"] == "status"
-                                      and any(x["type"] == "execution_interrupted" for x in m),
-                                      on_open=queue_then_interrupt))
+    messages = asyncio.run(
+        ws_collect(
+            server,
+            "c",
+            lambda m: bool(m) and m[-1]["type"] == "status" and any(x["type"] == "execution_interrupted" for x in m),
+            on_open=queue_then_interrupt,
+        )
+    )
     assert FrameFoldTestLoop.last_step <= holder["at"] + 1
     types = _types(messages)
     assert "execution_success" not in types and "execution_error" not in types
@@ -253,8 +317,14 @@ def test_node_exception_is_reported_as_execution_error(server):
     def queue():
         holder["id"] = server.queue_prompt(prompt, client_id="e")["prompt_id"]
 
-    messages = asyncio.run(ws_collect(server, "e", lambda m: bool(m) and m[-1]["type"] == "status"
-                                      and any(x["type"] == "execution_error" for x in m), on_open=queue))
+    messages = asyncio.run(
+        ws_collect(
+            server,
+            "e",
+            lambda m: bool(m) and m[-1]["type"] == "status" and any(x["type"] == "execution_error" for x in m),
+            on_open=queue,
+        )
+    )
     assert _types(messages)[-3:] == ["execution_error", "executing", "status"]
     error = next(m["data"] for m in messages if m["type"] == "execution_error")
     assert error["node_id"] == "2" and error["node_type"] == "FrameFoldTestFail"
@@ -277,8 +347,9 @@ def test_websocket_reconnect_keeps_client_id_and_mints_new_ones(server):
 def test_reconnecting_client_gets_the_current_executing_message(server):
     prompt_id = server.queue_prompt(gate_prompt(), client_id="late-joiner")["prompt_id"]
     deadline = time.monotonic() + 20
-    while (server.host.worker.current is None or server.host.worker.current.current_node is None) \
-            and time.monotonic() < deadline:
+    while (
+        server.host.worker.current is None or server.host.worker.current.current_node is None
+    ) and time.monotonic() < deadline:
         time.sleep(0.01)
     try:
         messages = asyncio.run(ws_collect(server, "late-joiner", lambda m: len(m) >= 2, send_flags=False))

@@ -1,10 +1,10 @@
 """/view, /upload/image and /userdata: behaviour, name clashes, previews and path guards."""
+
 import json
 import uuid
 
 import cv2
 import numpy as np
-
 from test_server_support import make_server, server  # noqa: F401  (fixture)
 
 
@@ -15,8 +15,12 @@ def multipart(fields, files):
     for name, value in fields.items():
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     for name, (filename, data) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
@@ -43,8 +47,9 @@ def png_bytes(height=6, width=5, alpha=True):
 
 def test_userdata_save_list_move_delete(server):
     flow = json.dumps({"nodes": [], "links": [], "version": 0.4}).encode()
-    status, _, body = server.request("POST", "/api/userdata/workflows%2Fmy%20flow.json?overwrite=true&full_info=true",
-                                     body=flow)
+    status, _, body = server.request(
+        "POST", "/api/userdata/workflows%2Fmy%20flow.json?overwrite=true&full_info=true", body=flow
+    )
     assert status == 200
     info = json.loads(body)
     assert info["path"] == "workflows/my flow.json" and info["size"] == len(flow)
@@ -57,20 +62,27 @@ def test_userdata_save_list_move_delete(server):
     assert [entry["path"] for entry in listing] == ["my flow.json", "sub/b.json"]
     assert server.get_json("/api/userdata?dir=workflows") == ["my flow.json"]
     assert server.get_json("/api/userdata?dir=workflows&recurse=true&split=true") == [
-        ["my flow.json", "my flow.json"], ["sub/b.json", "sub", "b.json"]]
+        ["my flow.json", "my flow.json"],
+        ["sub/b.json", "sub", "b.json"],
+    ]
     assert server.get_json("/api/userdata?dir=subgraphs") == []  # created empty at start
     assert server.request("GET", "/api/userdata?dir=missing")[0] == 404
     assert server.request("GET", "/api/userdata")[0] == 400
     status, headers, body = server.request("GET", "/api/userdata/workflows%2Fmy%20flow.json")
     assert status == 200 and body == flow
     assert headers["Content-Disposition"].startswith("attachment") and headers["X-Content-Type-Options"] == "nosniff"
-    status, _, body = server.request("POST", "/api/userdata/workflows%2Fmy%20flow.json/move/workflows%2Frenamed.json"
-                                     "?overwrite=false&full_info=true")
+    status, _, body = server.request(
+        "POST", "/api/userdata/workflows%2Fmy%20flow.json/move/workflows%2Frenamed.json?overwrite=false&full_info=true"
+    )
     assert status == 200 and json.loads(body)["path"] == "workflows/renamed.json"
     assert server.request("GET", "/api/userdata/workflows%2Fmy%20flow.json")[0] == 404
     assert server.request("POST", "/api/userdata/workflows%2Fmissing.json/move/workflows%2Fx.json")[0] == 404
-    assert server.request("POST", "/api/userdata/workflows%2Frenamed.json/move/workflows%2Fsub%2Fb.json"
-                          "?overwrite=false")[0] == 409
+    assert (
+        server.request("POST", "/api/userdata/workflows%2Frenamed.json/move/workflows%2Fsub%2Fb.json?overwrite=false")[
+            0
+        ]
+        == 409
+    )
     assert server.request("DELETE", "/api/userdata/workflows%2Frenamed.json")[0] == 204
     assert server.request("DELETE", "/userdata/workflows%2Frenamed.json")[0] == 404
     assert server.get_json("/api/userdata?dir=workflows&recurse=true") == ["sub/b.json"]
@@ -216,7 +228,9 @@ def test_view_serves_dangerous_types_as_attachments(server):
     for name in ("page.html", "pic.svg", "data.xml", "code.js"):
         status, headers, _ = server.request("GET", f"/api/view?filename={name}")
         assert status == 200 and headers["Content-Type"] == "application/octet-stream", name
-        assert headers["Content-Disposition"].startswith("attachment") and headers["X-Content-Type-Options"] == "nosniff"
+        assert (
+            headers["Content-Disposition"].startswith("attachment") and headers["X-Content-Type-Options"] == "nosniff"
+        )
     (out / 'say "hi".txt').write_text("hi")
     status, headers, body = server.request("GET", "/api/view?filename=say%20%22hi%22.txt")
     assert status == 200 and body == b"hi" and headers["Content-Disposition"] == 'filename="say \\"hi\\".txt"'

@@ -1,14 +1,29 @@
 """Boot, static and settings routes of the canvas host (every route under /api/x and /x)."""
+
 import json
 from pathlib import Path
 
 import pytest
-
 from test_server_support import make_server, server  # noqa: F401  (fixture)
 
-BOOT_JSON_ROUTES = ["/users", "/settings", "/extensions", "/object_info", "/features", "/system_stats", "/i18n",
-                    "/embeddings", "/experiment/models", "/global_subgraphs", "/workflow_templates", "/prompt",
-                    "/jobs", "/queue", "/history", "/object_info/FrameFoldTestLoop"]
+BOOT_JSON_ROUTES = [
+    "/users",
+    "/settings",
+    "/extensions",
+    "/object_info",
+    "/features",
+    "/system_stats",
+    "/i18n",
+    "/embeddings",
+    "/experiment/models",
+    "/global_subgraphs",
+    "/workflow_templates",
+    "/prompt",
+    "/jobs",
+    "/queue",
+    "/history",
+    "/object_info/FrameFoldTestLoop",
+]
 
 
 @pytest.mark.parametrize("prefix", ["/api", ""])
@@ -25,8 +40,13 @@ def test_boot_route_contents(server):
     assert users == {"storage": "server", "migrated": True} and "users" not in users
     assert server.get_json("/api/extensions") == []  # the pack's web dir has no JS yet
     info = server.get_json("/api/object_info")
-    assert set(info) == {"FrameFoldTestSource", "FrameFoldTestLoop", "FrameFoldTestSave", "FrameFoldTestFail",
-                         "FrameFoldTestGate"}
+    assert set(info) == {
+        "FrameFoldTestSource",
+        "FrameFoldTestLoop",
+        "FrameFoldTestSave",
+        "FrameFoldTestFail",
+        "FrameFoldTestGate",
+    }
     assert info["FrameFoldTestLoop"]["input_order"]["required"] == ["source", "steps", "step_delay"]
     assert info["FrameFoldTestSave"]["output_node"] is True
     assert info["FrameFoldTestSave"]["python_module"] == "custom_nodes.framefold"
@@ -37,8 +57,10 @@ def test_boot_route_contents(server):
     stats = server.get_json("/api/system_stats")
     assert stats["system"]["required_frontend_version"] == "1.58.1" and stats["devices"][0]["type"] in ("cpu", "cuda")
     assert server.get_json("/api/prompt") == {"exec_info": {"queue_remaining": 0}}
-    assert server.get_json("/api/jobs") == {"jobs": [], "pagination": {"offset": 0, "limit": 0, "total": 0,
-                                                                         "has_more": False}}
+    assert server.get_json("/api/jobs") == {
+        "jobs": [],
+        "pagination": {"offset": 0, "limit": 0, "total": 0, "has_more": False},
+    }
     assert server.get_json("/api/queue") == {"queue_running": [], "queue_pending": []}
     assert server.get_json("/internal/logs/raw")["entries"] == []
     assert server.get_json("/internal/files/output") == []
@@ -88,8 +110,12 @@ def test_settings_persist_across_restarts(tmp_path):
     assert stored["A.b"] == 3 and stored["Comfy.ColorPalette"] == "light"
     srv = make_server(tmp_path)
     try:
-        assert srv.get_json("/api/settings") == {"Comfy.Notification.ShowVersionUpdates": False,
-                                                 "Comfy.ColorPalette": "light", "A.b": 3, "C.d": {"x": [1]}}
+        assert srv.get_json("/api/settings") == {
+            "Comfy.Notification.ShowVersionUpdates": False,
+            "Comfy.ColorPalette": "light",
+            "A.b": 3,
+            "C.d": {"x": [1]},
+        }
     finally:
         srv.stop()
 

@@ -1,24 +1,36 @@
 """Cross-site, foreign-Origin and foreign-Host requests are refused on every route, /ws included."""
+
 import asyncio
 
 import aiohttp
 import pytest
-
 from test_server_support import loop_prompt, make_server, server  # noqa: F401  (fixture)
 
-ROUTES = [("GET", "/"), ("GET", "/api/object_info"), ("GET", "/settings"), ("GET", "/scripts/app.js"),
-          ("POST", "/api/prompt"), ("POST", "/api/interrupt"), ("GET", "/api/view?filename=x.png"),
-          ("GET", "/api/userdata?dir=workflows"), ("GET", "/internal/logs")]
+ROUTES = [
+    ("GET", "/"),
+    ("GET", "/api/object_info"),
+    ("GET", "/settings"),
+    ("GET", "/scripts/app.js"),
+    ("POST", "/api/prompt"),
+    ("POST", "/api/interrupt"),
+    ("GET", "/api/view?filename=x.png"),
+    ("GET", "/api/userdata?dir=workflows"),
+    ("GET", "/internal/logs"),
+]
 
 
-@pytest.mark.parametrize("headers", [
-    {"Sec-Fetch-Site": "cross-site"},
-    {"Origin": "http://evil.example"},
-    {"Origin": "null"},
-    {"Host": "evil.example"},  # DNS rebinding: the attacker's name resolves to 127.0.0.1
-    {"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}"},
-    {"Host": "127.0.0.1.evil.example:{port}"},
-], ids=["cross-site", "foreign-origin", "null-origin", "foreign-host", "rebinding-matching-origin", "lookalike"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Host": "evil.example"},  # DNS rebinding: the attacker's name resolves to 127.0.0.1
+        {"Host": "evil.example:{port}", "Origin": "http://evil.example:{port}"},
+        {"Host": "127.0.0.1.evil.example:{port}"},
+    ],
+    ids=["cross-site", "foreign-origin", "null-origin", "foreign-host", "rebinding-matching-origin", "lookalike"],
+)
 def test_foreign_requests_get_403(server, headers):
     headers = {k: v.format(port=server.port) for k, v in headers.items()}
     for method, path in ROUTES:
@@ -31,13 +43,19 @@ def test_foreign_requests_get_403(server, headers):
 
 def test_same_origin_and_loopback_names_pass(server):
     port = server.port
-    for headers in ({}, {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"},
-                    {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"},
-                    {"Host": f"[::1]:{port}"}, {"Host": "localhost"}, {"Sec-Fetch-Site": "none"}):
+    for headers in (
+        {},
+        {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"},
+        {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"},
+        {"Host": f"[::1]:{port}"},
+        {"Host": "localhost"},
+        {"Sec-Fetch-Site": "none"},
+    ):
         status, _, _ = server.request("GET", "/api/users", headers=headers)
         assert status == 200, headers
-    status, _, _ = server.request("GET", "/api/users", headers={"Host": f"localhost:{port}",
-                                                                 "Origin": f"http://localhost:{port + 1}"})
+    status, _, _ = server.request(
+        "GET", "/api/users", headers={"Host": f"localhost:{port}", "Origin": f"http://localhost:{port + 1}"}
+    )
     assert status == 403
 
 
@@ -69,7 +87,8 @@ def test_websocket_upgrade_is_guarded(server):
 
 
 def test_cross_site_prompt_does_not_queue(server):
-    status, _, _ = server.request("POST", "/api/prompt", json_body={"prompt": loop_prompt()},
-                                  headers={"Origin": "http://evil.example"})
+    status, _, _ = server.request(
+        "POST", "/api/prompt", json_body={"prompt": loop_prompt()}, headers={"Origin": "http://evil.example"}
+    )
     assert status == 403
     assert server.get_json("/api/jobs")["pagination"]["total"] == 0

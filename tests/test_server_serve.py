@@ -1,4 +1,5 @@
 """``serve()`` as the CLI runs it: prints the URL, binds where asked, warns on a non-loopback bind."""
+
 import http.client
 import json
 import signal
@@ -6,8 +7,9 @@ import subprocess
 import sys
 import threading
 
-from framefold.host.server import _bind_hosts, startup_lines
 from test_server_support import free_port
+
+from framefold.host.server import _bind_hosts, startup_lines
 
 SCRIPT = """
 import sys
@@ -37,8 +39,12 @@ def test_startup_lines_warn_only_for_non_loopback_binds():
 
 def test_serve_prints_url_warns_and_keeps_the_host_guard(tmp_path):
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", SCRIPT, "0.0.0.0", str(port), str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, "0.0.0.0", str(port), str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     watchdog = threading.Timer(60, process.kill)  # never hang the suite on a stuck server
     watchdog.start()
     try:

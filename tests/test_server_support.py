@@ -3,6 +3,7 @@
 The nodes here exist only for tests, so the server tests do not depend on FrameFold's real nodes.
 The module also tests the pure helpers of the host (Host parsing, path containment, previews).
 """
+
 import asyncio
 import http.client
 import json
@@ -56,11 +57,13 @@ class FrameFoldTestLoop:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "source": ("FF_TEST", {"tooltip": "upstream"}),
-            "steps": ("INT", {"default": 3, "min": 1, "max": 10000, "tooltip": "loop length"}),
-            "step_delay": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "sleep"}),
-        }}
+        return {
+            "required": {
+                "source": ("FF_TEST", {"tooltip": "upstream"}),
+                "steps": ("INT", {"default": 3, "min": 1, "max": 10000, "tooltip": "loop length"}),
+                "step_delay": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "sleep"}),
+            }
+        }
 
     def run(self, source, steps, step_delay):
         generator = torch.Generator().manual_seed(source)
@@ -83,11 +86,13 @@ class FrameFoldTestSave:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "value": ("FF_TEST", {"tooltip": "what to save"}),
-            "filename_prefix": ("STRING", {"default": "test", "tooltip": "file name prefix"}),
-            "video": ("BOOLEAN", {"default": False, "tooltip": "write an mp4"}),
-        }}
+        return {
+            "required": {
+                "value": ("FF_TEST", {"tooltip": "what to save"}),
+                "filename_prefix": ("STRING", {"default": "test", "tooltip": "file name prefix"}),
+                "video": ("BOOLEAN", {"default": False, "tooltip": "write an mp4"}),
+            }
+        }
 
     def run(self, value, filename_prefix, video):
         out = io_dir("output")
@@ -144,8 +149,10 @@ def gate_prompt(value=0):
     return {"1": {"class_type": "FrameFoldTestGate", "inputs": {"value": value}}}
 
 
-TEST_NODES = {cls.__name__: cls for cls in (FrameFoldTestSource, FrameFoldTestLoop, FrameFoldTestSave,
-                                             FrameFoldTestFail, FrameFoldTestGate)}
+TEST_NODES = {
+    cls.__name__: cls
+    for cls in (FrameFoldTestSource, FrameFoldTestLoop, FrameFoldTestSave, FrameFoldTestFail, FrameFoldTestGate)
+}
 
 
 def write_test_mp4(path, seed, frames=8, size=64):
@@ -160,7 +167,7 @@ def write_test_mp4(path, seed, frames=8, size=64):
         for i in range(frames):
             image = np.zeros((size, size, 3), np.uint8)
             image[:, :, 0] = (seed * 40) % 256
-            image[:, (i * size // frames):(i * size // frames) + 8, 1] = 255
+            image[:, (i * size // frames) : (i * size // frames) + 8, 1] = 255
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
@@ -178,8 +185,10 @@ def loop_prompt(steps=3, delay=0.0, value=1, video=False, prefix="test"):
     return {
         "1": {"class_type": "FrameFoldTestSource", "inputs": {"value": value}},
         "2": {"class_type": "FrameFoldTestLoop", "inputs": {"source": ["1", 0], "steps": steps, "step_delay": delay}},
-        "3": {"class_type": "FrameFoldTestSave", "inputs": {"value": ["2", 0], "filename_prefix": prefix,
-                                                            "video": video}},
+        "3": {
+            "class_type": "FrameFoldTestSave",
+            "inputs": {"value": ["2", 0], "filename_prefix": prefix, "video": video},
+        },
     }
 
 
@@ -280,8 +289,15 @@ def make_server(tmp_path, registry=None, **kwargs):
     dirs = {name: tmp_path / name for name in ("input", "output", "temp", "user")}
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
-    app = create_app(executor=Executor(registry), registry=registry, input_dir=dirs["input"],
-                     output_dir=dirs["output"], temp_dir=dirs["temp"], user_dir=dirs["user"], **kwargs)
+    app = create_app(
+        executor=Executor(registry),
+        registry=registry,
+        input_dir=dirs["input"],
+        output_dir=dirs["output"],
+        temp_dir=dirs["temp"],
+        user_dir=dirs["user"],
+        **kwargs,
+    )
     server = ServerThread(app).start()
     server.dirs = dirs
     return server
@@ -296,8 +312,7 @@ async def ws_collect(server, client_id, until, timeout=30, send_flags=True, on_o
 
     messages = []
     async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(f"{server.base}/ws?clientId={client_id}",
-                                      headers={"Origin": server.base}) as ws:
+        async with session.ws_connect(f"{server.base}/ws?clientId={client_id}", headers={"Origin": server.base}) as ws:
             deadline = time.monotonic() + timeout
 
             async def receive_until(condition):
@@ -315,8 +330,14 @@ async def ws_collect(server, client_id, until, timeout=30, send_flags=True, on_o
 
             await receive_until(lambda m: any(x["type"] == "status" for x in m))
             if send_flags:
-                await ws.send_str(json.dumps({"type": "feature_flags", "data": {
-                    "supports_preview_metadata": True, "supports_progress_text_metadata": True}}))
+                await ws.send_str(
+                    json.dumps(
+                        {
+                            "type": "feature_flags",
+                            "data": {"supports_preview_metadata": True, "supports_progress_text_metadata": True},
+                        }
+                    )
+                )
                 await receive_until(lambda m: any(x["type"] == "feature_flags" for x in m))
             if on_open is not None:
                 await asyncio.get_running_loop().run_in_executor(None, on_open)
@@ -376,7 +397,7 @@ def test_latent_preview_is_a_jpeg_of_the_expected_size():
     assert decoded.shape[:2] == (8 * 32, 12 * 32)
     frame = preview_frame(jpeg, {"node_id": "2"})
     kind, length = struct.unpack(">II", frame[:8])
-    assert kind == 4 and json.loads(frame[8:8 + length]) == {"node_id": "2"} and frame[8 + length:] == jpeg
+    assert kind == 4 and json.loads(frame[8 : 8 + length]) == {"node_id": "2"} and frame[8 + length :] == jpeg
     assert struct.unpack(">II", preview_frame(jpeg)[:8]) == (1, 1)
 
 

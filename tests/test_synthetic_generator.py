@@ -1,4 +1,5 @@
 """The procedural video generator and the no-human evaluator (pipelines.synthetic, pipelines.metrics.evaluator)."""
+
 import numpy as np
 import pytest
 
@@ -37,7 +38,7 @@ def test_grammar_parse_round_trip_and_vocabulary_covers_every_caption():
 def test_scene_from_caption_renders_what_it_says():
     scene = synthetic.scene_from_caption("A Blue triangle moving up, on a gradient background.", 3)
     assert (scene.colour, scene.shape, scene.motion, scene.background) == ("blue", "triangle", "up", "gradient")
-    assert scene.end[1] < scene.start[1]          # up = smaller y
+    assert scene.end[1] < scene.start[1]  # up = smaller y
     with pytest.raises(ValueError, match="names no colour"):
         synthetic.scene_from_caption("a circle moving left on a black background", 0)
 
@@ -69,8 +70,11 @@ def test_evaluator_fails_mismatched_captions():
     for _ in range(12):
         scene = synthetic.random_scene(rng)
         video = synthetic.render_scene(scene)
-        for attr, pool in (("colour", synthetic.GRAMMAR.colours), ("motion", synthetic.GRAMMAR.motions),
-                           ("background", synthetic.GRAMMAR.backgrounds)):
+        for attr, pool in (
+            ("colour", synthetic.GRAMMAR.colours),
+            ("motion", synthetic.GRAMMAR.motions),
+            ("background", synthetic.GRAMMAR.backgrounds),
+        ):
             for other in pool:
                 if other == getattr(scene, attr):
                     continue
@@ -87,7 +91,7 @@ def test_evaluator_rejects_empty_and_flickering_videos():
     result = evaluate(blank, scene.caption)
     assert result["colour"] is None and not result["motion_ok"] and not result["stability_ok"]
     flicker = video.copy()
-    flicker[1::2] = synthetic.background_image("black")   # object gone every other frame
+    flicker[1::2] = synthetic.background_image("black")  # object gone every other frame
     assert evaluate(flicker, scene.caption)["stability_ok"] is False
 
 

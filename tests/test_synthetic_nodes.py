@@ -1,4 +1,5 @@
 """The synthetic-video and caption-check nodes."""
+
 import json
 
 import pytest
@@ -20,7 +21,8 @@ def test_nodes_are_registered_with_tooltips():
 
 def test_render_matches_the_pipeline_and_checks_out():
     video, caption = NODE_CLASS_MAPPINGS["FrameFoldSyntheticVideo"]().render(
-        "a cyan triangle moving down on a gray background", 5, 16, 64)
+        "a cyan triangle moving down on a gray background", 5, 16, 64
+    )
     scene = synthetic.scene_from_caption(caption, 5)
     assert isinstance(video, torch.Tensor) and video.shape == (16, 64, 64, 3)
     assert torch.equal(video, torch.from_numpy(synthetic.render_scene(scene)))
@@ -28,7 +30,8 @@ def test_render_matches_the_pipeline_and_checks_out():
     report, passed = out["result"]
     assert passed is True and json.loads(report)["motion_ok"] is True
     _, failed = NODE_CLASS_MAPPINGS["FrameFoldCaptionCheck"]().check(
-        video, "a cyan triangle moving up on a gray background")["result"]
+        video, "a cyan triangle moving up on a gray background"
+    )["result"]
     assert failed is False
 
 

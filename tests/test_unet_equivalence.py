@@ -3,6 +3,7 @@
 diffusers is a test-only oracle here: weights flow diffusers -> our loader's diffusers map, and
 LDM-named weights -> our loader and -> diffusers' own single-file converter.
 """
+
 import pytest
 import torch
 
@@ -14,8 +15,9 @@ TOL = 1e-4
 
 def tiny_config(**overrides):
     """Two levels, one res block, attention on the low-resolution level (diffusers-expressible)."""
-    base = dict(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
-                num_heads=2, context_dim=64)
+    base = dict(
+        model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2, context_dim=64
+    )
     return UNetConfig(**{**base, **overrides})
 
 
@@ -26,14 +28,24 @@ def diffusers_unet(config: UNetConfig, seed=0):
     levels = range(len(config.channel_mult))
     down = tuple("CrossAttnDownBlock2D" if l in config.attention_levels else "DownBlock2D" for l in levels)
     up = tuple("CrossAttnUpBlock2D" if l in config.attention_levels else "UpBlock2D" for l in reversed(levels))
-    heads = config.num_heads if config.num_heads != -1 else tuple(
-        config.model_channels * m // config.num_head_channels for m in config.channel_mult)
+    heads = (
+        config.num_heads
+        if config.num_heads != -1
+        else tuple(config.model_channels * m // config.num_head_channels for m in config.channel_mult)
+    )
     model = UNet2DConditionModel(
-        sample_size=16, in_channels=config.in_channels, out_channels=config.out_channels,
+        sample_size=16,
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
         block_out_channels=tuple(config.model_channels * m for m in config.channel_mult),
-        layers_per_block=config.num_res_blocks, down_block_types=down, up_block_types=up,
-        cross_attention_dim=config.context_dim, attention_head_dim=heads, norm_num_groups=config.norm_groups,
-        use_linear_projection=config.use_linear_projection, transformer_layers_per_block=config.transformer_depth,
+        layers_per_block=config.num_res_blocks,
+        down_block_types=down,
+        up_block_types=up,
+        cross_attention_dim=config.context_dim,
+        attention_head_dim=heads,
+        norm_num_groups=config.norm_groups,
+        use_linear_projection=config.use_linear_projection,
+        transformer_layers_per_block=config.transformer_depth,
     ).eval()
     randomise(model, seed)
     return model
@@ -57,11 +69,14 @@ def inputs(n=3, context_dim=64, seed=1, size=16):
     return x, t, c
 
 
-@pytest.mark.parametrize("overrides", [
-    {},
-    dict(num_heads=-1, num_head_channels=16, use_linear_projection=True),  # SD2-style
-    dict(attention_levels=(0, 1), transformer_depth=2),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        dict(num_heads=-1, num_head_channels=16, use_linear_projection=True),  # SD2-style
+        dict(attention_levels=(0, 1), transformer_depth=2),
+    ],
+)
 def test_matches_diffusers_unet_through_diffusers_key_map(overrides):
     config = tiny_config(**overrides)
     reference = diffusers_unet(config)
@@ -108,8 +123,9 @@ def test_control_residuals_match_diffusers_additional_residuals():
     with torch.no_grad():
         down = [torch.randn(s, generator=g) * 0.5 for s in skip_shapes(ours, x)]
         mid = torch.randn(down[-1].shape, generator=g) * 0.5
-        expected = reference(x, t, c, down_block_additional_residuals=tuple(down),
-                             mid_block_additional_residual=mid).sample
+        expected = reference(
+            x, t, c, down_block_additional_residuals=tuple(down), mid_block_additional_residual=mid
+        ).sample
         got = ours(x, t, c, control={"down": down, "mid": mid})
         plain = ours(x, t, c)
     assert (expected - got).abs().max().item() <= TOL

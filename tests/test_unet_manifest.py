@@ -1,9 +1,11 @@
 """The SD1.5 UNet part of a real checkpoint's key/shape manifest loads 1:1 into our UNet (meta device)."""
+
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from fixture_paths import MANIFESTS
 
 from framefold.pipelines.loading.unet_keys import (
     LDM_PREFIX,
@@ -14,17 +16,11 @@ from framefold.pipelines.loading.unet_keys import (
 )
 from framefold.pipelines.models.unet import UNetConfig, UNetModel
 
-from fixture_paths import MANIFESTS
-
 
 def manifest_unet_meta_state_dict():
     """The manifest's ``model.diffusion_model.`` keys as meta tensors of the listed shapes."""
     manifest = json.loads((MANIFESTS / "sd15_checkpoint.json").read_text())
-    return {
-        k: torch.empty(shape, device="meta")
-        for k, shape in manifest["keys"].items()
-        if k.startswith(LDM_PREFIX)
-    }
+    return {k: torch.empty(shape, device="meta") for k, shape in manifest["keys"].items() if k.startswith(LDM_PREFIX)}
 
 
 def test_sd15_manifest_loads_every_key_with_same_shape_and_nothing_left_over():
@@ -32,7 +28,7 @@ def test_sd15_manifest_loads_every_key_with_same_shape_and_nothing_left_over():
     assert len(sd) == 686
     unet = build_unet(sd)  # prefix stripped, config inferred, weights assigned (meta: no memory)
     ours = unet.state_dict()
-    stripped = {k[len(LDM_PREFIX):]: v for k, v in sd.items()}
+    stripped = {k[len(LDM_PREFIX) :]: v for k, v in sd.items()}
     assert set(ours) == set(stripped)
     for k, v in ours.items():
         assert tuple(v.shape) == tuple(stripped[k].shape), k
@@ -55,12 +51,10 @@ def test_diffusers_map_matches_diffusers_unet_names_and_shapes_at_sd15_config():
     from diffusers import UNet2DConditionModel
 
     with torch.device("meta"):
-        reference = UNet2DConditionModel(
-            cross_attention_dim=768, attention_head_dim=8, sample_size=64
-        ).state_dict()
+        reference = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64).state_dict()
     key_map = diffusers_key_map(UNetConfig.sd15())
     assert set(key_map) == set(reference)
-    stripped = {k[len(LDM_PREFIX):]: v for k, v in manifest_unet_meta_state_dict().items()}
+    stripped = {k[len(LDM_PREFIX) :]: v for k, v in manifest_unet_meta_state_dict().items()}
     for diffusers_name, ours in key_map.items():
         assert tuple(reference[diffusers_name].shape) == tuple(stripped[ours].shape), diffusers_name
 

@@ -1,4 +1,5 @@
 """AutoencoderKL: equivalence with diffusers, the original-format path, temporal decoder, chunked/tiled decode."""
+
 import pytest
 import torch
 
@@ -28,9 +29,15 @@ def _diffusers_vae():
     from diffusers import AutoencoderKL as DiffusersAutoencoderKL
 
     return DiffusersAutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), layers_per_block=1,
-        latent_channels=4, norm_num_groups=4).eval()
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+    ).eval()
 
 
 def _to_diffusers_state(sd, levels=2):
@@ -61,8 +68,10 @@ def test_diffusers_names_load_into_our_model():
     ref = _randomize(_diffusers_vae(), seed=3)
     sd = ref.state_dict()
     vae = build_vae(sd, TINY)
-    old = {k.replace("to_q", "query").replace("to_k", "key").replace("to_v", "value").replace("to_out.0", "proj_attn"): v
-           for k, v in sd.items()}
+    old = {
+        k.replace("to_q", "query").replace("to_k", "key").replace("to_v", "value").replace("to_out.0", "proj_attn"): v
+        for k, v in sd.items()
+    }
     vae_old = build_vae(old, TINY)
     z = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -80,7 +89,7 @@ def test_original_format_through_diffusers_single_file_converter():
     ref = _diffusers_vae()
     converted = convert_ldm_vae_checkpoint(ckpt, dict(ref.config))
     ref.load_state_dict(converted, strict=True)
-    ours = build_vae({k[len("first_stage_model."):]: v for k, v in ckpt.items()}, TINY)
+    ours = build_vae({k[len("first_stage_model.") :]: v for k, v in ckpt.items()}, TINY)
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(6)) * 2 - 1
     with torch.no_grad():
         assert (ours.model.encode_moments(x)[0] - ref.encode(x).latent_dist.mean).abs().max() <= 1e-4

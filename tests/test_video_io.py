@@ -1,4 +1,5 @@
 """Video read/write: round trips, colour, metadata, errors, atomic writes, frame utilities."""
+
 import json
 import math
 
@@ -10,6 +11,7 @@ import torch
 from framefold.pipelines.video import (
     VideoReadError,
     build_provenance,
+    colour,
     concat_videos,
     read_video,
     read_video_metadata,
@@ -18,7 +20,8 @@ from framefold.pipelines.video import (
     select_frames,
     write_video,
 )
-from framefold.pipelines.video import colour, io as vio, png as vpng
+from framefold.pipelines.video import io as vio
+from framefold.pipelines.video import png as vpng
 from framefold.pipelines.video.provenance import values_from_prompt
 
 F, H, W = 8, 48, 64
@@ -34,14 +37,27 @@ def smooth_frames():
     """Low-frequency colour gradients that move a little each frame (fair content for 4:2:0)."""
     yy, xx = torch.meshgrid(torch.linspace(0, 1, H), torch.linspace(0, 1, W), indexing="ij")
     return torch.stack(
-        [torch.stack([0.1 + 0.8 * xx, 0.2 + 0.7 * yy, 0.5 + 0.4 * torch.sin(3 * xx + 2 * yy + t / 4)], -1) for t in range(F)]
+        [
+            torch.stack([0.1 + 0.8 * xx, 0.2 + 0.7 * yy, 0.5 + 0.4 * torch.sin(3 * xx + 2 * yy + t / 4)], -1)
+            for t in range(F)
+        ]
     )
 
 
 # Saturated primaries/secondaries, white/black, and skin tones (8-bit sRGB values).
 PATCH_COLOURS = [
-    (255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 255, 255), (255, 0, 255), (255, 255, 0),
-    (255, 255, 255), (0, 0, 0), (255, 219, 172), (224, 172, 105), (198, 134, 66), (141, 85, 36),
+    (255, 0, 0),
+    (0, 255, 0),
+    (0, 0, 255),
+    (0, 255, 255),
+    (255, 0, 255),
+    (255, 255, 0),
+    (255, 255, 255),
+    (0, 0, 0),
+    (255, 219, 172),
+    (224, 172, 105),
+    (198, 134, 66),
+    (141, 85, 36),
 ]
 
 
@@ -138,7 +154,12 @@ def _encode_tagged_444(path, rgb, matrix, full_range, tag_space, tag_range):
         stream.codec_context.color_range = tag_range
         stream.options = {"qp": "0"}
         for i, img in enumerate(rgb):
-            codes = np.stack([np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in colour.rgb_to_ycbcr(img, matrix=matrix, full_range=full_range)])
+            codes = np.stack(
+                [
+                    np.clip(np.rint(p), 0, 255).astype(np.uint8)
+                    for p in colour.rgb_to_ycbcr(img, matrix=matrix, full_range=full_range)
+                ]
+            )
             frame = av.VideoFrame.from_ndarray(codes, format="yuv444p")
             frame.colorspace, frame.color_range, frame.pts = tag_space, tag_range, i
             for packet in stream.encode(frame):
@@ -167,7 +188,9 @@ def test_colour_matrix_round_trip_and_default():
     rgb = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32)
     for matrix in colour.MATRIX_COEFFICIENTS:
         for full in (False, True):
-            back = colour.ycbcr_to_rgb(*colour.rgb_to_ycbcr(rgb, matrix=matrix, full_range=full), matrix=matrix, full_range=full)
+            back = colour.ycbcr_to_rgb(
+                *colour.rgb_to_ycbcr(rgb, matrix=matrix, full_range=full), matrix=matrix, full_range=full
+            )
             np.testing.assert_allclose(back, rgb, atol=1e-5)
     # BT.709 limited: white -> (235, 128, 128), black -> (16, 128, 128), pure red Y = 16 + 219 * 0.2126.
     y, cb, cr = colour.rgb_to_ycbcr(np.array([[1, 1, 1], [0, 0, 0], [1, 0, 0]], np.float32))
@@ -200,7 +223,9 @@ def test_gif_palette_is_faithful_for_few_colours(tmp_path):
 @pytest.mark.parametrize("fmt,suffix", [("mp4", ".mp4"), ("webm", ".webm"), ("png", "")])
 def test_workflow_and_provenance_read_back(tmp_path, fmt, suffix):
     provenance = build_provenance(METADATA["prompt"], dtype="float32", attention_backend="sdpa", extra={"fps": 8.0})
-    path = write_video(quantized_noise(), tmp_path / f"c{suffix}", format=fmt, fps=8, metadata={**METADATA, "framefold": provenance})
+    path = write_video(
+        quantized_noise(), tmp_path / f"c{suffix}", format=fmt, fps=8, metadata={**METADATA, "framefold": provenance}
+    )
     meta = read_video_metadata(path)
     assert meta["prompt"] == METADATA["prompt"]
     assert meta["workflow"] == METADATA["workflow"]
@@ -222,7 +247,10 @@ def test_png_text_chunks_are_valid_and_unicode_safe(tmp_path):
 
 
 def test_provenance_skips_linked_inputs():
-    prompt = {"1": {"class_type": "A", "inputs": {"seed": ["2", 0]}}, "2": {"class_type": "Seed", "inputs": {"noise_seed": 7, "dtype": "fp16"}}}
+    prompt = {
+        "1": {"class_type": "A", "inputs": {"seed": ["2", 0]}},
+        "2": {"class_type": "Seed", "inputs": {"noise_seed": 7, "dtype": "fp16"}},
+    }
     found = values_from_prompt(prompt)
     assert found["seeds"] == [{"node": "2", "class_type": "Seed", "input": "noise_seed", "value": 7}]
     assert found["dtypes"][0]["value"] == "fp16"

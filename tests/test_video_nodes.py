@@ -1,4 +1,5 @@
 """Video and frame nodes: loading, saving (naming, previews, metadata), frame utilities, node metadata."""
+
 import json
 import time
 
@@ -39,7 +40,18 @@ def frames(n=8, seed=0, h=48, w=64):
 def save(images=None, fmt="mp4", prefix="sub/clip", **kwargs):
     """Run the save node with the test graph as hidden inputs."""
     node = video_nodes.FrameFoldSaveVideo()
-    return node.save(frames() if images is None else images, 12.0, prefix, fmt, 19, False, prompt=PROMPT, extra_pnginfo=EXTRA, unique_id="9", **kwargs)
+    return node.save(
+        frames() if images is None else images,
+        12.0,
+        prefix,
+        fmt,
+        19,
+        False,
+        prompt=PROMPT,
+        extra_pnginfo=EXTRA,
+        unique_id="9",
+        **kwargs,
+    )
 
 
 # ------------------------------------------------------------------------------------------ save
@@ -49,7 +61,10 @@ def test_save_mp4_names_preview_and_metadata(io_dirs):
     _, out = io_dirs
     first = save()
     assert first == {
-        "ui": {"images": [{"filename": "clip_00001_.mp4", "subfolder": "sub", "type": "output", "format": "video/mp4"}], "animated": [True]}
+        "ui": {
+            "images": [{"filename": "clip_00001_.mp4", "subfolder": "sub", "type": "output", "format": "video/mp4"}],
+            "animated": [True],
+        }
     }
     second = save()
     assert second["ui"]["images"][0]["filename"] == "clip_00002_.mp4"
@@ -68,7 +83,9 @@ def test_save_mp4_names_preview_and_metadata(io_dirs):
 def test_save_animated_formats(io_dirs, fmt, mime):
     _, out = io_dirs
     result = save(fmt=fmt, prefix="anim")
-    assert result["ui"]["images"] == [{"filename": f"anim_00001_.{fmt}", "subfolder": "", "type": "output", "format": mime}]
+    assert result["ui"]["images"] == [
+        {"filename": f"anim_00001_.{fmt}", "subfolder": "", "type": "output", "format": mime}
+    ]
     assert result["ui"]["animated"] == [True]
     assert (out / f"anim_00001_.{fmt}").is_file()
 
@@ -178,7 +195,14 @@ def test_frame_nodes():
     assert torch.equal(reversed_, video.flip(0))
     info = frame_nodes.FrameFoldVideoInfo().info(video, 4.0)
     assert info["result"][:3] == (8, 64, 48)
-    assert json.loads(info["ui"]["text"][0]) == {"frames": 8, "width": 64, "height": 48, "channels": 3, "fps": 4.0, "seconds": 2.0}
+    assert json.loads(info["ui"]["text"][0]) == {
+        "frames": 8,
+        "width": 64,
+        "height": 48,
+        "channels": 3,
+        "fps": 4.0,
+        "seconds": 2.0,
+    }
     with pytest.raises(NodeInputError, match="FrameFoldSelectFrames: input 'start'"):
         frame_nodes.FrameFoldSelectFrames().select(video, start=8)
 

@@ -1,6 +1,8 @@
 """Nodes: FrameFold Long Video Sampler (VidRD), Image to Video, FreeInit Options."""
+
 import pytest
 import torch
+from test_vidrd_tiny import cond, mixing_model
 
 from framefold import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from framefold.nodes._errors import NodeInputError
@@ -10,16 +12,27 @@ from framefold.pipelines.sampling import schedules
 from framefold.pipelines.sampling.freeinit import FreeInitOptions
 from framefold.pipelines.sampling.guidance import GuidedDenoiser
 from framefold.pipelines.sampling.vidrd import VidRDOptions, sample_long_video
-from test_vidrd_tiny import cond, mixing_model
 
 NODES = ("FrameFoldLongVideoSampler", "FrameFoldImageToVideo", "FrameFoldFreeInitOptions")
 
 
 def long_video(**changes):
     """Run the Long Video node on a tiny model with small defaults."""
-    args = dict(model=mixing_model(frame_window=8), positive=cond(1), negative=cond(2),
-                latent={"samples": torch.zeros(1, 4, 6, 6)}, seed=3, total_frames=20, clip_frames=0,
-                prompt_frames=2, alpha=4.0, beta=0.4, steps=3, cfg=2.0, overlap="drop")
+    args = dict(
+        model=mixing_model(frame_window=8),
+        positive=cond(1),
+        negative=cond(2),
+        latent={"samples": torch.zeros(1, 4, 6, 6)},
+        seed=3,
+        total_frames=20,
+        clip_frames=0,
+        prompt_frames=2,
+        alpha=4.0,
+        beta=0.4,
+        steps=3,
+        cfg=2.0,
+        overlap="drop",
+    )
     args.update(changes)
     return FrameFoldLongVideoSampler().sample(**args)[0]["samples"]
 
@@ -37,7 +50,7 @@ def test_registered_with_tooltips_categories_and_display_names():
         assert cls.CATEGORY.startswith("FrameFold/") and cls.DESCRIPTION
         spec = cls.INPUT_TYPES()
         for section in ("required", "optional"):
-            for input_name, (kind, *opts) in spec.get(section, {}).items():
+            for input_name, (_kind, *opts) in spec.get(section, {}).items():
                 assert opts and opts[0].get("tooltip"), (name, input_name)
 
 
@@ -48,8 +61,15 @@ def test_long_video_node_matches_the_pipeline():
     sigmas = schedules.sampling_sigmas(schedules.alphas_cumprod_from_config(model.schedule), 3, "leading")
     g = torch.Generator().manual_seed(3)
     first = torch.randn((8, 4, 6, 6), generator=g)
-    direct = sample_long_video(GuidedDenoiser(model, cond(1), cond(2), 2.0), (4, 6, 6), 20, sigmas, generator=g,
-                               options=VidRDOptions(8, 2, 4.0, 0.4, "drop"), first_noise=first).latent
+    direct = sample_long_video(
+        GuidedDenoiser(model, cond(1), cond(2), 2.0),
+        (4, 6, 6),
+        20,
+        sigmas,
+        generator=g,
+        options=VidRDOptions(8, 2, 4.0, 0.4, "drop"),
+        first_noise=first,
+    ).latent
     assert torch.equal(out, direct)
 
 
@@ -65,24 +85,28 @@ def test_long_video_node_seed_modes_and_frame_count():
 def test_long_video_node_per_frame_prompts():
     embeds = torch.randn(20, 4, 8, generator=torch.Generator().manual_seed(9))
     from framefold.pipelines.models.bundle import Conditioning
+
     out = long_video(positive=Conditioning(embeds, "per-frame"))
     assert out.shape == (20, 4, 6, 6) and not torch.allclose(out, long_video())
     with pytest.raises(NodeInputError, match="positive"):
         long_video(positive=Conditioning(embeds[:7], "wrong count"))
 
 
-@pytest.mark.parametrize("changes, bad", [
-    (dict(prompt_frames=8), "prompt_frames"),
-    (dict(clip_frames=9), "clip_frames"),
-    (dict(overlap="blend"), "overlap"),
-    (dict(sampler_name="heun"), "sampler_name"),
-    (dict(model="not a model"), "model"),
-    (dict(latent={"samples": torch.zeros(4, 6, 6)}), "latent"),
-    (dict(freeinit="x"), "freeinit"),
-    (dict(beta=1.5), "beta"),
-    (dict(alpha=-1.0), "alpha"),
-    (dict(noise_reuse="both"), "noise_reuse"),
-])
+@pytest.mark.parametrize(
+    "changes, bad",
+    [
+        (dict(prompt_frames=8), "prompt_frames"),
+        (dict(clip_frames=9), "clip_frames"),
+        (dict(overlap="blend"), "overlap"),
+        (dict(sampler_name="heun"), "sampler_name"),
+        (dict(model="not a model"), "model"),
+        (dict(latent={"samples": torch.zeros(4, 6, 6)}), "latent"),
+        (dict(freeinit="x"), "freeinit"),
+        (dict(beta=1.5), "beta"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(noise_reuse="both"), "noise_reuse"),
+    ],
+)
 def test_long_video_node_bad_inputs(changes, bad):
     with pytest.raises(NodeInputError, match=f"'{bad}'"):
         long_video(**changes)
@@ -91,8 +115,18 @@ def test_long_video_node_bad_inputs(changes, bad):
 def image_to_video(**changes):
     """Run the Image to Video node on a tiny model and VAE."""
     image = torch.rand(1, 16, 16, 3, generator=torch.Generator().manual_seed(5))
-    args = dict(model=mixing_model(frame_window=8), positive=cond(1), negative=cond(2), vae=tiny_vae(),
-                image=image, strength=1.0, frames=6, seed=0, steps=3, cfg=2.0)
+    args = dict(
+        model=mixing_model(frame_window=8),
+        positive=cond(1),
+        negative=cond(2),
+        vae=tiny_vae(),
+        image=image,
+        strength=1.0,
+        frames=6,
+        seed=0,
+        steps=3,
+        cfg=2.0,
+    )
     args.update(changes)
     return FrameFoldImageToVideo().generate(**args)[0]["samples"], args
 
@@ -114,12 +148,15 @@ def test_image_to_video_node_with_freeinit_still_pins_the_image():
     assert not torch.allclose(out[1:], plain[1:])
 
 
-@pytest.mark.parametrize("changes, bad", [
-    (dict(frames=9), "frames"),
-    (dict(strength=1.5), "strength"),
-    (dict(image=torch.rand(1, 18, 16, 3)), "image"),
-    (dict(vae="vae"), "vae"),
-])
+@pytest.mark.parametrize(
+    "changes, bad",
+    [
+        (dict(frames=9), "frames"),
+        (dict(strength=1.5), "strength"),
+        (dict(image=torch.rand(1, 18, 16, 3)), "image"),
+        (dict(vae="vae"), "vae"),
+    ],
+)
 def test_image_to_video_node_bad_inputs(changes, bad):
     with pytest.raises(NodeInputError, match=f"'{bad}'"):
         image_to_video(**changes)
@@ -136,6 +173,7 @@ def test_freeinit_options_node():
 
 def test_host_registry_sees_the_widgets_in_order():
     from framefold.host.registry import default_registry
+
     registry = default_registry()
     layout = [(w.kind, w.name) for w in registry.widget_layout("FrameFoldLongVideoSampler")]
     assert layout[:3] == [("input", "seed"), ("control", "seed"), ("input", "total_frames")]

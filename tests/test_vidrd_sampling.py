@@ -1,15 +1,16 @@
 """VidRD long-video generation: eq. 6-8 wiring, output assembly, bounded memory, determinism."""
+
 import math
 
 import pytest
 import torch
+from test_vidrd_tiny import cond, mixing_model
 
 from framefold.pipelines import progress
 from framefold.pipelines.noise import past_dependent_noise
 from framefold.pipelines.sampling import schedules, vidrd
 from framefold.pipelines.sampling.guidance import GuidedDenoiser
 from framefold.pipelines.sampling.vidrd import VidRDOptions, dsg_guided, sample_long_video
-from test_vidrd_tiny import cond, mixing_model
 
 FRAME = (4, 6, 6)
 
@@ -31,12 +32,12 @@ def run_observed(options, total, steps=6, seed=0, **kwargs):
         states.setdefault(clip, {})[step] = x.clone()
 
     g = torch.Generator().manual_seed(seed)
-    result = sample_long_video(denoise, FRAME, total, sigmas, generator=g, options=options, observer=observe,
-                               **kwargs)
+    result = sample_long_video(denoise, FRAME, total, sigmas, generator=g, options=options, observer=observe, **kwargs)
     return result, states, sigmas, model
 
 
 # ---- eq. 8 as a table -------------------------------------------------------------------------------------------
+
 
 def test_dsg_table_follows_eq8_literally():
     steps, m = 10, 4
@@ -70,6 +71,7 @@ def test_guided_steps_are_a_prefix_and_shrink_with_j():
 
 
 # ---- DSG replay inside a real run -------------------------------------------------------------------------------
+
 
 def test_beta_one_prompt_frames_follow_reversed_previous_trajectory_exactly():
     n, m, steps = 8, 3, 6
@@ -109,6 +111,7 @@ def test_default_beta_replays_the_listed_steps_only():
 
 # ---- FNR / PNS wiring -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("alpha", [None, 0.0, 4.0])
 def test_next_clip_initial_noise_is_eq6_or_eq7(alpha):
     n, m, steps = 8, 3, 4
@@ -120,18 +123,19 @@ def test_next_clip_initial_noise_is_eq6_or_eq7(alpha):
     noise1 = states[1][-1] / scale
     assert torch.allclose(noise0, first, atol=1e-6)
     if alpha is None:
-        expected = first.flip(0)                               # eq. 6
+        expected = first.flip(0)  # eq. 6
     else:
         # the generator was seeded 3 and nothing else drew from it before clip 1 (first noise given, DDIM eta 0)
         expected = past_dependent_noise(first, torch.Generator().manual_seed(3), m, alpha)
-        keep = alpha / math.sqrt(1 + alpha ** 2)
-        fresh = torch.randn((n, *FRAME), generator=torch.Generator().manual_seed(3)) / math.sqrt(1 + alpha ** 2)
-        assert torch.allclose(expected[m:], first.flip(0)[m:] * keep + fresh[m:], atol=1e-6)   # eq. 7 by hand
+        keep = alpha / math.sqrt(1 + alpha**2)
+        fresh = torch.randn((n, *FRAME), generator=torch.Generator().manual_seed(3)) / math.sqrt(1 + alpha**2)
+        assert torch.allclose(expected[m:], first.flip(0)[m:] * keep + fresh[m:], atol=1e-6)  # eq. 7 by hand
     assert torch.allclose(noise1, expected, atol=1e-5)
-    assert torch.equal(noise1[:m] * scale, states[0][-1].flip(0)[:m])   # prompt frames: exactly reversed
+    assert torch.equal(noise1[:m] * scale, states[0][-1].flip(0)[:m])  # prompt frames: exactly reversed
 
 
 # ---- output assembly --------------------------------------------------------------------------------------------
+
 
 def test_drop_mode_leaves_prompt_frames_out():
     n, m, steps = 8, 3, 4
@@ -139,10 +143,10 @@ def test_drop_mode_leaves_prompt_frames_out():
     total = n + 2 * (n - m)
     result, states, _, _ = run_observed(options, total=total, steps=steps)
     assert result.clips == 3 and result.joins == [n, n + (n - m)]
-    last = steps - 1                  # final sigma is 0: the last state is the clean latent
+    last = steps - 1  # final sigma is 0: the last state is the clean latent
     assert torch.equal(result.latent[:n], states[0][last])
-    assert torch.equal(result.latent[n:n + n - m], states[1][last][m:])
-    assert torch.equal(result.latent[n + n - m:], states[2][last][m:])
+    assert torch.equal(result.latent[n : n + n - m], states[1][last][m:])
+    assert torch.equal(result.latent[n + n - m :], states[2][last][m:])
 
 
 def test_keep_mode_concatenates_whole_clips_and_truncates():
@@ -152,12 +156,12 @@ def test_keep_mode_concatenates_whole_clips_and_truncates():
     result, states, _, _ = run_observed(options, total=total, steps=steps)
     assert result.clips == 3 and result.joins == [n, 2 * n]
     assert result.latent.shape == (total, *FRAME)
-    assert torch.equal(result.latent[n:2 * n], states[1][steps - 1])
-    assert torch.equal(result.latent[2 * n:], states[2][steps - 1][:3])
+    assert torch.equal(result.latent[n : 2 * n], states[1][steps - 1])
+    assert torch.equal(result.latent[2 * n :], states[2][steps - 1][:3])
 
 
 def test_clip_count_and_layout():
-    assert vidrd.clip_count(64, VidRDOptions()) == 5           # 16 + 4 * 12 = 64
+    assert vidrd.clip_count(64, VidRDOptions()) == 5  # 16 + 4 * 12 = 64
     assert vidrd.clip_count(64, VidRDOptions(overlap="keep")) == 4
     assert vidrd.clip_count(10, VidRDOptions()) == 1
     kept, start, positions = vidrd.clip_layout(1, VidRDOptions())
@@ -174,26 +178,33 @@ def test_per_clip_denoisers_get_output_positions():
         seen.append(positions)
         return denoise
 
-    sample_long_video(None, FRAME, 14, sigmas, generator=torch.Generator().manual_seed(0), options=options,
-                      denoise_for_clip=for_clip)
+    sample_long_video(
+        None, FRAME, 14, sigmas, generator=torch.Generator().manual_seed(0), options=options, denoise_for_clip=for_clip
+    )
     assert seen == [list(range(8)), [7, 6, 8, 9, 10, 11, 12, 13]]
 
 
 # ---- memory, determinism, progress, errors ----------------------------------------------------------------------
 
+
 def test_64_frames_from_a_16_frame_model_records_only_m_frames_times_steps():
     steps, m = 5, 4
     options = VidRDOptions(clip_frames=16, prompt_frames=m, beta=1.0)
     model, denoise, sigmas = setup(steps, 16)
-    result = sample_long_video(denoise, FRAME, 64, sigmas, generator=torch.Generator().manual_seed(0),
-                               options=options)
+    result = sample_long_video(denoise, FRAME, 64, sigmas, generator=torch.Generator().manual_seed(0), options=options)
     assert result.latent.shape == (64, *FRAME) and torch.isfinite(result.latent).all()
     assert result.clips == 5 and result.joins == [16, 28, 40, 52]
-    assert model.unet.max_frames_seen == 16        # never more than one clip through the model
+    assert model.unet.max_frames_seen == 16  # never more than one clip through the model
     assert result.recorded_shape == (steps, m, *FRAME)
     # default beta records only the guided steps of frame 0
-    result = sample_long_video(denoise, FRAME, 64, sigmas, generator=torch.Generator().manual_seed(0),
-                               options=VidRDOptions(clip_frames=16, prompt_frames=m, beta=0.4))
+    result = sample_long_video(
+        denoise,
+        FRAME,
+        64,
+        sigmas,
+        generator=torch.Generator().manual_seed(0),
+        options=VidRDOptions(clip_frames=16, prompt_frames=m, beta=0.4),
+    )
     assert result.recorded_shape == (2, m, *FRAME)
 
 
@@ -202,8 +213,9 @@ def test_same_seed_same_video_different_seed_differs():
     _, denoise, sigmas = setup(3, 8)
 
     def run(seed):
-        return sample_long_video(denoise, FRAME, 20, sigmas, generator=torch.Generator().manual_seed(seed),
-                                 options=options).latent
+        return sample_long_video(
+            denoise, FRAME, 20, sigmas, generator=torch.Generator().manual_seed(seed), options=options
+        ).latent
 
     a, b, c = run(5), run(5), run(6)
     assert torch.equal(a, b)
@@ -216,7 +228,7 @@ def test_progress_is_one_bar_over_all_clips():
     seen = []
     with progress.use_sink(progress.ProgressSink(lambda s, t, p: seen.append((s, t)))):
         sample_long_video(denoise, FRAME, 20, sigmas, generator=torch.Generator().manual_seed(0), options=options)
-    assert seen == [(k, 9) for k in range(1, 10)]      # 3 clips x 3 steps
+    assert seen == [(k, 9) for k in range(1, 10)]  # 3 clips x 3 steps
 
 
 def test_interrupt_stops_between_steps():
@@ -229,8 +241,17 @@ def test_interrupt_stops_between_steps():
     assert calls == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("kwargs", [dict(prompt_frames=16), dict(prompt_frames=-1), dict(beta=1.5),
-                                    dict(alpha=-1.0), dict(overlap="blend"), dict(clip_frames=0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(prompt_frames=16),
+        dict(prompt_frames=-1),
+        dict(beta=1.5),
+        dict(alpha=-1.0),
+        dict(overlap="blend"),
+        dict(clip_frames=0),
+    ],
+)
 def test_bad_options_raise(kwargs):
     with pytest.raises(ValueError):
         VidRDOptions(**kwargs)
@@ -240,11 +261,17 @@ def test_bad_first_noise_and_sampler_raise():
     _, denoise, sigmas = setup(2, 8)
     g = torch.Generator().manual_seed(0)
     with pytest.raises(ValueError, match="first_noise"):
-        sample_long_video(denoise, FRAME, 10, sigmas, generator=g, options=VidRDOptions(clip_frames=8),
-                          first_noise=torch.zeros(7, *FRAME))
+        sample_long_video(
+            denoise,
+            FRAME,
+            10,
+            sigmas,
+            generator=g,
+            options=VidRDOptions(clip_frames=8),
+            first_noise=torch.zeros(7, *FRAME),
+        )
     with pytest.raises(ValueError, match="sampler"):
-        sample_long_video(denoise, FRAME, 10, sigmas, generator=g, options=VidRDOptions(clip_frames=8),
-                          sampler="heun")
+        sample_long_video(denoise, FRAME, 10, sigmas, generator=g, options=VidRDOptions(clip_frames=8), sampler="heun")
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "euler", "euler_ancestral", "dpmpp_2m", "lcm"])
@@ -252,8 +279,9 @@ def test_every_sampler_replays_frame_zero_at_beta_one(sampler):
     n = 8
     options = VidRDOptions(clip_frames=n, prompt_frames=2, beta=1.0, overlap="keep")
     _, denoise, sigmas = setup(3, n)
-    result = sample_long_video(denoise, FRAME, 2 * n, sigmas, generator=torch.Generator().manual_seed(0),
-                               options=options, sampler=sampler)
+    result = sample_long_video(
+        denoise, FRAME, 2 * n, sigmas, generator=torch.Generator().manual_seed(0), options=options, sampler=sampler
+    )
     assert torch.equal(result.latent[n], result.latent[n - 1])
     assert torch.isfinite(result.latent).all()
 

@@ -1,4 +1,5 @@
 """Tiny models for the VidRD / image-to-video / FreeInit tests (imported by tests/test_vidrd_*.py, test_i2v_*.py)."""
+
 import torch
 from einops import rearrange
 
@@ -38,8 +39,9 @@ class MixingUNet(torch.nn.Module):
 
 def mixing_model(seed=0, frame_window=16):
     """A DiffusionModel around MixingUNet with SD's schedule."""
-    return DiffusionModel(unet=MixingUNet(seed=seed, frame_window=frame_window), schedule=ScheduleConfig(),
-                          frame_window=frame_window)
+    return DiffusionModel(
+        unet=MixingUNet(seed=seed, frame_window=frame_window), schedule=ScheduleConfig(), frame_window=frame_window
+    )
 
 
 def cond(seed, frames=1, length=4, dim=8):
@@ -56,7 +58,7 @@ def test_mixing_unet_mixes_frames_and_enforces_window():
     x2 = x.clone()
     x2[3] += 1.0
     out2 = model(x2, torch.full((4,), 500.0), ctx, num_frames=4)
-    assert not torch.allclose(out[0], out2[0])       # frame 3 influenced frame 0
+    assert not torch.allclose(out[0], out2[0])  # frame 3 influenced frame 0
     try:
         model(torch.randn(5, 4, 3, 3), torch.full((5,), 1.0), cond(1).embeds.expand(5, -1, -1), num_frames=5)
     except ValueError:

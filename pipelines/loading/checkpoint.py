@@ -10,6 +10,7 @@ FrameFold checkpoint: the same key layout plus a safetensors ``__metadata__["fra
 "tokenizer": {"type": ...}, "schedule": {...ScheduleConfig}}``; those configs are used instead of inferring
 them from shapes. :func:`save_framefold_checkpoint` writes such a file.
 """
+
 import dataclasses
 import json
 import re
@@ -32,9 +33,18 @@ VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer.text_model."
 CLIP_PREFIXES = ("cond_stage_model.transformer.", "cond_stage_model.model.")
 SCHEDULE_BUFFERS = (
-    "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
-    "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
-    "posterior_variance", "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2",
+    "betas",
+    "alphas_cumprod",
+    "alphas_cumprod_prev",
+    "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod",
+    "log_one_minus_alphas_cumprod",
+    "sqrt_recip_alphas_cumprod",
+    "sqrt_recipm1_alphas_cumprod",
+    "posterior_variance",
+    "posterior_log_variance_clipped",
+    "posterior_mean_coef1",
+    "posterior_mean_coef2",
     "logvar",
 )
 IGNORED_PREFIXES = ("model_ema.",)
@@ -46,8 +56,11 @@ class CheckpointKeyError(ValueError):
     def __init__(self, what, missing=(), unexpected=(), mismatched=()):
         self.missing, self.unexpected, self.mismatched = sorted(missing), sorted(unexpected), sorted(mismatched)
         parts = []
-        for label, items in (("missing", self.missing), ("unexpected", self.unexpected),
-                             ("shape mismatch", self.mismatched)):
+        for label, items in (
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+            ("shape mismatch", self.mismatched),
+        ):
             if items:
                 parts.append(f"{len(items)} {label}: " + ", ".join(items))
         super().__init__(f"{what}: keys do not match the model: " + "; ".join(parts))
@@ -68,9 +81,9 @@ def split_checkpoint(state_dict, what="checkpoint") -> CheckpointParts:
     unet, vae, clip, ignored, unknown = {}, {}, {}, [], []
     for key, value in state_dict.items():
         if key.startswith(UNET_PREFIX):
-            unet[key[len(UNET_PREFIX):]] = value
+            unet[key[len(UNET_PREFIX) :]] = value
         elif key.startswith(VAE_PREFIX):
-            vae[key[len(VAE_PREFIX):]] = value
+            vae[key[len(VAE_PREFIX) :]] = value
         elif key.startswith(CLIP_PREFIXES):
             clip[key] = value
         elif key in SCHEDULE_BUFFERS or key.startswith(IGNORED_PREFIXES):
@@ -79,8 +92,11 @@ def split_checkpoint(state_dict, what="checkpoint") -> CheckpointParts:
             unknown.append(key)
     if unknown:
         raise CheckpointKeyError(what, unexpected=unknown)
-    for label, part in (("UNet (model.diffusion_model.*)", unet), ("VAE (first_stage_model.*)", vae),
-                        ("text encoder (cond_stage_model.transformer.*)", clip)):
+    for label, part in (
+        ("UNet (model.diffusion_model.*)", unet),
+        ("VAE (first_stage_model.*)", vae),
+        ("text encoder (cond_stage_model.transformer.*)", clip),
+    ):
         if not part:
             raise CheckpointKeyError(what, missing=[f"every {label} key"])
     return CheckpointParts(unet, vae, clip, tuple(ignored))
@@ -90,8 +106,11 @@ def check_keys(model_keys: Dict[str, tuple], state_dict, what, optional_prefixes
     """Raise :class:`CheckpointKeyError` unless names and shapes match exactly (optional ones may be absent)."""
     missing = [k for k in model_keys if k not in state_dict and not _is_optional(k, optional_prefixes)]
     unexpected = [k for k in state_dict if k not in model_keys]
-    mismatched = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(model_keys[k])}"
-                  for k in model_keys if k in state_dict and tuple(state_dict[k].shape) != tuple(model_keys[k])]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(model_keys[k])}"
+        for k in model_keys
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(model_keys[k])
+    ]
     if missing or unexpected or mismatched:
         raise CheckpointKeyError(what, missing, unexpected, mismatched)
 
@@ -124,7 +143,9 @@ def infer_vae_config(sd, **overrides) -> AutoencoderKLConfig:
     cfg = dict(
         in_channels=sd["encoder.conv_in.weight"].shape[1],
         out_channels=sd["decoder.conv_out.weight"].shape[0],
-        ch=ch, ch_mult=mults, num_res_blocks=blocks,
+        ch=ch,
+        ch_mult=mults,
+        num_res_blocks=blocks,
         z_channels=sd["decoder.conv_in.weight"].shape[1],
         embed_dim=sd["post_quant_conv.weight"].shape[1],
         mid_attention="encoder.mid.attn_1.q.weight" in sd,
@@ -141,7 +162,8 @@ def infer_vae_config(sd, **overrides) -> AutoencoderKLConfig:
         raise ValueError(
             f"VAE with channel widths {widths}: GroupNorm groups cannot be read from the weights and the SD default "
             f"({groups}) does not divide them; save the VAE with its config (save_vae / save_framefold_checkpoint) "
-            f"or pass norm_groups")
+            f"or pass norm_groups"
+        )
     return AutoencoderKLConfig(**cfg)
 
 
@@ -158,8 +180,14 @@ def _init_new_temporal_layers(model: AutoencoderKL):
             torch.nn.init.zeros_(module.convs[-1].bias)
 
 
-def build_vae(state_dict, config: Optional[AutoencoderKLConfig] = None, dtype=torch.float32,
-              temporal_decoder: bool = False, what="VAE", name="") -> VAE:
+def build_vae(
+    state_dict,
+    config: Optional[AutoencoderKLConfig] = None,
+    dtype=torch.float32,
+    temporal_decoder: bool = False,
+    what="VAE",
+    name="",
+) -> VAE:
     """A :class:`VAE` from a VAE state dict (original or diffusers naming, no prefix).
 
     temporal_decoder=True adds Temp-Conv layers even when the file has none (as identities, for training).
@@ -189,7 +217,7 @@ def load_vae(path, dtype=None, temporal_decoder: bool = False) -> VAE:
     sd, metadata = read_state_dict(path)
     detect.require_format(path, sd, metadata, {detect.STANDALONE_VAE, detect.DIFFUSERS_VAE}, "FrameFold Load VAE")
     if any(k.startswith(VAE_PREFIX) for k in sd):
-        sd = {k[len(VAE_PREFIX):]: v for k, v in sd.items() if k.startswith(VAE_PREFIX)}
+        sd = {k[len(VAE_PREFIX) :]: v for k, v in sd.items() if k.startswith(VAE_PREFIX)}
     ff = read_framefold_metadata(metadata)
     config = AutoencoderKLConfig.from_dict(ff["vae"]) if ff and "vae" in ff else None
     return build_vae(sd, config, dtype, temporal_decoder, what=f"VAE file {Path(path).name}", name=Path(path).stem)
@@ -202,8 +230,15 @@ def save_vae(path, vae) -> Path:
 
 
 # --------------------------------------------------------------------------- CLIP
-def build_text_encoder(state_dict, config: Optional[CLIPTextConfig] = None, tokenizer=None, dtype=torch.float32,
-                       clip_skip: Optional[int] = None, what="text encoder", name="") -> TextEncoder:
+def build_text_encoder(
+    state_dict,
+    config: Optional[CLIPTextConfig] = None,
+    tokenizer=None,
+    dtype=torch.float32,
+    clip_skip: Optional[int] = None,
+    what="text encoder",
+    name="",
+) -> TextEncoder:
     """A :class:`TextEncoder` from a CLIP state dict (SD1 / NAI / transformers naming, or SD2 OpenCLIP).
 
     clip_skip None: 1 for CLIP, 2 for SD2's OpenCLIP (SD2 was trained on the penultimate layer, as ComfyUI uses).
@@ -256,8 +291,9 @@ def assemble_checkpoint(state_dict, metadata=None, dtype=None, name="checkpoint"
     vae = build_vae(parts.vae, vae_cfg, dtype, what=f"{name} VAE (first_stage_model.*)", name=name)
     clip_cfg = CLIPTextConfig.from_dict(ff["text_encoder"]) if "text_encoder" in ff else None
     tokenizer = build_tokenizer(ff["tokenizer"]) if "tokenizer" in ff else None
-    text_encoder = build_text_encoder(parts.clip, clip_cfg, tokenizer, dtype,
-                                      what=f"{name} text encoder (cond_stage_model.*)", name=name)
+    text_encoder = build_text_encoder(
+        parts.clip, clip_cfg, tokenizer, dtype, what=f"{name} text encoder (cond_stage_model.*)", name=name
+    )
     model_kwargs = {"frame_window": int(ff["frame_window"])} if "frame_window" in ff else {}
     model = DiffusionModel(unet=unet, schedule=_schedule_from_dict(ff.get("schedule")), name=name, **model_kwargs)
     return model, text_encoder, vae
@@ -270,8 +306,9 @@ def load_checkpoint(path, dtype=None) -> Tuple[DiffusionModel, TextEncoder, VAE]
     ControlNets, VAEs) are refused with an error naming the loader to use.
     """
     sd, metadata = read_state_dict(path)
-    detect.require_format(path, sd, metadata, {detect.SD_CHECKPOINT, detect.FRAMEFOLD_CHECKPOINT},
-                          "FrameFold Load Checkpoint")
+    detect.require_format(
+        path, sd, metadata, {detect.SD_CHECKPOINT, detect.FRAMEFOLD_CHECKPOINT}, "FrameFold Load Checkpoint"
+    )
     return assemble_checkpoint(sd, metadata, dtype, name=Path(path).stem)
 
 
@@ -281,8 +318,9 @@ def _config_dict(config) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def save_framefold_checkpoint(path, unet, vae, text_encoder, schedule: ScheduleConfig = ScheduleConfig(),
-                              extra: Optional[dict] = None) -> Path:
+def save_framefold_checkpoint(
+    path, unet, vae, text_encoder, schedule: Optional[ScheduleConfig] = None, extra: Optional[dict] = None
+) -> Path:
     """Write a FrameFold checkpoint: SD key layout + ``framefold`` metadata with every config.
 
     unet: a UNetModel (with ``.config``); vae: :class:`VAE` or AutoencoderKL; text_encoder: :class:`TextEncoder`
@@ -299,7 +337,7 @@ def save_framefold_checkpoint(path, unet, vae, text_encoder, schedule: ScheduleC
         "vae": _config_dict(vae_model.config),
         "text_encoder": _config_dict(text_encoder.model.config),
         "tokenizer": text_encoder.tokenizer.to_config(),
-        "schedule": _config_dict(schedule),
+        "schedule": _config_dict(schedule or ScheduleConfig()),
     }
     meta.update(extra or {})
     return write_safetensors(path, tensors, {"framefold": json.dumps(meta)})

@@ -10,7 +10,9 @@ Accepted layouts (facts from the public formats):
   holding q, k, v stacked, ``ln_1/ln_2``, ``mlp.c_fc/c_proj``, ``positional_embedding``, ``ln_final``); converted
   to the CLIP names (``text_projection`` and ``logit_scale`` are not needed for per-token embeddings).
 """
+
 import re
+
 SD_CLIP_PREFIXES = (
     "cond_stage_model.transformer.text_model.",
     "cond_stage_model.transformer.",
@@ -27,7 +29,7 @@ def strip_clip_prefix(state_dict, prefixes=SD_CLIP_PREFIXES + HF_PREFIXES) -> di
     """Remove the first prefix (longest first) that every key carries; otherwise keep keys as they are."""
     for prefix in sorted(prefixes, key=len, reverse=True):
         if state_dict and all(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items()}
+            return {k[len(prefix) :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
@@ -39,19 +41,28 @@ def is_open_clip(state_dict) -> bool:
 def _open_clip_to_clip(sd) -> dict:
     """OpenCLIP text tower names -> CLIP names; the stacked in_proj is split into q, k, v."""
     out = {}
-    simple = {"token_embedding.weight": "embeddings.token_embedding.weight",
-              "positional_embedding": "embeddings.position_embedding.weight",
-              "ln_final.weight": "final_layer_norm.weight", "ln_final.bias": "final_layer_norm.bias"}
-    parts = {"ln_1": "layer_norm1", "ln_2": "layer_norm2", "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2",
-             "attn.out_proj": "self_attn.out_proj"}
+    simple = {
+        "token_embedding.weight": "embeddings.token_embedding.weight",
+        "positional_embedding": "embeddings.position_embedding.weight",
+        "ln_final.weight": "final_layer_norm.weight",
+        "ln_final.bias": "final_layer_norm.bias",
+    }
+    parts = {
+        "ln_1": "layer_norm1",
+        "ln_2": "layer_norm2",
+        "mlp.c_fc": "mlp.fc1",
+        "mlp.c_proj": "mlp.fc2",
+        "attn.out_proj": "self_attn.out_proj",
+    }
     for key, value in sd.items():
         if key in simple:
             out[simple[key]] = value
             continue
         if key in OPEN_CLIP_UNUSED:
             continue
-        m = re.fullmatch(r"transformer\.resblocks\.(\d+)\.(.*)\.(weight|bias)", key) or \
-            re.fullmatch(r"transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)()", key)
+        m = re.fullmatch(r"transformer\.resblocks\.(\d+)\.(.*)\.(weight|bias)", key) or re.fullmatch(
+            r"transformer\.resblocks\.(\d+)\.attn\.in_proj_(weight|bias)()", key
+        )
         if not m:
             out[key] = value  # unknown: reported by the key check
             continue
@@ -87,8 +98,14 @@ def infer_clip_config(state_dict, **overrides):
     positions = state_dict["embeddings.position_embedding.weight"].shape[0]
     layers = 1 + max(int(k.split(".")[2]) for k in state_dict if k.startswith("encoder.layers."))
     intermediate = state_dict["encoder.layers.0.mlp.fc1.weight"].shape[0]
-    cfg = dict(vocab_size=vocab, hidden_size=hidden, num_layers=layers, num_heads=max(1, hidden // 64),
-               intermediate_size=intermediate, max_positions=positions)
+    cfg = dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=max(1, hidden // 64),
+        intermediate_size=intermediate,
+        max_positions=positions,
+    )
     cfg.update(overrides)
     return CLIPTextConfig(**cfg)
 

@@ -2,6 +2,7 @@
 
 :func:`detect_format` looks only at key names (and the ``framefold`` metadata entry), never at values.
 """
+
 import json
 from pathlib import Path
 
@@ -16,8 +17,18 @@ CONTROLNET = "controlnet"
 CLIP_TEXT = "clip_text"
 UNKNOWN = "unknown"
 
-FORMATS = (SD_CHECKPOINT, FRAMEFOLD_CHECKPOINT, DIFFUSERS_UNET, DIFFUSERS_VAE, DIFFUSERS_FOLDER, STANDALONE_VAE,
-           MOTION_MODULE, CONTROLNET, CLIP_TEXT, UNKNOWN)
+FORMATS = (
+    SD_CHECKPOINT,
+    FRAMEFOLD_CHECKPOINT,
+    DIFFUSERS_UNET,
+    DIFFUSERS_VAE,
+    DIFFUSERS_FOLDER,
+    STANDALONE_VAE,
+    MOTION_MODULE,
+    CONTROLNET,
+    CLIP_TEXT,
+    UNKNOWN,
+)
 
 # Which FrameFold node loads each format (for "wrong loader" messages).
 LOADER_FOR_FORMAT = {
@@ -139,7 +150,7 @@ def require_format(path, state_dict, metadata, accepted, loader_name):
         sample = ", ".join(list(state_dict)[:5])
         raise WrongLoaderError(
             f"{Path(path).name}: {loader_name} cannot load this file: its keys match no known format "
-            f"(first keys: {sample}).")
+            f"(first keys: {sample})."
+        )
     hint = LOADER_FOR_FORMAT.get(fmt, "another loader")
-    raise WrongLoaderError(
-        f"{Path(path).name} is {what}, not something {loader_name} loads; load it with {hint}.")
+    raise WrongLoaderError(f"{Path(path).name} is {what}, not something {loader_name} loads; load it with {hint}.")

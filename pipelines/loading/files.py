@@ -3,6 +3,7 @@
 Nothing is ever unpickled freely: a ``.ckpt`` whose pickle asks to run code is refused by PyTorch's
 weights-only unpickler, and the error names the file.
 """
+
 import json
 import os
 import tempfile
@@ -16,9 +17,12 @@ PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin")
 WRAPPER_KEYS = ("state_dict", "params_ema", "params", "model", "module")
 
 _DTYPES = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "fp16": torch.float16, "float16": torch.float16,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
 }
 
 
@@ -50,8 +54,7 @@ def _read_safetensors(path: Path, device: str) -> Tuple[Dict[str, torch.Tensor],
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own SafetensorError types
-        raise WeightFileError(
-            f"{path}: not a valid safetensors file (truncated or corrupt download?): {e}") from e
+        raise WeightFileError(f"{path}: not a valid safetensors file (truncated or corrupt download?): {e}") from e
     return tensors, metadata
 
 
@@ -76,8 +79,11 @@ def _read_pickle(path: Path, device: str) -> Tuple[Dict[str, torch.Tensor], dict
             raise WeightFileError(
                 f"{path}: refused to load: the pickle contains objects other than tensors (possibly code). "
                 f"FrameFold only loads weights (torch.load(weights_only=True)); convert the file to safetensors "
-                f"with a tool you trust. Details: {_unpickler_reason(text, e)}") from e
-        raise WeightFileError(f"{path}: could not read the checkpoint (truncated or corrupt?): {type(e).__name__}: {e}") from e
+                f"with a tool you trust. Details: {_unpickler_reason(text, e)}"
+            ) from e
+        raise WeightFileError(
+            f"{path}: could not read the checkpoint (truncated or corrupt?): {type(e).__name__}: {e}"
+        ) from e
     return obj, {}
 
 
@@ -97,7 +103,7 @@ def unwrap_state_dict(obj, path="<memory>") -> Dict[str, torch.Tensor]:
     if not tensors:
         raise WeightFileError(f"{path}: contains no tensors (top-level keys: {sorted(map(str, obj))[:10]})")
     if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -128,7 +134,8 @@ def read_state_dict(path, *, dtype=None, device="cpu") -> Tuple[Dict[str, torch.
     else:
         raise WeightFileError(
             f"{path}: unknown weight file type {suffix!r}; expected one of "
-            f"{', '.join(SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS)}")
+            f"{', '.join(SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS)}"
+        )
     return cast_state_dict(unwrap_state_dict(tensors, path), dtype), metadata
 
 
@@ -171,7 +178,10 @@ def save_latent_file(path, samples: torch.Tensor, metadata: Optional[dict] = Non
 
     The ``latent_format_version_0`` marker tells ComfyUI's Load Latent the values are already scaled.
     """
-    tensors = {"latent_tensor": samples.detach().float().contiguous().cpu(), "latent_format_version_0": torch.tensor([])}
+    tensors = {
+        "latent_tensor": samples.detach().float().contiguous().cpu(),
+        "latent_format_version_0": torch.tensor([]),
+    }
     return write_safetensors(path, tensors, metadata)
 
 

@@ -10,6 +10,7 @@ Version (as ComfyUI-AnimateDiff-Evolved and diffusers detect it): a mid block me
 positional table of 24 frames means v1 and 32 means v3. v1 also switches the UNet's ResBlock GroupNorms
 to joint-across-frames statistics (see ``MotionModuleConfig.unet_joint_groupnorm``).
 """
+
 import re
 
 import torch
@@ -125,7 +126,9 @@ def infer_motion_config(state_dict, *, num_heads=8, norm_groups=32, pe_length=No
     levels = 1 + max(int(m.group(1)) for k in sd for m in [re.match(r"down_blocks\.(\d+)\.", k)] if m)
     prefix = "down_blocks.{}.motion_modules.0.temporal_transformer."
     channels = tuple(sd[prefix.format(l) + "norm.weight"].shape[0] for l in range(levels))
-    per_level = 1 + max(int(m.group(1)) for k in sd for m in [re.match(r"down_blocks\.0\.motion_modules\.(\d+)\.", k)] if m)
+    per_level = 1 + max(
+        int(m.group(1)) for k in sd for m in [re.match(r"down_blocks\.0\.motion_modules\.(\d+)\.", k)] if m
+    )
     first = prefix.format(0)
     depth = 1 + max(
         int(m.group(1)) for k in sd for m in [re.match(re.escape(first) + r"transformer_blocks\.(\d+)\.", k)] if m
@@ -160,7 +163,9 @@ def infer_motion_config(state_dict, *, num_heads=8, norm_groups=32, pe_length=No
     return MotionModuleConfig(**fields)
 
 
-def build_motion_module(state_dict, dtype=None, config: MotionModuleConfig = None, *, pe_length=None, **config_overrides):
+def build_motion_module(
+    state_dict, dtype=None, config: MotionModuleConfig = None, *, pe_length=None, **config_overrides
+):
     """A :class:`MotionModule` with the weights of ``state_dict`` (released or diffusers naming).
 
     config: inferred from shapes when None. Missing or unexpected keys are an error listing them;

@@ -8,6 +8,7 @@
 Missing or unexpected keys, and shape mismatches, are errors that list them; nothing is skipped silently.
 Weights are assigned, not copied (the model is built on the meta device first).
 """
+
 import re
 
 import torch
@@ -46,7 +47,7 @@ class StateDictMismatch(ValueError):
 def strip_prefix(state_dict, prefix=LDM_PREFIX):
     """Keys without ``prefix`` when every key has it (others are returned unchanged)."""
     if state_dict and all(k.startswith(prefix) for k in state_dict):
-        return {k[len(prefix):]: v for k, v in state_dict.items()}
+        return {k[len(prefix) :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
@@ -80,7 +81,9 @@ def infer_unet_config(state_dict) -> UNetConfig:
     if is_diffusers_unet(sd):
         return infer_diffusers_unet_config(sd)
     if "input_blocks.0.0.weight" not in sd:
-        raise ValueError("not a UNet state dict: 'input_blocks.0.0.weight' (LDM) or 'conv_in.weight' (diffusers) missing")
+        raise ValueError(
+            "not a UNet state dict: 'input_blocks.0.0.weight' (LDM) or 'conv_in.weight' (diffusers) missing"
+        )
     conv_in = sd["input_blocks.0.0.weight"]
     mc = conv_in.shape[0]
     last_input = _max_index(sd, r"input_blocks\.(\d+)\.")
@@ -154,7 +157,7 @@ def _resblock_rest(rest):
     """Rename the inside of a ResBlock key (``in_layers.0.weight`` -> ``norm1.weight``)."""
     for ldm, diff in _RESBLOCK_TO_DIFFUSERS.items():
         if rest == ldm or rest.startswith(ldm + "."):
-            return diff + rest[len(ldm):]
+            return diff + rest[len(ldm) :]
     raise KeyError(rest)
 
 
@@ -171,7 +174,7 @@ def ldm_to_diffusers_key(key, config: UNetConfig):
     }
     for ldm, diff in simple.items():
         if key.startswith(ldm):
-            return diff + key[len(ldm):]
+            return diff + key[len(ldm) :]
     m = re.match(r"input_blocks\.(\d+)\.(\d+)\.(.+)", key)
     if m:
         n, layer, rest = int(m.group(1)), int(m.group(2)), m.group(3)

@@ -6,6 +6,7 @@ Facts used (from the public key layouts): diffusers ``up_blocks.k`` is original 
 (older files: ``query, key, value, proj_attn``) <-> ``norm, q, k, v, proj_out``. Diffusers stores those
 attention projections as Linear ``[C, C]``; the original uses 1x1 convs ``[C, C, 1, 1]``.
 """
+
 import re
 
 ORIGINAL_MARKERS = ("encoder.down.0.block.0.conv1.weight", "decoder.up.0.block.0.conv1.weight")
@@ -16,10 +17,14 @@ IGNORED_VAE_PREFIXES = ("loss.", "loss_")
 
 _ATTN_NAMES = {
     "group_norm": "norm",
-    "to_q": "q", "query": "q",
-    "to_k": "k", "key": "k",
-    "to_v": "v", "value": "v",
-    "to_out.0": "proj_out", "proj_attn": "proj_out",
+    "to_q": "q",
+    "query": "q",
+    "to_k": "k",
+    "key": "k",
+    "to_v": "v",
+    "value": "v",
+    "to_out.0": "proj_out",
+    "proj_attn": "proj_out",
 }
 _LEAF_NAMES = {"conv_shortcut": "nin_shortcut"}
 
@@ -31,8 +36,7 @@ def is_diffusers_vae(state_dict) -> bool:
 
 def drop_ignored_vae_keys(state_dict) -> dict:
     """Remove EMA counters and training-loss tensors that some standalone VAE files carry."""
-    return {k: v for k, v in state_dict.items()
-            if k not in IGNORED_VAE_KEYS and not k.startswith(IGNORED_VAE_PREFIXES)}
+    return {k: v for k, v in state_dict.items() if k not in IGNORED_VAE_KEYS and not k.startswith(IGNORED_VAE_PREFIXES)}
 
 
 def _num_up_levels(keys) -> int:
@@ -51,11 +55,16 @@ def diffusers_vae_key_to_original(key: str, num_up_levels: int) -> str:
         (r"conv_norm_out\.(.*)", lambda g: f"norm_out.{g[0]}"),
         (r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", lambda g: f"down.{g[0]}.block.{g[1]}.{_leaf(g[2])}"),
         (r"down_blocks\.(\d+)\.downsamplers\.0\.(.*)", lambda g: f"down.{g[0]}.downsample.{g[1]}"),
-        (r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
-         lambda g: f"up.{num_up_levels - 1 - int(g[0])}.block.{g[1]}.{_leaf(g[2])}"),
+        (
+            r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+            lambda g: f"up.{num_up_levels - 1 - int(g[0])}.block.{g[1]}.{_leaf(g[2])}",
+        ),
         (r"up_blocks\.(\d+)\.upsamplers\.0\.(.*)", lambda g: f"up.{num_up_levels - 1 - int(g[0])}.upsample.{g[1]}"),
         (r"mid_block\.resnets\.(\d+)\.(.*)", lambda g: f"mid.block_{int(g[0]) + 1}.{_leaf(g[1])}"),
-        (r"mid_block\.attentions\.0\.(.*)\.(weight|bias)", lambda g: f"mid.attn_1.{_ATTN_NAMES.get(g[0], g[0])}.{g[1]}"),
+        (
+            r"mid_block\.attentions\.0\.(.*)\.(weight|bias)",
+            lambda g: f"mid.attn_1.{_ATTN_NAMES.get(g[0], g[0])}.{g[1]}",
+        ),
     ]
     for pattern, build in rules:
         r = re.fullmatch(pattern, rest)

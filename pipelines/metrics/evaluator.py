@@ -18,6 +18,7 @@ It measures, with OpenCV, four things the caption states:
 ``evaluate(video, caption)`` returns a dict of booleans (``colour_ok``, ``motion_ok``,
 ``background_ok``, ``stability_ok``, ``all_ok``) and the measured figures behind them.
 """
+
 from typing import Dict
 
 import numpy as np
@@ -166,8 +167,15 @@ def measure_motion(masks) -> Dict:
     return out
 
 
-def evaluate(video, caption: str, *, min_travel: float = 8.0, min_area_ratio: float = 1.6,
-             max_area_cv: float = 0.25, min_present: float = 0.875) -> Dict:
+def evaluate(
+    video,
+    caption: str,
+    *,
+    min_travel: float = 8.0,
+    min_area_ratio: float = 1.6,
+    max_area_cv: float = 0.25,
+    min_present: float = 0.875,
+) -> Dict:
     """Check ``video`` [F,H,W,3] against ``caption``; a dict of ``*_ok`` booleans and the figures.
 
     A check whose attribute the caption does not name is None (and does not count against ``all_ok``).

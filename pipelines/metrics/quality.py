@@ -2,6 +2,7 @@
 
 All differences are measured in 0..1 units (multiply by 255 for 8-bit levels).
 """
+
 import math
 
 import numpy as np

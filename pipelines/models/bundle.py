@@ -1,4 +1,5 @@
 """What a FF_MODEL socket carries: a UNet plus everything a sampler needs to call it."""
+
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
@@ -10,11 +11,11 @@ import torch
 class ScheduleConfig:
     """The training noise schedule of a model (diffusers' DDPMScheduler names)."""
 
-    beta_schedule: str = "scaled_linear"      # "scaled_linear" | "linear"
+    beta_schedule: str = "scaled_linear"  # "scaled_linear" | "linear"
     beta_start: float = 0.00085
     beta_end: float = 0.012
     num_train_timesteps: int = 1000
-    prediction_type: str = "epsilon"          # "epsilon" | "v_prediction"
+    prediction_type: str = "epsilon"  # "epsilon" | "v_prediction"
     zero_terminal_snr: bool = False
 
 
@@ -30,10 +31,10 @@ class DiffusionModel:
 
     unet: torch.nn.Module
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    frame_window: int = 16                     # frames the motion module was trained on
+    frame_window: int = 16  # frames the motion module was trained on
     motion_scale: float = 1.0
     attention_backend: str = "auto"
-    temporal_pattern: Optional[str] = None     # e.g. cross-frame attention for zero-shot video
+    temporal_pattern: Optional[str] = None  # e.g. cross-frame attention for zero-shot video
     name: str = ""
 
     @property

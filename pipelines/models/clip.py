@@ -8,6 +8,7 @@ so SD checkpoints load after stripping ``cond_stage_model.transformer.text_model
 Clip skip follows ComfyUI: ``clip_skip = n`` takes the hidden state after layer ``num_layers - n + 1``
 (n=1: the last layer, n=2: the penultimate one) and applies the final layer norm to it.
 """
+
 from dataclasses import asdict, dataclass, fields
 from typing import List, Optional
 
@@ -34,11 +35,11 @@ class CLIPTextConfig:
     num_heads: int = 12
     intermediate_size: int = 3072
     max_positions: int = 77
-    hidden_act: str = "quick_gelu"       # "quick_gelu" | "gelu"
+    hidden_act: str = "quick_gelu"  # "quick_gelu" | "gelu"
     layer_norm_eps: float = 1e-5
     bos_token_id: int = 49406
     eos_token_id: int = 49407
-    pad_token_id: int = 49407            # SD1.x pads with the end token
+    pad_token_id: int = 49407  # SD1.x pads with the end token
 
     def to_dict(self) -> dict:
         """JSON-friendly dict."""
@@ -93,8 +94,9 @@ class CLIPAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x ``[B, L, D]``, boolean mask ``[B or 1, 1, L, L]`` (True = attend) -> ``[B, L, D]``."""
-        q, k, v = (rearrange(p(x), "b l (h d) -> b h l d", h=self.num_heads)
-                   for p in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = (
+            rearrange(p(x), "b l (h d) -> b h l d", h=self.num_heads) for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
         out = attention(q, k, v, mask=mask)
         return self.out_proj(rearrange(out, "b h l d -> b l (h d)"))
 

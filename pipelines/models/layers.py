@@ -9,6 +9,7 @@ spatial transformer has ``norm``, ``proj_in``, ``transformer_blocks.N.{attn1,att
 Frames are folded into the batch (``[(b f), c, h, w]``) for every layer here; only ``group_norm`` with
 ``num_frames`` looks across frames (AnimateDiff v1's joint GroupNorm).
 """
+
 import math
 
 import torch

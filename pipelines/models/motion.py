@@ -15,6 +15,7 @@ than L frames raises a ValueError naming L: the module was never trained beyond 
 extension would give degraded motion; long videos go through context windows of at most L frames (the
 bundle's ``frame_window``).
 """
+
 import math
 from dataclasses import dataclass, replace
 
@@ -102,7 +103,10 @@ class TemporalTransformer(nn.Module):
         self.norm = nn.GroupNorm(norm_groups, channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, inner)
         self.transformer_blocks = nn.ModuleList(
-            [TemporalTransformerBlock(inner, heads, dim_head, pe_length, attention_blocks, ff_mult) for _ in range(depth)]
+            [
+                TemporalTransformerBlock(inner, heads, dim_head, pe_length, attention_blocks, ff_mult)
+                for _ in range(depth)
+            ]
         )
         self.proj_out = nn.Linear(inner, channels)
         nn.init.zeros_(self.proj_out.weight)

@@ -16,6 +16,7 @@ passing ``bos_id``/``eos_id``/``pad_id`` to ``__init__``. Register it for checkp
 :func:`register_tokenizer_type` or put it in ``pipelines/models/word_tokenizer.py`` as ``WordTokenizer``
 with a ``from_config(cfg: dict)`` classmethod (type ``"word"`` is looked up there lazily).
 """
+
 import functools
 import html
 import importlib
@@ -43,7 +44,7 @@ def _split_top_level(text: str) -> List[Tuple[str, str]]:
     while i < len(text):
         c = text[i]
         if c == "\\" and i + 1 < len(text):
-            buf.append(text[i:i + 2])
+            buf.append(text[i : i + 2])
             i += 2
             continue
         if c in "([":
@@ -53,7 +54,7 @@ def _split_top_level(text: str) -> List[Tuple[str, str]]:
                 if buf:
                     pieces.append(("plain", "".join(buf)))
                     buf = []
-                pieces.append((c, text[i + 1:end]))
+                pieces.append((c, text[i + 1 : end]))
                 i = end + 1
                 continue
         buf.append(c)
@@ -185,7 +186,9 @@ MISSING_VOCAB_HELP = (
 @functools.lru_cache(maxsize=1)
 def _bytes_to_unicode() -> Dict[int, str]:
     """GPT-2/CLIP reversible byte -> printable unicode map."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     mapping, extra = {}, 0
     for b in range(256):
         if b in keep:
@@ -264,8 +267,15 @@ class BPEVocab:
 class CLIPTokenizer(PromptTokenizer):
     """The CLIP BPE tokenizer (SD1.x). Backed by ``instant-clip-tokenizer`` or by vocab.json + merges.txt."""
 
-    def __init__(self, vocab_path=None, merges_path=None, chunk_length: int = CHUNK_LENGTH,
-                 bos_id: int = 49406, eos_id: int = 49407, pad_id: int = 49407):
+    def __init__(
+        self,
+        vocab_path=None,
+        merges_path=None,
+        chunk_length: int = CHUNK_LENGTH,
+        bos_id: int = 49406,
+        eos_id: int = 49407,
+        pad_id: int = 49407,
+    ):
         super().__init__(bos_id, eos_id, pad_id, chunk_length)
         self.vocab_path, self.merges_path = vocab_path, merges_path
         if vocab_path is not None or merges_path is not None:
@@ -318,5 +328,7 @@ def build_tokenizer(cfg: dict) -> PromptTokenizer:
         module = importlib.import_module(module_name, __package__)
         register_tokenizer_type(kind, getattr(module, cls_name).from_config)
     if kind not in _FACTORIES:
-        raise ValueError(f"unknown tokenizer type {kind!r}; known: {sorted(set(_FACTORIES) | set(_LAZY) | {'clip_bpe'})}")
+        raise ValueError(
+            f"unknown tokenizer type {kind!r}; known: {sorted(set(_FACTORIES) | set(_LAZY) | {'clip_bpe'})}"
+        )
     return _FACTORIES[kind](cfg)

@@ -8,6 +8,7 @@ temporal layers (AnimateDiff motion modules attached with :meth:`UNetModel.with_
 Temp-Conv layers after ResBlocks) unfold the frames. With no temporal layers the model is the per-frame
 image model.
 """
+
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -371,15 +372,31 @@ class AnimatedUNet(nn.Module):
         """The plain UNet (per-frame image model)."""
         return self.unet
 
-    def forward(self, x, timesteps, context, num_frames=1, motion_scale=1.0, attention_backend="auto",
-                temporal_pattern=None, control=None):
+    def forward(
+        self,
+        x,
+        timesteps,
+        context,
+        num_frames=1,
+        motion_scale=1.0,
+        attention_backend="auto",
+        temporal_pattern=None,
+        control=None,
+    ):
         """The UNet contract with the motion modules applied at their slots.
 
         motion_scale 0 is exactly the plain UNet (per-frame GroupNorm too, even for v1 modules).
         """
         if motion_scale == 0:
-            return self.unet(x, timesteps, context, num_frames=num_frames, attention_backend=attention_backend,
-                             temporal_pattern=temporal_pattern, control=control)
+            return self.unet(
+                x,
+                timesteps,
+                context,
+                num_frames=num_frames,
+                attention_backend=attention_backend,
+                temporal_pattern=temporal_pattern,
+                control=control,
+            )
         if num_frames > self.frame_window:
             raise ValueError(
                 f"motion module handles at most {self.frame_window} frames per window, got num_frames={num_frames}"

@@ -16,6 +16,7 @@ chunk and drops them after decoding, which makes chunked decode equal to decodin
 Conventions (all in :class:`VAE`): images are ComfyUI ``IMAGE`` tensors ``[F, H, W, C]`` float in 0..1;
 latents are ``[F, C, h, w]`` already multiplied by ``scaling_factor`` (and shifted by ``shift_factor``).
 """
+
 from dataclasses import asdict, dataclass, fields
 from typing import Optional, Tuple
 
@@ -47,7 +48,7 @@ class AutoencoderKLConfig:
     scaling_factor: float = 0.18215
     shift_factor: float = 0.0
     mid_attention: bool = True
-    temporal_decoder: bool = False      # add VidRD Temp-Conv layers after each decoder ResNet block
+    temporal_decoder: bool = False  # add VidRD Temp-Conv layers after each decoder ResNet block
     temporal_kernel: int = 3
     temporal_conv_layers: int = 2
 
@@ -328,7 +329,9 @@ class AutoencoderKL(nn.Module):
 
 def sample_latent(mean, logvar, generator: Optional[torch.Generator]) -> torch.Tensor:
     """``mean + std * eps`` with eps drawn from ``generator`` over the whole tensor (chunking-independent)."""
-    eps = torch.randn(mean.shape, generator=generator, dtype=torch.float32, device=generator.device if generator else "cpu")
+    eps = torch.randn(
+        mean.shape, generator=generator, dtype=torch.float32, device=generator.device if generator else "cpu"
+    )
     return mean + torch.exp(0.5 * logvar) * eps.to(mean.device, mean.dtype)
 
 
@@ -341,7 +344,7 @@ def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.
     if ramp_start:
         w[:overlap] = torch.minimum(w[:overlap], ramp)
     if ramp_end:
-        w[length - overlap:] = torch.minimum(w[length - overlap:], ramp.flip(0))
+        w[length - overlap :] = torch.minimum(w[length - overlap :], ramp.flip(0))
     return w
 
 
@@ -374,7 +377,7 @@ def tiled_apply(fn, x: torch.Tensor, tile: int, overlap: int, scale: float, out_
         for x0 in xs:
             progress.check_interrupt()
             th, tw = min(tile, height - y0), min(tile, width - x0)
-            piece = fn(x[:, :, y0:y0 + th, x0:x0 + tw]).float()
+            piece = fn(x[:, :, y0 : y0 + th, x0 : x0 + tw]).float()
             if out is None:
                 out = torch.zeros(n, out_channels, out_h, out_w, device=x.device, dtype=torch.float32)
             oy, ox, oh, ow = int(y0 * scale), int(x0 * scale), piece.shape[2], piece.shape[3]
@@ -382,8 +385,8 @@ def tiled_apply(fn, x: torch.Tensor, tile: int, overlap: int, scale: float, out_
             wy = _ramp(oh, o, y0 > 0, y0 + th < height).to(x.device)
             wx = _ramp(ow, o, x0 > 0, x0 + tw < width).to(x.device)
             w = wy[:, None] * wx[None, :]
-            out[:, :, oy:oy + oh, ox:ox + ow] += piece * w
-            weight[oy:oy + oh, ox:ox + ow] += w
+            out[:, :, oy : oy + oh, ox : ox + ow] += piece * w
+            weight[oy : oy + oh, ox : ox + ow] += w
     return out / weight
 
 
@@ -451,8 +454,16 @@ class VAE:
 
     # --- encode / decode ---
     @torch.no_grad()
-    def encode(self, images: torch.Tensor, *, sample: bool = False, generator: Optional[torch.Generator] = None,
-               frame_chunk: int = 16, tile: int = 0, tile_overlap: int = 64) -> torch.Tensor:
+    def encode(
+        self,
+        images: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: Optional[torch.Generator] = None,
+        frame_chunk: int = 16,
+        tile: int = 0,
+        tile_overlap: int = 64,
+    ) -> torch.Tensor:
         """IMAGE ``[F,H,W,C]`` -> scaled latents ``[F,C,H/d,W/d]`` (float32, CPU).
 
         ``sample=False`` returns the posterior mean; ``sample=True`` draws from it with ``generator``
@@ -469,7 +480,7 @@ class VAE:
         tile, tile_overlap = (int(tile) // d) * d, (int(tile_overlap) // d) * d  # tiles must align to latent pixels
         means, logvars = [], []
         for start in range(0, frames, chunk):
-            x = self.images_to_pixels(images[start:start + chunk])
+            x = self.images_to_pixels(images[start : start + chunk])
             c = self.latent_channels
 
             def moments(t):
@@ -485,8 +496,15 @@ class VAE:
         return self.scale_latents(z)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, *, frame_chunk: int = 16, tile: int = 0, tile_overlap: int = 8,
-               temporal: bool = True) -> torch.Tensor:
+    def decode(
+        self,
+        latents: torch.Tensor,
+        *,
+        frame_chunk: int = 16,
+        tile: int = 0,
+        tile_overlap: int = 8,
+        temporal: bool = True,
+    ) -> torch.Tensor:
         """Scaled latents ``[F,C,h,w]`` -> IMAGE ``[F,h*d,w*d,3]`` float32 0..1 on the CPU.
 
         Frames are decoded ``frame_chunk`` at a time. With a temporal decoder (and ``temporal=True``) each
@@ -496,7 +514,8 @@ class VAE:
         """
         if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
             raise ValueError(
-                f"expected latents [F,{self.latent_channels},h,w] for this VAE, got {tuple(latents.shape)}")
+                f"expected latents [F,{self.latent_channels},h,w] for this VAE, got {tuple(latents.shape)}"
+            )
         frames = latents.shape[0]
         chunk = max(1, int(frame_chunk))
         use_temporal = temporal and self.has_temporal_decoder
@@ -514,7 +533,7 @@ class VAE:
                 return self.model.decode(t, num_frames=num_frames)
 
             pixels = tiled_apply(decode_tile, z, tile, tile_overlap, d, 3)
-            out[start:stop] = self.pixels_to_images(pixels[start - lo:stop - lo])
+            out[start:stop] = self.pixels_to_images(pixels[start - lo : stop - lo])
             progress.report(stop, frames)
         return out
 

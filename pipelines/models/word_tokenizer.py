@@ -10,6 +10,7 @@ punctuation stripped (``"Left,"`` -> ``left``). **A word that is not in the voca
 ``<unk>`` id** (one token), so an out-of-grammar prompt still runs (the model was trained with some
 captions containing ``<unk>`` so it can ignore it); a word made only of punctuation gives no token.
 """
+
 from typing import List, Sequence
 
 from .tokenizers import PromptTokenizer

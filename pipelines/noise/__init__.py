@@ -1,9 +1,10 @@
 """Noise priors for video diffusion (see :mod:`.priors`)."""
+
 from .priors import (  # noqa: F401
     METHODS,
     NoisePrior,
-    freenoise_noise,
     frame_noise_reversal,
+    freenoise_noise,
     iid_noise,
     motion_translated_noise,
     past_dependent_noise,

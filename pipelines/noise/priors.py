@@ -4,6 +4,7 @@ unit variance per element; they differ in how frames are correlated.
 Shapes are ``[F, ...]`` (frames first, e.g. ``[F, C, h, w]``). Draws happen in float32 on the generator's
 device, in a fixed documented order, so the same seed gives the same noise.
 """
+
 import math
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
@@ -93,12 +94,12 @@ def freenoise_noise(shape, generator, window=16, stride=4):
     num_frames = shape[0]
     first = _randn((min(num_frames, window), *shape[1:]), generator)
     noise = torch.empty(tuple(shape), dtype=first.dtype, device=first.device)
-    noise[:len(first)] = first
+    noise[: len(first)] = first
     for start in range(window, num_frames, stride):
         count = min(stride, num_frames - start)
         source = torch.arange(start - window, start - window + stride, device=first.device)
         order = torch.randperm(stride, generator=generator, device=generator.device).to(first.device)
-        noise[start:start + count] = noise[source[order][:count]]
+        noise[start : start + count] = noise[source[order][:count]]
     return noise
 
 
@@ -106,8 +107,9 @@ def motion_translated_noise(shape, generator, delta_x=1.0, delta_y=0.0):
     """Text2Video-Zero motion-translated noise (002 P103): frame k is frame 0's noise shifted by ``k*(dx, dy)``
     latent pixels (rounded, circular), a global scene motion. Draw order: frame 0 ``[1, ...]``."""
     first = _randn((1, *shape[1:]), generator)[0]
-    frames = [torch.roll(first, shifts=(round(k * delta_y), round(k * delta_x)), dims=(-2, -1))
-              for k in range(shape[0])]
+    frames = [
+        torch.roll(first, shifts=(round(k * delta_y), round(k * delta_x)), dims=(-2, -1)) for k in range(shape[0])
+    ]
     return torch.stack(frames)
 
 

@@ -4,6 +4,7 @@ Windows are applied inside the ``denoise`` callable, so every sampler works with
 prediction is weighted per frame (flat, pyramid or overlap-linear) and the weighted predictions are averaged
 where windows overlap. Only one window's activations exist at a time, so memory stays flat in frame count.
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,7 @@ def _slide(sequence, length, step, closed_loop):
     if closed_loop:
         return [[sequence[(s + k) % n] for k in range(length)] for s in range(0, n, step)]
     starts = list(range(0, n - length, step)) + [n - length]
-    return [sequence[s:s + length] for s in starts]
+    return [sequence[s : s + length] for s in starts]
 
 
 def uniform_windows(num_frames, length, overlap, stride=1, closed_loop=False):
@@ -53,7 +54,7 @@ def uniform_windows(num_frames, length, overlap, stride=1, closed_loop=False):
         return [list(range(num_frames))]
     windows = []
     for level in range(stride):
-        dilation = 2 ** level
+        dilation = 2**level
         for phase in range(dilation):
             sequence = list(range(phase, num_frames, dilation))
             if len(sequence) < length:
@@ -85,7 +86,7 @@ def denoise_in_windows(window_denoise, x, sigma, options):
     """
     num_frames = x.shape[0]
     windows = uniform_windows(num_frames, options.length, options.overlap, options.stride, options.closed_loop)
-    if len(windows) == 1:   # nothing to fuse; skip the weights so the result is bit-identical
+    if len(windows) == 1:  # nothing to fuse; skip the weights so the result is bit-identical
         return window_denoise(x, sigma, torch.arange(num_frames, device=x.device))
     total = torch.zeros_like(x)
     weight_sum = torch.zeros(num_frames, dtype=x.dtype, device=x.device)

@@ -19,6 +19,7 @@ The filter is a function of the normalised distance to the spectrum's centre (DC
 - ideal: ``1 where d <= d_s else 0``. (The FreeInit reference code tests ``d^2 <= 2 d_s``, which is a
   different cut-off; we use the cut-off that matches the other two filters' ``d_s``.)
 """
+
 import contextlib
 import math
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class FreeInitOptions:
 
 def squared_frequency_distance(frames, height, width, spatial_cutoff, temporal_cutoff):
     """``d^2 [F, h, w]`` of every (fftshifted) frequency bin from the centre, temporal axis rescaled."""
+
     def axis(n):
         return 2.0 * torch.arange(n, dtype=torch.float64) / n - 1.0
 
@@ -66,7 +68,7 @@ def squared_frequency_distance(frames, height, width, spatial_cutoff, temporal_c
 def low_pass_filter(frames, height, width, options: FreeInitOptions):
     """The low-pass mask ``L [F, h, w]`` (float32, in fftshifted layout: DC in the middle) for ``options``."""
     d2 = squared_frequency_distance(frames, height, width, options.spatial_cutoff, options.temporal_cutoff)
-    ds2 = options.spatial_cutoff ** 2
+    ds2 = options.spatial_cutoff**2
     if options.method == "gaussian":
         mask = torch.exp(-d2 / (2 * ds2))
     elif options.method == "butterworth":
@@ -107,8 +109,17 @@ def reinitialize_noise(latent, first_noise, alphas_cumprod, generator, options: 
     return frequency_mix(noised, fresh.to(device=latent.device, dtype=latent.dtype), mask)
 
 
-def sample_with_freeinit(run, noise, alphas_cumprod, generator, options: FreeInitOptions, *, steps=None,
-                         progress_offset=0, progress_total=None):
+def sample_with_freeinit(
+    run,
+    noise,
+    alphas_cumprod,
+    generator,
+    options: FreeInitOptions,
+    *,
+    steps=None,
+    progress_offset=0,
+    progress_total=None,
+):
     """Run ``run(noise) -> clean VP latent`` ``options.iterations`` times, re-initialising the noise in between.
 
     Returns ``(latent, noise_of_last_pass)``. Fresh noise is drawn from ``generator`` once per re-initialisation,

@@ -6,13 +6,13 @@ frames of each window. Cond and uncond of different lengths L (long prompts enco
 repeated chunk-wise to their least common multiple, as ComfyUI does; lengths that are not multiples of a
 common chunk size are an error.
 """
+
 import math
 
 import torch
 
 from . import context as context_windows
-from .schedules import alphas_cumprod_from_config, denoised_from_output, timestep_at_sigma, to_model_input, \
-    train_sigmas
+from .schedules import alphas_cumprod_from_config, denoised_from_output, timestep_at_sigma, to_model_input, train_sigmas
 
 
 def match_lengths(embeds_a, embeds_b, chunk=77):
@@ -21,8 +21,10 @@ def match_lengths(embeds_a, embeds_b, chunk=77):
     if la == lb:
         return embeds_a, embeds_b
     if la % chunk or lb % chunk:
-        raise ValueError(f"cannot batch conditionings of token lengths {la} and {lb}: "
-                         f"both must be multiples of {chunk} (encode long prompts in {chunk}-token chunks)")
+        raise ValueError(
+            f"cannot batch conditionings of token lengths {la} and {lb}: "
+            f"both must be multiples of {chunk} (encode long prompts in {chunk}-token chunks)"
+        )
     common = la * lb // math.gcd(la, lb)
     return embeds_a.repeat(1, common // la, 1), embeds_b.repeat(1, common // lb, 1)
 
@@ -46,8 +48,10 @@ def frame_embeds(embeds, frames, num_frames, which):
         return embeds.expand(len(frames), -1, -1)
     if embeds.shape[0] == num_frames:
         return embeds.index_select(0, frames.to(embeds.device))
-    raise ValueError(f"{which} conditioning has {embeds.shape[0]} per-frame prompts but the latent has "
-                     f"{num_frames} frames (expected 1 or {num_frames})")
+    raise ValueError(
+        f"{which} conditioning has {embeds.shape[0]} per-frame prompts but the latent has "
+        f"{num_frames} frames (expected 1 or {num_frames})"
+    )
 
 
 class GuidedDenoiser:
@@ -60,8 +64,7 @@ class GuidedDenoiser:
     (``frames`` are the window's frame indices; ``context.slice_frames`` slices dicts of per-frame tensors).
     """
 
-    def __init__(self, model, positive, negative=None, cfg=7.5, *, guidance_rescale=0.0, context=None,
-                 control=None):
+    def __init__(self, model, positive, negative=None, cfg=7.5, *, guidance_rescale=0.0, context=None, control=None):
         if cfg != 1.0 and negative is None:
             raise ValueError("a negative conditioning is required when cfg != 1")
         self.model = model
@@ -73,7 +76,7 @@ class GuidedDenoiser:
         self.sigmas_train = train_sigmas(alphas_cumprod_from_config(model.schedule))
         conds = [positive.embeds] if self.cfg == 1.0 else list(match_lengths(positive.embeds, negative.embeds))
         self.embeds = conds
-        self.calls = 0   # model calls made, for tests and benchmarks
+        self.calls = 0  # model calls made, for tests and benchmarks
 
     def __call__(self, x, sigma):
         """x0 prediction for sigma-space ``x [F, C, h, w]`` at noise level ``sigma``."""
@@ -82,7 +85,8 @@ class GuidedDenoiser:
             frames = torch.arange(num_frames, device=x.device)
             return self.denoise_frames(x, sigma, frames, num_frames)
         return context_windows.denoise_in_windows(
-            lambda xw, s, frames: self.denoise_frames(xw, s, frames, num_frames), x, sigma, self.context)
+            lambda xw, s, frames: self.denoise_frames(xw, s, frames, num_frames), x, sigma, self.context
+        )
 
     def denoise_frames(self, x, sigma, frames, num_frames):
         """x0 for the frames ``frames`` (``x`` holds just those frames): one batched cond/uncond model call."""
@@ -91,8 +95,12 @@ class GuidedDenoiser:
         x_in = to_model_input(x, sigma).to(device=device, dtype=dtype)
         t = float(timestep_at_sigma(sigma, self.sigmas_train))
         timesteps = torch.full((count * n_conds,), t, device=device, dtype=torch.float32)
-        ctx = torch.cat([frame_embeds(e, frames, num_frames, which).to(device=device, dtype=dtype)
-                         for e, which in zip(self.embeds, ("positive", "negative"))])
+        ctx = torch.cat(
+            [
+                frame_embeds(e, frames, num_frames, which).to(device=device, dtype=dtype)
+                for e, which in zip(self.embeds, ("positive", "negative"))
+            ]
+        )
         control = self.control(frames, n_conds) if self.control is not None else None
         with torch.no_grad():
             out = self.model(x_in.repeat(n_conds, 1, 1, 1), timesteps, ctx, num_frames=count, control=control)

@@ -56,8 +56,18 @@ def first_frame_start(image_latent, noise0, sigma0, strength):
     return lambda x: hold_first_frame(x, image_latent, noise0, sigma0, strength)
 
 
-def image_to_video(denoise, image_latent, noise, sigmas, *, strength=1.0, sampler="ddim", generator=None,
-                   step_hook=None, **sampler_options):
+def image_to_video(
+    denoise,
+    image_latent,
+    noise,
+    sigmas,
+    *,
+    strength=1.0,
+    sampler="ddim",
+    generator=None,
+    step_hook=None,
+    **sampler_options,
+):
     """Sample a video whose first frame is held to ``image_latent`` (``[1, C, h, w]``, scaled like the VAE's).
 
     noise: unit initial noise ``[F, C, h, w]`` (frame 0's row is the held frame's noise). ``step_hook`` runs after
@@ -66,16 +76,19 @@ def image_to_video(denoise, image_latent, noise, sigmas, *, strength=1.0, sample
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
     if tuple(_frame_latent(image_latent).shape) != tuple(noise.shape[1:]):
-        raise ValueError(f"image latent {tuple(image_latent.shape)} does not match the video's frame shape "
-                         f"{tuple(noise.shape[1:])}")
+        raise ValueError(
+            f"image latent {tuple(image_latent.shape)} does not match the video's frame shape {tuple(noise.shape[1:])}"
+        )
     x = first_frame_start(image_latent, noise[0], float(sigmas[0]), strength)(initial_latent(noise, sigmas))
     hold = first_frame_hook(image_latent, noise[0], strength)
     if step_hook is None:
         hook = hold
     else:
+
         def hook(i, sigma, x):
             x = hold(i, sigma, x)
             replaced = step_hook(i, sigma, x)
             return x if replaced is None else replaced
+
     x = SAMPLERS[sampler](denoise, x, sigmas, generator=generator, step_hook=hook, **sampler_options)
     return from_sigma_space(x, float(sigmas[-1]))

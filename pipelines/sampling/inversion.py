@@ -1,4 +1,5 @@
 """Deterministic DDIM inversion: run the DDIM ODE backwards from a clean latent to noise (002 P16-17)."""
+
 from .. import progress
 
 

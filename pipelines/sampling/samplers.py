@@ -8,6 +8,7 @@ the new sigma-space latent at noise level ``sigmas[i + 1]``; the hook returns a 
 to keep ``x``. Then it calls ``progress.report(i + 1, n, preview=denoised)`` (which raises
 ``progress.Interrupted`` when the user stopped the run, so runs cancel between steps).
 """
+
 import math
 
 import torch
@@ -38,8 +39,8 @@ def ancestral_step(sigma, sigma_next, eta=1.0):
     """(sigma_down, sigma_up) of an ancestral step; eta 1 is DDPM-like, 0 deterministic (DDIM's eta)."""
     if sigma_next == 0 or eta == 0:
         return sigma_next, 0.0
-    up = min(sigma_next, eta * math.sqrt(sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2))
-    return math.sqrt(sigma_next ** 2 - up ** 2), up
+    up = min(sigma_next, eta * math.sqrt(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2))
+    return math.sqrt(sigma_next**2 - up**2), up
 
 
 def sample_euler(denoise, x, sigmas, *, step_hook=None, generator=None):
@@ -162,8 +163,18 @@ SAMPLERS = {
 }
 
 
-def sample(sampler_name, denoise, noise, sigmas, *, latent=None, denoise_strength=1.0, generator=None,
-           step_hook=None, **sampler_options):
+def sample(
+    sampler_name,
+    denoise,
+    noise,
+    sigmas,
+    *,
+    latent=None,
+    denoise_strength=1.0,
+    generator=None,
+    step_hook=None,
+    **sampler_options,
+):
     """Run a named sampler from noise (or a noised ``latent`` when ``denoise_strength < 1``) to a VP latent.
 
     ``noise`` is the unit-variance initial noise ``[F, C, h, w]`` (e.g. from a NoisePrior); ``generator`` feeds

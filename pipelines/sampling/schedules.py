@@ -7,6 +7,7 @@ on the variance-preserving process sees ``x_vp = x / sqrt(1 + sigma^2)`` at time
 The numbers follow diffusers' schedulers (float32 betas and cumulative products, the same timestep spacings)
 so that trajectories can be compared with them.
 """
+
 import math
 
 import torch
@@ -14,13 +15,13 @@ import torch
 SPACINGS = ("leading", "trailing", "linspace", "karras", "lcm")
 
 # diffusers replaces a zero terminal alphas_cumprod by this so that sigma stays finite (sigma_max ~ 4096).
-_ZERO_SNR_ALPHA_FLOOR = 2.0 ** -24
+_ZERO_SNR_ALPHA_FLOOR = 2.0**-24
 
 
 def make_betas(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000):
     """Training betas ``[T]`` (float32): ``scaled_linear`` (Stable Diffusion) or ``linear``."""
     if beta_schedule == "scaled_linear":
-        return torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=torch.float32) ** 2
+        return torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
     if beta_schedule == "linear":
         return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
     raise ValueError(f"beta_schedule must be 'scaled_linear' or 'linear', got {beta_schedule!r}")
@@ -31,7 +32,7 @@ def rescale_zero_terminal_snr(betas):
     sqrt_abar = torch.cumprod(1.0 - betas, dim=0).sqrt()
     first, last = sqrt_abar[0].clone(), sqrt_abar[-1].clone()
     sqrt_abar = (sqrt_abar - last) * (first / (first - last))
-    abar = sqrt_abar ** 2
+    abar = sqrt_abar**2
     alphas = torch.cat([abar[:1], abar[1:] / abar[:-1]])
     return 1.0 - alphas
 
@@ -137,8 +138,9 @@ def sampling_sigmas(alphas_cumprod, steps, scheduler="leading", *, final_sigma="
         raise ValueError(f"final_sigma must be 'zero' or 'alpha0', got {final_sigma!r}")
     sigmas = torch.cat([sig, torch.tensor([last], dtype=torch.float64)]).float()
     if bool((sigmas[:-1] <= sigmas[1:]).any()):
-        raise ValueError(f"{steps} steps with '{scheduler}' spacing repeat a timestep; use fewer steps or "
-                         f"'trailing' spacing")
+        raise ValueError(
+            f"{steps} steps with '{scheduler}' spacing repeat a timestep; use fewer steps or 'trailing' spacing"
+        )
     return sigmas
 
 
@@ -154,7 +156,7 @@ def denoise_sigmas(alphas_cumprod, steps, scheduler="leading", denoise=1.0, **kw
         raise ValueError(f"steps must be at most {num_train} (the training timesteps), got {steps}")
     # capped so that very small denoise values never ask for more steps than there are training timesteps
     total = steps if denoise >= 1.0 else max(steps, min(num_train - 1, int(steps / denoise)))
-    return sampling_sigmas(alphas_cumprod, total, scheduler, **kwargs)[-(steps + 1):]
+    return sampling_sigmas(alphas_cumprod, total, scheduler, **kwargs)[-(steps + 1) :]
 
 
 def noised_latent(latent, noise, sigma):

@@ -29,6 +29,7 @@ output latent itself.
 **Randomness**, all from one ``generator`` in this order: clip 0's noise (unless given), then for every later
 clip its PNS draw, then the sampler's own noise (ancestral samplers / DDIM eta > 0) as it runs.
 """
+
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 
@@ -65,8 +66,9 @@ class VidRDOptions:
         if self.clip_frames < 1:
             raise ValueError(f"clip_frames must be >= 1, got {self.clip_frames}")
         if not 0 <= self.prompt_frames < self.clip_frames:
-            raise ValueError(f"prompt_frames must be in [0, clip_frames) = [0, {self.clip_frames}), "
-                             f"got {self.prompt_frames}")
+            raise ValueError(
+                f"prompt_frames must be in [0, clip_frames) = [0, {self.clip_frames}), got {self.prompt_frames}"
+            )
         if self.alpha is not None and self.alpha < 0:
             raise ValueError(f"alpha must be >= 0 (or None for FNR only), got {self.alpha}")
         if not 0.0 <= self.beta <= 1.0:
@@ -174,8 +176,9 @@ def replay_hook(guided, states):
     return replay
 
 
-def _run_clip(denoise, noise, sigmas, sampler, generator, step_hook, sampler_options, start_hook=None,
-              watch_start=None):
+def _run_clip(
+    denoise, noise, sigmas, sampler, generator, step_hook, sampler_options, start_hook=None, watch_start=None
+):
     """One clip: start point, sampler with hooks, back to a VP latent."""
     x = initial_latent(noise, sigmas)
     if start_hook is not None:
@@ -186,10 +189,24 @@ def _run_clip(denoise, noise, sigmas, sampler, generator, step_hook, sampler_opt
     return from_sigma_space(x, float(sigmas[-1]))
 
 
-def sample_long_video(denoise, frame_shape, total_frames, sigmas, *, generator, options: VidRDOptions = VidRDOptions(),
-                      sampler="ddim", first_noise=None, denoise_for_clip: Optional[Callable] = None,
-                      first_clip_hook=None, first_clip_start=None, freeinit=None, alphas_cumprod=None,
-                      observer=None, **sampler_options):
+def sample_long_video(
+    denoise,
+    frame_shape,
+    total_frames,
+    sigmas,
+    *,
+    generator,
+    options: VidRDOptions = VidRDOptions(),
+    sampler="ddim",
+    first_noise=None,
+    denoise_for_clip: Optional[Callable] = None,
+    first_clip_hook=None,
+    first_clip_start=None,
+    freeinit=None,
+    alphas_cumprod=None,
+    observer=None,
+    **sampler_options,
+):
     """Generate ``total_frames`` latent frames clip by clip with FNR/PNS noise and DSG replay.
 
     denoise: ``denoise(x, sigma) -> x0`` for one clip ``[N, C, h, w]`` (conditioning baked in).
@@ -221,8 +238,9 @@ def sample_long_video(denoise, frame_shape, total_frames, sigmas, *, generator, 
     noise, states = first_noise, None
     for index in range(clips):
         kept_from, start, positions = clip_layout(index, options)
-        clip_denoise = denoise if denoise_for_clip is None else \
-            denoise_for_clip([min(p, total_frames - 1) for p in positions])
+        clip_denoise = (
+            denoise if denoise_for_clip is None else denoise_for_clip([min(p, total_frames - 1) for p in positions])
+        )
         if index > 0:
             noise = next_clip_noise(noise, generator, options)
             if start < total_frames:
@@ -239,19 +257,29 @@ def sample_long_video(denoise, frame_shape, total_frames, sigmas, *, generator, 
             start_hook = first_clip_start if index == 0 else None
             watch = None if observer is None else (lambda i, sigma, x: observer(index, i, sigma, x))
             watch_start = None if observer is None else (lambda x: observer(index, -1, sigmas[0], x))
-            return _run_clip(clip_denoise, initial, sigmas, sampler, generator, chain_hooks(*hooks, record, watch),
-                             sampler_options, start_hook, watch_start)
+            return _run_clip(
+                clip_denoise,
+                initial,
+                sigmas,
+                sampler,
+                generator,
+                chain_hooks(*hooks, record, watch),
+                sampler_options,
+                start_hook,
+                watch_start,
+            )
 
         if index == 0 and freeinit is not None and freeinit.iterations > 1:
             if alphas_cumprod is None:
                 raise ValueError("FreeInit needs the model's alphas_cumprod")
             latent, noise = freeinit_module.sample_with_freeinit(
-                run, noise, alphas_cumprod, generator, freeinit, steps=steps, progress_total=grand_total)
+                run, noise, alphas_cumprod, generator, freeinit, steps=steps, progress_total=grand_total
+            )
         else:
             with freeinit_module.progress_stage(steps * (index + passes - 1), grand_total):
                 latent = run(noise)
         states = recording["states"]
         result.note_recording(states)
         stop = min(total_frames, start + n - kept_from)
-        out[start:stop] = latent[kept_from:kept_from + stop - start].to(torch.float32).cpu()
+        out[start:stop] = latent[kept_from : kept_from + stop - start].to(torch.float32).cpu()
     return result

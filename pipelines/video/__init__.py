@@ -4,6 +4,7 @@
 ``frames``; the provenance record in ``provenance``. PyAV and OpenCV are imported lazily (inside the
 functions that need them), so importing this package stays cheap.
 """
+
 from .frames import concat_videos, pad_to_even, resize_frames, reverse_frames, select_frames, video_info
 from .io import FORMATS, VIDEO_EXTENSIONS, VideoReadError, read_video, read_video_metadata, write_video
 from .provenance import build_provenance

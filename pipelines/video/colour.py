@@ -10,6 +10,7 @@ ComfyUI's IMAGE both work on encoded values). The matrix and range follow ITU-T 
 FFmpeg enum codes (AVColorSpace / AVColorRange / AVColorPrimaries / AVColorTransferCharacteristic)
 are used for tagging and for reading the tags of decoded frames.
 """
+
 import numpy as np
 
 # (Kr, Kb) per matrix name.
@@ -23,8 +24,8 @@ MATRIX_COEFFICIENTS = {
 
 # AVColorSpace code -> matrix name (codes absent here, e.g. 2 = unspecified, mean "untagged").
 COLORSPACE_CODES = {1: "bt709", 4: "fcc", 5: "bt601", 6: "bt601", 7: "smpte240m", 9: "bt2020", 10: "bt2020"}
-RANGE_LIMITED, RANGE_FULL = 1, 2            # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
-BT709_CODE = 1                             # AVCOL_PRI_BT709 = AVCOL_TRC_BT709 = AVCOL_SPC_BT709 = 1
+RANGE_LIMITED, RANGE_FULL = 1, 2  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
+BT709_CODE = 1  # AVCOL_PRI_BT709 = AVCOL_TRC_BT709 = AVCOL_SPC_BT709 = 1
 
 
 def default_matrix(width, height):

@@ -1,4 +1,5 @@
 """Frame-batch utilities on IMAGE tensors ``[F, H, W, C]`` float32 in 0..1."""
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange

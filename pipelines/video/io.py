@@ -29,6 +29,7 @@ JSON-encoded. ComfyUI's keys are ``prompt`` (API graph) and ``workflow`` (UI gra
 Every write goes to a hidden temporary name in the destination folder and is renamed into place
 only once complete, so a failed write never leaves a file (or folder) under the final name.
 """
+
 import json
 import os
 import re
@@ -209,8 +210,9 @@ def read_video(path, *, start=0, end=None, stride=1, max_frames=None, size=None,
     info["source_frames_read"] = index + 1
     if not collected.count:
         raise VideoReadError(
-            f"{path}: no frames selected (start={start}, end={end}, stride={stride}); "
-            f"the video has {index + 1} frames" if index >= 0 else f"{path}: the video holds no frames"
+            f"{path}: no frames selected (start={start}, end={end}, stride={stride}); the video has {index + 1} frames"
+            if index >= 0
+            else f"{path}: the video holds no frames"
         )
     return collected.frames(), float(info["fps"]), info
 
@@ -384,7 +386,11 @@ def _codec_options(fmt, crf, lossless):
         opts = {"qp": "0"} if lossless else {"crf": str(int(crf))}
         return "libx264", "yuv444p" if lossless else "yuv420p", {"preset": "medium", **opts}
     opts = {"lossless": "1"} if lossless else {"crf": str(int(crf)), "b": "0"}
-    return "libvpx-vp9", "yuv444p" if lossless else "yuv420p", {"deadline": "good", "cpu-used": "4", "row-mt": "1", **opts}
+    return (
+        "libvpx-vp9",
+        "yuv444p" if lossless else "yuv420p",
+        {"deadline": "good", "cpu-used": "4", "row-mt": "1", **opts},
+    )
 
 
 def encode_frames(stream, container, frames, pix_fmt, palette=None):
@@ -471,7 +477,9 @@ def _move_into_place(tmp, path):
         os.replace(tmp, path)
 
 
-def write_video(frames, path, *, format=None, fps=8.0, crf=None, lossless=False, metadata=None, odd_size="pad", overwrite=True):
+def write_video(
+    frames, path, *, format=None, fps=8.0, crf=None, lossless=False, metadata=None, odd_size="pad", overwrite=True
+):
     """Save frames [F,H,W,C] float 0..1 as mp4 / webm / gif / png sequence; returns the final Path.
 
     ``format`` defaults from the suffix of ``path`` (a path without a known suffix needs it). ``crf``

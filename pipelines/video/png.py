@@ -3,6 +3,7 @@
 Pixels are encoded/decoded by OpenCV; the text chunks are spliced in and read out here, directly
 on the chunk stream: ``tEXt`` when the value is Latin-1, ``iTXt`` (UTF-8) otherwise.
 """
+
 import struct
 import zlib
 
@@ -29,7 +30,9 @@ def encode_png(rgb_uint8, text=None, *, compression=4):
     """PNG bytes of an RGB uint8 [H,W,3] image, with ``text`` {key: str} as chunks after IHDR."""
     import cv2
 
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb_uint8[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, compression])
+    ok, buf = cv2.imencode(
+        ".png", np.ascontiguousarray(rgb_uint8[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, compression]
+    )
     if not ok:
         raise RuntimeError("OpenCV could not encode a PNG frame")
     data = buf.tobytes()

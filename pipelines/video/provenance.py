@@ -4,6 +4,7 @@ The API ("prompt") graph already holds every input of the run; the provenance re
 graph cannot know (library versions, device) and lifts the replay-relevant values out of the graph
 (seeds, dtypes, attention backends) so they can be read without walking it.
 """
+
 import platform
 import re
 from pathlib import Path

@@ -29,6 +29,7 @@ AnimateDiff key layout, :func:`pipelines.loading.motion_keys.save_motion_module`
 All randomness is seeded per step (``seed``, ``step``), so a resumed run draws the same data as an
 uninterrupted one.
 """
+
 import copy
 import math
 from dataclasses import dataclass, field
@@ -40,8 +41,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from . import synthetic
-from .models.bundle import ScheduleConfig
+from ..pipelines import synthetic
+from ..pipelines.models.bundle import ScheduleConfig
 
 
 @dataclass
@@ -49,13 +50,25 @@ class TinyConfig:
     """Sizes of every part of the tiny model (dicts of constructor arguments)."""
 
     vae: Dict = field(default_factory=lambda: dict(ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, norm_groups=8))
-    unet: Dict = field(default_factory=lambda: dict(
-        model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2,
-        context_dim=64, norm_groups=16))
-    motion: Dict = field(default_factory=lambda: dict(
-        block_channels=(32, 64), layers_per_block=1, pe_length=16, num_heads=4, norm_groups=16))
-    text: Dict = field(default_factory=lambda: dict(
-        hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_positions=77))
+    unet: Dict = field(
+        default_factory=lambda: dict(
+            model_channels=32,
+            channel_mult=(1, 2),
+            num_res_blocks=1,
+            attention_levels=(1,),
+            num_heads=2,
+            context_dim=64,
+            norm_groups=16,
+        )
+    )
+    motion: Dict = field(
+        default_factory=lambda: dict(
+            block_channels=(32, 64), layers_per_block=1, pe_length=16, num_heads=4, norm_groups=16
+        )
+    )
+    text: Dict = field(
+        default_factory=lambda: dict(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_positions=77)
+    )
     # SD's scaled_linear schedule with epsilon prediction (session 1's weights). The training script
     # switches to v-prediction + zero terminal SNR (--prediction, --zero-terminal-snr), as the shipped
     # session-4 weights use.
@@ -78,8 +91,15 @@ def micro_config() -> TinyConfig:
     """An even smaller config for tests (seconds per step on one thread)."""
     return TinyConfig(
         vae=dict(ch=8, ch_mult=(1, 2, 2), num_res_blocks=1, norm_groups=4, mid_attention=False),
-        unet=dict(model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2,
-                  context_dim=32, norm_groups=8),
+        unet=dict(
+            model_channels=16,
+            channel_mult=(1, 2),
+            num_res_blocks=1,
+            attention_levels=(1,),
+            num_heads=2,
+            context_dim=32,
+            norm_groups=8,
+        ),
         motion=dict(block_channels=(16, 32), layers_per_block=1, pe_length=16, num_heads=2, norm_groups=8),
         text=dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=77),
     )
@@ -94,11 +114,11 @@ class TinyModel(torch.nn.Module):
 
     def __init__(self, config: TinyConfig):
         super().__init__()
-        from .models.clip import CLIPTextConfig, CLIPTextModel
-        from .models.motion import MotionModule, MotionModuleConfig
-        from .models.unet import UNetConfig, UNetModel
-        from .models.vae import AutoencoderKL, AutoencoderKLConfig
-        from .models.word_tokenizer import WordTokenizer
+        from ..pipelines.models.clip import CLIPTextConfig, CLIPTextModel
+        from ..pipelines.models.motion import MotionModule, MotionModuleConfig
+        from ..pipelines.models.unet import UNetConfig, UNetModel
+        from ..pipelines.models.vae import AutoencoderKL, AutoencoderKLConfig
+        from ..pipelines.models.word_tokenizer import WordTokenizer
 
         self.config = config
         self.tokenizer = WordTokenizer(synthetic.GRAMMAR.vocabulary())
@@ -106,8 +126,13 @@ class TinyModel(torch.nn.Module):
         self.vae = AutoencoderKL(AutoencoderKLConfig(**config.vae))
         self.unet = UNetModel(UNetConfig(**config.unet))
         self.motion = MotionModule(MotionModuleConfig(**config.motion))
-        text_cfg = CLIPTextConfig(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id, eos_token_id=tok.eos_id,
-                                  pad_token_id=tok.pad_id, **config.text)
+        text_cfg = CLIPTextConfig(
+            vocab_size=tok.vocab_size,
+            bos_token_id=tok.bos_id,
+            eos_token_id=tok.eos_id,
+            pad_token_id=tok.pad_id,
+            **config.text,
+        )
         self.text = CLIPTextModel(text_cfg)
         self.animated = self.unet.with_motion(self.motion)
 
@@ -174,7 +199,7 @@ def vae_batch(rng: np.random.Generator, count: int, crop: Optional[int], object_
                 y = int(np.clip(round(cy - crop / 2 + jitter[1]), 0, limit))
             else:
                 y, x = rng.integers(0, limit + 1, 2)
-            frame = frame[y:y + crop, x:x + crop]
+            frame = frame[y : y + crop, x : x + crop]
         frames.append(frame)
     return to_pixels(np.stack(frames))
 
@@ -209,10 +234,15 @@ class TextVideoAligner(nn.Module):
     def __init__(self, text_width: int, frames: int = synthetic.FRAMES, width: int = 64, embed: int = 64):
         super().__init__()
         self.video = nn.Sequential(
-            nn.Conv2d(3 * frames, width, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, embed),
+            nn.Conv2d(3 * frames, width, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * width, embed),
         )
         self.text_projection = nn.Linear(text_width, embed)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -276,7 +306,7 @@ def vae_step(model: TinyModel, pixels: torch.Tensor, generator: torch.Generator,
 
 def alphas_cumprod(schedule: ScheduleConfig) -> torch.Tensor:
     """The schedule's cumulative alphas [T] (from the sampling package, so training and sampling agree)."""
-    from .sampling.schedules import alphas_cumprod_from_config
+    from ..pipelines.sampling.schedules import alphas_cumprod_from_config
 
     return alphas_cumprod_from_config(schedule)
 
@@ -290,9 +320,20 @@ def encode_latents(model: TinyModel, videos: np.ndarray, generator: torch.Genera
     return z * model.vae.config.scaling_factor
 
 
-def diffusion_step(model: TinyModel, latents: torch.Tensor, captions, num_frames: int, abar: torch.Tensor,
-                   generator: torch.Generator, *, use_motion: bool, offset_noise: float = 0.1,
-                   min_snr: float = 5.0, high_noise_fraction: float = 0.0, high_noise_from: int = 850):
+def diffusion_step(
+    model: TinyModel,
+    latents: torch.Tensor,
+    captions,
+    num_frames: int,
+    abar: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    use_motion: bool,
+    offset_noise: float = 0.1,
+    min_snr: float = 5.0,
+    high_noise_fraction: float = 0.0,
+    high_noise_from: int = 850,
+):
     """One denoising loss on latents [B*F,C,h,w] with one caption and one timestep per clip.
 
     The target follows the model's schedule: epsilon, or v = sqrt(abar) * eps - sqrt(1 - abar) * x0 for
@@ -332,8 +373,9 @@ def caption_context(model: "TinyModel", captions, num_frames: int) -> torch.Tens
     return model.text(model.token_ids(captions)).repeat_interleave(num_frames, 0)
 
 
-def terminal_mean_step(model: "TinyModel", latents: torch.Tensor, captions, num_frames: int,
-                       generator: torch.Generator):
+def terminal_mean_step(
+    model: "TinyModel", latents: torch.Tensor, captions, num_frames: int, generator: torch.Generator
+):
     """The loss at t = T of a zero-terminal-SNR v-prediction model, against the mean of several clips per caption.
 
     ``latents`` ``[clips * K * num_frames, ...]``: K clips of each caption in a row (different layouts),
@@ -345,12 +387,14 @@ def terminal_mean_step(model: "TinyModel", latents: torch.Tensor, captions, num_
     """
     groups = len(captions)
     video = latents.reshape(groups, -1, num_frames, *latents.shape[1:])
-    return terminal_loss(model, video.mean(dim=1).reshape(groups * num_frames, *latents.shape[1:]), captions,
-                         num_frames, generator)
+    return terminal_loss(
+        model, video.mean(dim=1).reshape(groups * num_frames, *latents.shape[1:]), captions, num_frames, generator
+    )
 
 
-def terminal_loss(model: "TinyModel", mean_latents: torch.Tensor, captions, num_frames: int,
-                  generator: torch.Generator):
+def terminal_loss(
+    model: "TinyModel", mean_latents: torch.Tensor, captions, num_frames: int, generator: torch.Generator
+):
     """The t = T loss of a zero-terminal-SNR v-prediction model: pure noise in, -E[x0 | caption] out.
 
     ``mean_latents`` ``[len(captions) * num_frames, C, h, w]`` are the (estimated) mean clips of the captions.
@@ -382,15 +426,23 @@ def terminal_mean_table(model: "TinyModel", clips_per_caption: int, seed: int, c
     scenes = [synthetic.layout_scene(*combo, rng) for combo in combos for _ in range(clips_per_caption)]
     means = []
     for start in range(0, len(scenes), chunk):
-        videos = np.stack([synthetic.render_scene(s) for s in scenes[start:start + chunk]])
+        videos = np.stack([synthetic.render_scene(s) for s in scenes[start : start + chunk]])
         moments, _ = model.vae.encode_moments(to_pixels(videos.reshape(-1, *videos.shape[2:])))
         means.append(moments * model.vae.config.scaling_factor)
     latents = torch.cat(means).reshape(len(combos), clips_per_caption, synthetic.FRAMES, *means[0].shape[1:])
     return combos, latents.mean(dim=1)
 
 
-def terminal_table_step(model: "TinyModel", combos, table: torch.Tensor, batch: int, rng: np.random.Generator,
-                        generator: torch.Generator, cfg_dropout: float = 0.1, weights=None):
+def terminal_table_step(
+    model: "TinyModel",
+    combos,
+    table: torch.Tensor,
+    batch: int,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    cfg_dropout: float = 0.1,
+    weights=None,
+):
     """A t = T step on ``batch`` random captions whose targets come from :func:`terminal_mean_table`
     (drawn uniformly, or in proportion to ``weights``, one per combination)."""
     if weights is None:
@@ -398,16 +450,20 @@ def terminal_table_step(model: "TinyModel", combos, table: torch.Tensor, batch: 
     else:
         weights = np.asarray(weights, np.float64)
         picks = rng.choice(len(combos), size=batch, p=weights / weights.sum())
-    captions = [synthetic.GRAMMAR.caption(*combos[i], template=int(rng.integers(len(synthetic.GRAMMAR.templates))))
-                for i in picks]
+    captions = [
+        synthetic.GRAMMAR.caption(*combos[i], template=int(rng.integers(len(synthetic.GRAMMAR.templates))))
+        for i in picks
+    ]
     captions = caption_dropout(captions, rng, cfg_dropout)
     frames = table.shape[1]
-    return terminal_loss(model, table[torch.as_tensor(picks)].reshape(batch * frames, *table.shape[2:]),
-                         captions, frames, generator)
+    return terminal_loss(
+        model, table[torch.as_tensor(picks)].reshape(batch * frames, *table.shape[2:]), captions, frames, generator
+    )
 
 
-def sample_timesteps(count: int, T: int, generator: torch.Generator, high_noise_fraction: float = 0.0,
-                     high_noise_from: int = 850) -> torch.Tensor:
+def sample_timesteps(
+    count: int, T: int, generator: torch.Generator, high_noise_fraction: float = 0.0, high_noise_from: int = 850
+) -> torch.Tensor:
     """``count`` training timesteps: uniform over ``[0, T)``, a ``high_noise_fraction`` of them over
     ``[high_noise_from, T)``.
 
@@ -466,16 +522,22 @@ class EMA:
 
 def export_model(model: TinyModel, checkpoint_path, motion_path, ema: Optional[EMA] = None):
     """Write the FrameFold checkpoint and the motion module file (EMA weights if ``ema`` is given)."""
-    from .loading.checkpoint import save_framefold_checkpoint
-    from .loading.motion_keys import save_motion_module
-    from .models.clip import TextEncoder
+    from ..pipelines.loading.checkpoint import save_framefold_checkpoint
+    from ..pipelines.loading.motion_keys import save_motion_module
+    from ..pipelines.models.clip import TextEncoder
 
     if ema is not None:
         model = copy.deepcopy(model)
         ema.copy_to(model.denoiser_parameters())
     text_encoder = TextEncoder(model.tokenizer, model.text)
-    save_framefold_checkpoint(checkpoint_path, model.unet, model.vae, text_encoder,
-                              schedule=model.config.schedule, extra={"frame_window": model.motion.config.pe_length})
+    save_framefold_checkpoint(
+        checkpoint_path,
+        model.unet,
+        model.vae,
+        text_encoder,
+        schedule=model.config.schedule,
+        extra={"frame_window": model.motion.config.pe_length},
+    )
     save_motion_module(motion_path, model.motion)
 
 
