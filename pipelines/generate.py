@@ -1,0 +1,320 @@
+"""Entry points of the generation features: one call per feature, each taking a self-validating options object.
+
+- :func:`generate_video`: text-to-video and video-to-video (:class:`VideoOptions`);
+- :func:`animate_image`: image-to-video by first-frame hold, seed 000 §4.1 (:class:`ImageToVideoOptions`);
+- :func:`generate_long_video`: VidRD clip-by-clip long video, seed 003 §4.3 (:class:`LongVideoOptions`).
+
+Each call seeds one CPU ``torch.Generator`` from ``options.seed`` and draws, in this order, the initial noise (from
+the optional noise prior) and then the sampler's own noise, so the same options give bit-identical latents. Every
+bad value raises :class:`~.options.OptionError` naming the option or input (``model``, ``positive``, ``noise``,
+``context``, ``freeinit``, ``first_frame``, ``image``, ``vae`` or an options field).
+"""
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
+
+import torch
+
+from .models.bundle import Conditioning, DiffusionModel
+from .models.vae import VAE
+from .noise import NoisePrior
+from .options import OptionError, check_choice, check_range, check_type
+from .sampling import schedules
+from .sampling.context import ContextOptions
+from .sampling.freeinit import FreeInitOptions, sample_with_freeinit
+from .sampling.guidance import GuidedDenoiser, frame_embeds
+from .sampling.i2v import first_frame_hold, image_to_video
+from .sampling.samplers import SAMPLERS, Denoiser, sample
+from .sampling.vidrd import DEFAULT_OVERLAP, OVERLAP_MODES, LongVideoResult, VidRDOptions, sample_long_video
+
+NOISE_REUSE = ("pns", "fnr")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """What every sampling feature needs: steps, CFG scale, sampler, timestep spacing and seed."""
+
+    steps: int = 20
+    cfg: float = 7.5
+    sampler: str = "ddim"
+    spacing: str = "leading"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("steps", self.steps, 1)
+        check_range("cfg", self.cfg, 0.0)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("spacing", self.spacing, schedules.SPACINGS)
+
+
+@dataclass(frozen=True)
+class VideoOptions(SamplingOptions):
+    """:func:`generate_video`: ``denoise_strength`` 1 starts from pure noise, lower keeps more of the latent."""
+
+    denoise_strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("denoise_strength", self.denoise_strength, 0.0, 1.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class ImageToVideoOptions(SamplingOptions):
+    """:func:`animate_image`: frames to generate and how firmly frame 0 is held to the image (1 = pinned)."""
+
+    frames: int = 16
+    image_strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("frames", self.frames, 1)
+        check_range("image_strength", self.image_strength, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class LongVideoOptions(SamplingOptions):
+    """:func:`generate_long_video`. ``total_frames`` 0 = the latent's frame count; ``clip_frames`` 0 = the model's
+    frame window; ``noise_reuse`` "fnr" ignores ``alpha``. The VidRD fields (``prompt_frames``, ``alpha``, ``beta``,
+    ``overlap``) are validated by the :class:`~.sampling.vidrd.VidRDOptions` built from them once the clip length
+    is known."""
+
+    total_frames: int = 64
+    clip_frames: int = 0
+    prompt_frames: int = 4
+    alpha: float = 4.0
+    beta: float = 0.4
+    overlap: str = DEFAULT_OVERLAP
+    noise_reuse: str = "pns"
+    first_frame_strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("total_frames", self.total_frames, 0)
+        check_range("clip_frames", self.clip_frames, 0)
+        check_choice("noise_reuse", self.noise_reuse, NOISE_REUSE)
+        check_range("first_frame_strength", self.first_frame_strength, 0.0, 1.0)
+
+    def vidrd(self, frame_window: int) -> VidRDOptions:
+        """The VidRD loop's options for a model with this frame window."""
+        clip_frames = self.clip_frames or frame_window
+        if clip_frames > frame_window:
+            raise OptionError("clip_frames", f"at most the model's frame window ({frame_window}), got {clip_frames}")
+        alpha = None if self.noise_reuse == "fnr" else float(self.alpha)
+        return VidRDOptions(clip_frames, self.prompt_frames, alpha, float(self.beta), self.overlap)
+
+
+def _check_inputs(
+    model: Any, positive: Any, negative: Any, frames: int, noise: Any = None, freeinit: Any = None
+) -> None:
+    """Types of the model, prompts and optional noise prior / FreeInit options; prompt counts (1 or per frame)."""
+    check_type("model", model, DiffusionModel, "a DiffusionModel from a FrameFold loader")
+    for name, cond in (("positive", positive), ("negative", negative)):
+        check_type(name, cond, Conditioning, "a Conditioning from FrameFold Text Encode")
+        if cond.embeds.shape[0] not in (1, frames):
+            raise OptionError(name, f"one prompt or {frames} per-frame prompts, got {cond.embeds.shape[0]}")
+    if noise is not None:
+        check_type("noise", noise, NoisePrior, "a NoisePrior from FrameFold Noise Prior")
+    if freeinit is not None:
+        check_type("freeinit", freeinit, FreeInitOptions, "FreeInitOptions from FrameFold FreeInit Options")
+
+
+def _check_window(model: DiffusionModel, context: Optional[ContextOptions], frames: int, field: str) -> None:
+    """Frames denoised at once (the context window, or all frames) must fit the motion module's window."""
+    if context is not None:
+        check_type("context", context, ContextOptions, "ContextOptions from FrameFold Context Options")
+    limit = getattr(model.unet, "frame_window", None)  # set when a motion module is attached
+    window = context.length if context is not None else frames
+    if limit and window > limit:
+        raise OptionError(
+            "context" if context is not None else field,
+            f"context windows of at most {limit} frames (the motion module's length) for this {frames}-frame video, "
+            f"got {'no context' if context is None else f'length {window}'}",
+        )
+
+
+def _initial_noise(prior: Optional[NoisePrior], shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
+    """Unit initial noise from the prior (i.i.d. without one)."""
+    try:
+        return (prior or NoisePrior("iid")).sample(tuple(shape), generator)
+    except ValueError as e:
+        raise OptionError("noise", str(e)) from e
+
+
+def _sigmas(
+    model: DiffusionModel, options: SamplingOptions, strength: float = 1.0
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(alphas_cumprod, sigmas)`` of a run of ``options.steps`` steps on the model's schedule."""
+    abar = schedules.alphas_cumprod_from_config(model.schedule)
+    try:
+        return abar, schedules.denoise_sigmas(abar, options.steps, options.spacing, strength)
+    except ValueError as e:
+        raise OptionError("steps", str(e)) from e
+
+
+def _generator(seed: int) -> torch.Generator:
+    """The run's one CPU generator."""
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def generate_video(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    latent: torch.Tensor,
+    options: VideoOptions,
+    *,
+    noise: Optional[NoisePrior] = None,
+    context: Optional[ContextOptions] = None,
+) -> torch.Tensor:
+    """Denoise ``latent [F, C, h, w]`` (its shape only, at denoise strength 1) into a video latent (float32, CPU).
+
+    noise: the initial-noise prior (default i.i.d.); context: sliding context windows for more frames than the
+    motion module's window.
+    """
+    _check_inputs(model, positive, negative, latent.shape[0], noise)
+    _check_window(model, context, latent.shape[0], "latent")
+    generator = _generator(options.seed)
+    initial = _initial_noise(noise, latent.shape, generator)
+    device = model.device
+    denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+    _, sigmas = _sigmas(model, options, options.denoise_strength)
+    out = sample(
+        options.sampler,
+        denoiser,
+        initial.to(device),
+        sigmas,
+        latent=latent.to(device=device, dtype=torch.float32),
+        denoise_strength=options.denoise_strength,
+        generator=generator,
+    )
+    return out.float().cpu()
+
+
+def animate_image(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    vae: VAE,
+    image: torch.Tensor,
+    options: ImageToVideoOptions,
+    *,
+    noise: Optional[NoisePrior] = None,
+    context: Optional[ContextOptions] = None,
+    freeinit: Optional[FreeInitOptions] = None,
+) -> torch.Tensor:
+    """Image-to-video: a video latent (float32, CPU) whose frame 0 is held to the encoded ``image`` (IMAGE
+    ``[F, H, W, 3]``, the first one is used) at every step; FreeInit passes when ``freeinit`` is given."""
+    _check_inputs(model, positive, negative, options.frames, noise, freeinit)
+    check_type("vae", vae, VAE, "a VAE from a FrameFold loader")
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
+        raise OptionError("image", "an IMAGE [F,H,W,3] in 0..1")
+    _check_window(model, context, options.frames, "frames")
+    try:
+        image_latent = vae.encode(image[:1, :, :, :3].float())
+    except ValueError as e:
+        raise OptionError("image", str(e)) from e
+    generator = _generator(options.seed)
+    initial = _initial_noise(noise, (options.frames, *image_latent.shape[1:]), generator)
+    abar, sigmas = _sigmas(model, options)
+    device = model.device
+    denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+    image_latent = image_latent.to(device)
+
+    def run(start_noise: torch.Tensor) -> torch.Tensor:
+        return image_to_video(
+            denoiser,
+            image_latent,
+            start_noise,
+            sigmas,
+            strength=float(options.image_strength),
+            sampler=options.sampler,
+            generator=generator,
+        )
+
+    if freeinit is not None and freeinit.iterations > 1:
+        out, _ = sample_with_freeinit(run, initial.to(device), abar, generator, freeinit, steps=options.steps)
+    else:
+        out = run(initial.to(device))
+    return out.float().cpu()
+
+
+def _clip_denoisers(
+    model: DiffusionModel, positive: Conditioning, negative: Conditioning, cfg: float, total_frames: int
+) -> Tuple[Optional[Denoiser], Any]:
+    """``(denoiser, None)`` for one prompt each, else ``(None, denoiser_for_clip)`` slicing per-frame prompts at the
+    output frames a clip shows (with :func:`~.sampling.guidance.frame_embeds`)."""
+    if max(positive.embeds.shape[0], negative.embeds.shape[0]) == 1:
+        return GuidedDenoiser(model, positive, negative, cfg), None
+
+    def for_clip(positions: Sequence[int]) -> Denoiser:
+        frames = torch.tensor(positions)
+        pos, neg = (
+            Conditioning(frame_embeds(c.embeds, frames, total_frames, which), c.prompt)
+            for c, which in ((positive, "positive"), (negative, "negative"))
+        )
+        return GuidedDenoiser(model, pos, neg, cfg)
+
+    return None, for_clip
+
+
+def generate_long_video(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    latent: torch.Tensor,
+    options: LongVideoOptions,
+    *,
+    noise: Optional[NoisePrior] = None,
+    freeinit: Optional[FreeInitOptions] = None,
+    first_frame: Optional[torch.Tensor] = None,
+) -> LongVideoResult:
+    """VidRD long video: ``options.total_frames`` latent frames (float32, CPU) of ``latent``'s frame shape, clip by
+    clip. noise: prior of clip 0's noise; freeinit: passes for clip 0; first_frame: an image latent
+    ``[1, C, h, w]`` that clip 0's frame 0 is held to (``options.first_frame_strength``)."""
+    total = int(options.total_frames) or latent.shape[0]
+    _check_inputs(model, positive, negative, total, noise, freeinit)
+    vidrd = options.vidrd(getattr(model.unet, "frame_window", None) or model.frame_window)
+    frame_shape = tuple(latent.shape[1:])
+    generator = _generator(options.seed)
+    first = _initial_noise(noise, (vidrd.clip_frames, *frame_shape), generator)
+    abar, sigmas = _sigmas(model, options)
+    hooks = []
+    if first_frame is not None:
+        if (
+            not isinstance(first_frame, torch.Tensor)
+            or first_frame.ndim != 4
+            or tuple(first_frame.shape[1:]) != frame_shape
+        ):
+            raise OptionError(
+                "first_frame", f"a latent [1, {', '.join(map(str, frame_shape))}] (the same frame size as the video)"
+            )
+        image = first_frame[:1].float().to(first.device)
+        hooks.append(first_frame_hold(image, first, float(options.first_frame_strength)))
+    denoiser, for_clip = _clip_denoisers(model, positive, negative, options.cfg, total)
+    return sample_long_video(
+        denoiser,
+        frame_shape,
+        total,
+        sigmas,
+        generator=generator,
+        options=vidrd,
+        sampler=options.sampler,
+        first_noise=first.to(model.device),
+        denoiser_for_clip=for_clip,
+        freeinit=freeinit,
+        alphas_cumprod=abar,
+        first_clip_hooks=hooks,
+    )
+
+
+__all__ = [
+    "OVERLAP_MODES",
+    "NOISE_REUSE",
+    "SamplingOptions",
+    "VideoOptions",
+    "ImageToVideoOptions",
+    "LongVideoOptions",
+    "generate_video",
+    "animate_image",
+    "generate_long_video",
+]
