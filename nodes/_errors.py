@@ -20,11 +20,26 @@ class NodeInputError(ValueError):
 
 
 @contextlib.contextmanager
-def node_inputs(node: object, widgets: Optional[Mapping[str, str]] = None) -> Iterator[None]:
-    """Inside the block an :class:`~..pipelines.options.OptionError` becomes a NodeInputError of ``node`` (a node
-    instance or class) naming the widget: ``widgets`` maps option field names to widget names where they differ."""
+def node_inputs(
+    node: object, widgets: Optional[Mapping[str, str]] = None, *, other_errors: Optional[str] = None
+) -> Iterator[None]:
+    """Inside the block a pipeline's ValueError becomes a NodeInputError of ``node`` (a node instance or class).
+
+    An :class:`~..pipelines.options.OptionError` names its field: ``widgets`` maps field names to widget names where
+    they differ. Any other ValueError is charged to the input ``other_errors`` when given (else it propagates).
+    """
     try:
         yield
+    except NodeInputError:
+        raise
     except OptionError as e:
-        node_class = node.__name__ if isinstance(node, type) else type(node).__name__
-        raise NodeInputError(node_class, (widgets or {}).get(e.field, e.field), e.expected) from e
+        raise NodeInputError(_class_name(node), (widgets or {}).get(e.field, e.field), e.expected) from e
+    except ValueError as e:
+        if other_errors is None:
+            raise
+        raise NodeInputError(_class_name(node), other_errors, str(e)) from e
+
+
+def _class_name(node: object) -> str:
+    """The node class's name from the class or an instance."""
+    return node.__name__ if isinstance(node, type) else type(node).__name__

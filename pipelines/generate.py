@@ -2,7 +2,8 @@
 
 - :func:`generate_video`: text-to-video and video-to-video (:class:`VideoOptions`);
 - :func:`animate_image`: image-to-video by first-frame hold, seed 000 §4.1 (:class:`ImageToVideoOptions`);
-- :func:`generate_long_video`: VidRD clip-by-clip long video, seed 003 §4.3 (:class:`LongVideoOptions`).
+- :func:`generate_long_video`: VidRD clip-by-clip long video, seed 003 §4.3 (:class:`LongVideoOptions`);
+- :func:`encode_prompt`: the text conditioning all of them take.
 
 Each call seeds one CPU ``torch.Generator`` from ``options.seed`` and draws, in this order, the initial noise (from
 the optional noise prior) and then the sampler's own noise, so the same options give bit-identical latents. Every
@@ -16,6 +17,7 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 
 from .models.bundle import Conditioning, DiffusionModel
+from .models.clip import TextEncoder
 from .models.vae import VAE
 from .noise import NoisePrior
 from .options import OptionError, check_choice, check_range, check_type
@@ -101,6 +103,17 @@ class LongVideoOptions(SamplingOptions):
             raise OptionError("clip_frames", f"at most the model's frame window ({frame_window}), got {clip_frames}")
         alpha = None if self.noise_reuse == "fnr" else float(self.alpha)
         return VidRDOptions(clip_frames, self.prompt_frames, alpha, float(self.beta), self.overlap)
+
+
+def encode_prompt(text_encoder: TextEncoder, text: str, clip_skip: int = 0) -> Conditioning:
+    """The prompt's text embeddings; ``clip_skip`` n > 0 takes the n-th last CLIP layer (0 = the model's default)."""
+    check_type("text_encoder", text_encoder, TextEncoder, "a TextEncoder from FrameFold Load Checkpoint")
+    layers = len(text_encoder.model.encoder.layers)
+    if not 0 <= clip_skip <= layers:
+        raise OptionError("clip_skip", f"0 (model default) or a value in 1..{layers} for this text encoder")
+    if clip_skip:
+        text_encoder = text_encoder.with_clip_skip(clip_skip)
+    return text_encoder.encode(text)
 
 
 def _check_inputs(
@@ -317,4 +330,5 @@ __all__ = [
     "generate_video",
     "animate_image",
     "generate_long_video",
+    "encode_prompt",
 ]

@@ -83,7 +83,10 @@ def decode_video(vae: VAE, latents: torch.Tensor, options: DecodeOptions) -> tor
     """Scaled latents ``[F, C, h, w]`` -> IMAGE ``[F, h*d, w*d, 3]`` float32 in 0..1 on the CPU."""
     check_type("vae", vae, VAE, "a VAE from a FrameFold loader")
     if latents.ndim != 4 or latents.shape[1] != vae.latent_channels:
-        raise OptionError("samples", f"latents [F,{vae.latent_channels},h,w] for this VAE, got {tuple(latents.shape)}")
+        got = latents.shape[1] if latents.ndim == 4 else tuple(latents.shape)
+        raise OptionError(
+            "samples", f"latents [F, C, h, w] with {vae.latent_channels} channels for this VAE, got {got}"
+        )
     d = vae.downscale
     if options.tile_size and options.tile_size < 8 * d:
         raise OptionError(

@@ -19,10 +19,12 @@ It measures, with OpenCV, four things the caption states:
 ``background_ok``, ``stability_ok``, ``all_ok``) and the measured figures behind them.
 """
 
-from typing import Dict
+from typing import Any, Dict, Tuple
 
 import numpy as np
+import torch
 
+from ..options import OptionError
 from ..synthetic import BACKGROUNDS, COLOURS, GRAMMAR
 
 # Foreground = pixels with HSV saturation above this and value above MIN_VALUE (0..1 scale).
@@ -217,3 +219,15 @@ def evaluate(
     checks = [result[k] for k in ("colour_ok", "motion_ok", "background_ok", "stability_ok")]
     result["all_ok"] = all(c for c in checks if c is not None)
     return result
+
+
+def caption_report(video: torch.Tensor, caption: str) -> Tuple[Dict[str, Any], bool]:
+    """The caption-check feature: ``(report, passed)`` for an IMAGE ``video [F >= 2, H, W, 3]`` — the
+    :func:`evaluate` figures rounded to 3 digits (without the per-frame areas) and ``all_ok``."""
+    if video is None or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] < 2:
+        raise OptionError("images", "an IMAGE batch [frames >= 2, height, width, 3]")
+    if all(v is None for v in GRAMMAR.parse(caption).values()):
+        raise OptionError("caption", "a caption naming a colour, shape, motion or background of the grammar")
+    result = evaluate(video, caption)
+    report = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items() if k != "areas"}
+    return report, bool(result["all_ok"])
