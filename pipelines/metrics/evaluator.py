@@ -19,7 +19,7 @@ It measures, with OpenCV, four things the caption states:
 ``background_ok``, ``stability_ok``, ``all_ok``) and the measured figures behind them.
 """
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 import torch
@@ -28,11 +28,13 @@ from ..options import OptionError
 from ..synthetic import BACKGROUNDS, COLOURS, GRAMMAR
 
 # Foreground = pixels with HSV saturation above this and value above MIN_VALUE (0..1 scale).
+Video = Union[np.ndarray, torch.Tensor]  # [F, H, W, 3] in 0..1
+
 MIN_SATURATION = 0.45
 MIN_VALUE = 0.25
 
 
-def _to_uint8(video) -> np.ndarray:
+def _to_uint8(video: Video) -> np.ndarray:
     """A video [F,H,W,3] (float 0..1 numpy/torch, or uint8) as uint8 numpy."""
     if hasattr(video, "detach"):
         video = video.detach().cpu().float().numpy()
@@ -55,7 +57,7 @@ def _hsv(video_u8: np.ndarray) -> np.ndarray:
     return hsv
 
 
-def foreground_masks(video) -> np.ndarray:
+def foreground_masks(video: Video) -> np.ndarray:
     """Per-frame foreground masks bool [F,H,W]: the saturated pixels, opened, largest blob kept."""
     import cv2
 
@@ -89,7 +91,7 @@ def _hue_distance(a: float, b: float) -> float:
     return min(d, 360.0 - d)
 
 
-def measure_colour(video, masks) -> Dict:
+def measure_colour(video: Video, masks: np.ndarray) -> Dict:
     """The foreground's mean hue and the nearest named colour (None when there is no foreground)."""
     hsv = _hsv(_to_uint8(video))
     sel = hsv[masks]
@@ -103,7 +105,7 @@ def measure_colour(video, masks) -> Dict:
     return {"colour": name, "hue": mean, "hue_error": _hue_distance(mean, hues[name])}
 
 
-def measure_background(video, masks) -> Dict:
+def measure_background(video: Video, masks: np.ndarray) -> Dict:
     """The background's name from the grey levels of the non-foreground pixels (top vs bottom rows)."""
     frames = _to_uint8(video).astype(np.float32) / 255.0
     grey = frames.mean(axis=-1)
@@ -136,7 +138,7 @@ def _fit_slope(t: np.ndarray, values: np.ndarray) -> float:
     return float((t * (values - values.mean())).sum() / max((t * t).sum(), 1e-9))
 
 
-def measure_motion(masks) -> Dict:
+def measure_motion(masks: np.ndarray) -> Dict:
     """Centroid travel (x, y over the whole clip, pixels) and area trend from the foreground masks."""
     frames = masks.shape[0]
     areas = masks.reshape(frames, -1).sum(axis=1).astype(np.float64)
@@ -170,7 +172,7 @@ def measure_motion(masks) -> Dict:
 
 
 def evaluate(
-    video,
+    video: Video,
     caption: str,
     *,
     min_travel: float = 8.0,

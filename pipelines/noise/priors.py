@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from ..options import check_choice, check_range
+from ..options import OptionError, check_choice, check_range
 
 METHODS = ("iid", "videofusion", "pyoco_mixed", "pyoco_progressive", "freenoise", "motion", "vidrd")
 
@@ -49,17 +49,17 @@ def videofusion_noise(
     Draw order: b ``[1, ...]`` then r ``[F, ...]``.
     """
     num_frames = shape[0]
-    lam = _per_frame(lam, num_frames).clone()
+    weights = _per_frame(lam, num_frames).clone()
     if base_frame is not None:
         if not -num_frames <= base_frame < num_frames:
             raise ValueError(f"base_frame {base_frame} out of range for {num_frames} frames")
-        lam[base_frame] = 1.0
-    if bool(((lam < 0) | (lam > 1)).any()):
+        weights[base_frame] = 1.0
+    if bool(((weights < 0) | (weights > 1)).any()):
         raise ValueError("videofusion lambda must be in [0, 1]")
     base = _randn((1, *shape[1:]), generator)
     residual = _randn(shape, generator)
-    lam = lam.to(base.device).view(-1, *([1] * (len(shape) - 1)))
-    return lam.sqrt() * base + (1 - lam).sqrt() * residual
+    weights = weights.to(base.device).view(-1, *([1] * (len(shape) - 1)))
+    return weights.sqrt() * base + (1 - weights).sqrt() * residual
 
 
 def pyoco_mixed_noise(shape: Sequence[int], generator: torch.Generator, alpha: float = 1.0) -> torch.Tensor:
@@ -172,6 +172,8 @@ class NoisePrior:
             check_range("lam", lam, 0.0, 1.0)
         if self.alpha is not None:
             check_range("alpha", self.alpha, 0.0)
+        elif self.method in ("pyoco_mixed", "pyoco_progressive"):
+            raise OptionError("alpha", f"a value >= 0 for {self.method}, got None")
         check_range("window", self.window, 1)
         check_range("stride", self.stride, 1)
         check_range("prompt_frames", self.prompt_frames, 0)
@@ -184,9 +186,9 @@ class NoisePrior:
         if m == "videofusion":
             return videofusion_noise(shape, generator, self.lam, self.base_frame)
         if m == "pyoco_mixed":
-            return pyoco_mixed_noise(shape, generator, self.alpha)
+            return pyoco_mixed_noise(shape, generator, float(self.alpha or 0.0))
         if m == "pyoco_progressive":
-            return pyoco_progressive_noise(shape, generator, self.alpha)
+            return pyoco_progressive_noise(shape, generator, float(self.alpha or 0.0))
         if m == "freenoise":
             return freenoise_noise(shape, generator, self.window, self.stride)
         return motion_translated_noise(shape, generator, self.delta_x, self.delta_y)

@@ -45,7 +45,7 @@ def _slide(sequence: Sequence[int], length: int, step: int, closed_loop: bool) -
     if closed_loop:
         return [[sequence[(s + k) % n] for k in range(length)] for s in range(0, n, step)]
     starts = list(range(0, n - length, step)) + [n - length]
-    return [sequence[s : s + length] for s in starts]
+    return [list(sequence[s : s + length]) for s in starts]
 
 
 def uniform_windows(

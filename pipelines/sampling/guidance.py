@@ -18,9 +18,7 @@ from .context import ContextOptions
 from .schedules import alphas_cumprod_from_config, denoised_from_output, timestep_at_sigma, to_model_input, train_sigmas
 
 
-def match_lengths(
-    embeds_a: torch.Tensor, embeds_b: torch.Tensor, chunk: int = 77
-) -> Tuple[torch.Tensor, torch.Tensor]:
+def match_lengths(embeds_a: torch.Tensor, embeds_b: torch.Tensor, chunk: int = 77) -> Tuple[torch.Tensor, torch.Tensor]:
     """Repeat ``[N, L, D]`` embeddings along L to a common length (lcm of the two), chunk-wise like ComfyUI."""
     la, lb = embeds_a.shape[1], embeds_b.shape[1]
     if la == lb:

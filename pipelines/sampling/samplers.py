@@ -40,7 +40,7 @@ def _finish_step(
 ) -> torch.Tensor:
     """Run the step hook (it may replace x), then report progress (which may raise Interrupted)."""
     if step_hook is not None:
-        replaced = step_hook(i, sigmas[i + 1], x)
+        replaced = step_hook(i, float(sigmas[i + 1]), x)
         if replaced is not None:
             x = replaced
     progress.report(i + 1, len(sigmas) - 1, preview=denoised)
@@ -125,7 +125,8 @@ def sample_dpmpp_2m(
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in log-sigma; first order on the first step
     and on a final step to sigma 0 (diffusers' DPMSolverMultistepScheduler, dpmsolver++, midpoint)."""
-    old_denoised, h_last = None, None
+    old_denoised: Optional[torch.Tensor] = None
+    h_last = 0.0  # set together with old_denoised on every step before sigma 0
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         denoised = denoiser(x, sigma)
