@@ -12,7 +12,7 @@ bad value raises :class:`~.options.OptionError` naming the option or input (``mo
 """
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -25,6 +25,7 @@ from .sampling import schedules
 from .sampling.context import ContextOptions
 from .sampling.freeinit import FreeInitOptions, sample_with_freeinit
 from .sampling.guidance import GuidedDenoiser, frame_embeds
+from .sampling.hooks import FrameHold
 from .sampling.i2v import first_frame_hold, image_to_video
 from .sampling.samplers import SAMPLERS, Denoiser, sample
 from .sampling.vidrd import DEFAULT_OVERLAP, OVERLAP_MODES, LongVideoResult, VidRDOptions, sample_long_video
@@ -251,20 +252,23 @@ def animate_image(
     return out.float().cpu()
 
 
+def clip_conditioning(cond: Conditioning, positions: Sequence[int], total_frames: int, which: str) -> Conditioning:
+    """The conditioning of one long-video clip: per-frame prompts sliced at the output frames the clip shows
+    (:func:`~.sampling.guidance.frame_embeds`; one prompt is repeated for every frame)."""
+    frames = torch.tensor(positions)
+    return Conditioning(frame_embeds(cond.embeds, frames, total_frames, which), cond.prompt)
+
+
 def _clip_denoisers(
     model: DiffusionModel, positive: Conditioning, negative: Conditioning, cfg: float, total_frames: int
-) -> Tuple[Optional[Denoiser], Any]:
-    """``(denoiser, None)`` for one prompt each, else ``(None, denoiser_for_clip)`` slicing per-frame prompts at the
-    output frames a clip shows (with :func:`~.sampling.guidance.frame_embeds`)."""
+) -> Tuple[Optional[Denoiser], Optional[Callable[[List[int]], Denoiser]]]:
+    """``(denoiser, None)`` for one prompt each, else ``(None, denoiser_for_clip)`` for per-frame prompts."""
     if max(positive.embeds.shape[0], negative.embeds.shape[0]) == 1:
         return GuidedDenoiser(model, positive, negative, cfg), None
 
-    def for_clip(positions: Sequence[int]) -> Denoiser:
-        frames = torch.tensor(positions)
-        pos, neg = (
-            Conditioning(frame_embeds(c.embeds, frames, total_frames, which), c.prompt)
-            for c, which in ((positive, "positive"), (negative, "negative"))
-        )
+    def for_clip(positions: List[int]) -> Denoiser:
+        pos = clip_conditioning(positive, positions, total_frames, "positive")
+        neg = clip_conditioning(negative, positions, total_frames, "negative")
         return GuidedDenoiser(model, pos, neg, cfg)
 
     return None, for_clip
@@ -291,7 +295,7 @@ def generate_long_video(
     generator = _generator(options.seed)
     first = _initial_noise(noise, (vidrd.clip_frames, *frame_shape), generator)
     abar, sigmas = _sigmas(model, options)
-    hooks = []
+    hooks: List[FrameHold] = []
     if first_frame is not None:
         if (
             not isinstance(first_frame, torch.Tensor)

@@ -27,9 +27,9 @@ import torch
 from ..options import OptionError
 from ..synthetic import BACKGROUNDS, COLOURS, GRAMMAR
 
-# Foreground = pixels with HSV saturation above this and value above MIN_VALUE (0..1 scale).
 Video = Union[np.ndarray, torch.Tensor]  # [F, H, W, 3] in 0..1
 
+# Foreground = pixels with HSV saturation above this and value above MIN_VALUE (0..1 scale).
 MIN_SATURATION = 0.45
 MIN_VALUE = 0.25
 

@@ -18,10 +18,10 @@ Next users, and where they plug in:
 
 - diffusion in-betweening: a :class:`FrameHold` of several keyframes (``frames`` = their indices, ``clean`` their
   latents) keeps them at the current noise level at every step, as image-to-video does for frame 0;
-- ControlNet: its per-step residuals are computed inside the model call, so they enter through the denoiser
-  (``GuidedDenoiser(control=...)`` in ``pipelines/sampling/guidance.py``); a start/end percent is a range of steps,
-  which a hook tracks: ``start`` arms step 0, ``step(i, ...)`` arms step ``i + 1``, and the control callable reads
-  the hook's state to give the residuals (or none) for the coming step.
+- ControlNet: its per-step residuals are computed inside the model call, so they enter through the denoiser's
+  ``control`` callable (``GuidedDenoiser`` in ``pipelines/sampling/guidance.py``), called once per model call with
+  that call's sigma, so a start/end percent is a sigma range; where a range must count steps instead, a hook tracks
+  them (``start`` arms step 0, ``step(i, ...)`` arms step ``i + 1``) and the control callable reads its state.
 """
 
 from dataclasses import dataclass

@@ -15,7 +15,7 @@ hooks after every step, and leave sigma space.
 """
 
 import math
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
 
@@ -23,8 +23,10 @@ from .. import progress
 from .hooks import HookLike, as_hooks, run_start, step_function
 from .schedules import from_sigma_space, initial_latent
 
-Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
-StepFn = Optional[Callable[[int, float, torch.Tensor], Optional[torch.Tensor]]]
+Tensor = torch.Tensor
+Gen = Optional[torch.Generator]
+Denoiser = Callable[[Tensor, float], Tensor]
+StepFn = Optional[Callable[[int, float, Tensor], Optional[Tensor]]]
 
 
 def randn_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -55,17 +57,22 @@ def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> Tuple[f
     return math.sqrt(sigma_next**2 - up**2), up
 
 
-def sample_euler(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    *,
-    step_hook: StepFn = None,
-    generator: Optional[torch.Generator] = None,
-) -> torch.Tensor:
-    """Euler method on the probability-flow ODE (diffusers' EulerDiscreteScheduler without churn)."""
+def _steps(sigmas: Tensor) -> Iterator[Tuple[int, float, float]]:
+    """``(i, sigma, sigma_next)`` of every step."""
     for i in range(len(sigmas) - 1):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+        yield i, float(sigmas[i]), float(sigmas[i + 1])
+
+
+def _add_noise(x: Tensor, up: float, generator: Gen) -> Tensor:
+    """``x`` plus fresh noise of size ``up`` (an ancestral step); ``x`` itself when ``up`` is 0."""
+    return x + randn_like(x, generator) * up if up > 0 else x
+
+
+def sample_euler(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: Gen = None, step_hook: StepFn = None
+) -> Tensor:
+    """Euler method on the probability-flow ODE (diffusers' EulerDiscreteScheduler without churn)."""
+    for i, sigma, sigma_next in _steps(sigmas):
         denoised = denoiser(x, sigma)
         x = x + (x - denoised) / sigma * (sigma_next - sigma)
         x = _finish_step(i, sigmas, x, denoised, step_hook)
@@ -73,62 +80,38 @@ def sample_euler(
 
 
 def sample_euler_ancestral(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    *,
-    generator: Optional[torch.Generator],
-    eta: float = 1.0,
-    step_hook: StepFn = None,
-) -> torch.Tensor:
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: Gen, eta: float = 1.0, step_hook: StepFn = None
+) -> Tensor:
     """Euler step to sigma_down, then fresh noise of size sigma_up (diffusers' EulerAncestralDiscreteScheduler)."""
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+    for i, sigma, sigma_next in _steps(sigmas):
         denoised = denoiser(x, sigma)
         down, up = ancestral_step(sigma, sigma_next, eta)
-        x = x + (x - denoised) / sigma * (down - sigma)
-        if up > 0:
-            x = x + randn_like(x, generator) * up
+        x = _add_noise(x + (x - denoised) / sigma * (down - sigma), up, generator)
         x = _finish_step(i, sigmas, x, denoised, step_hook)
     return x
 
 
 def sample_ddim(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    *,
-    eta: float = 0.0,
-    generator: Optional[torch.Generator] = None,
-    step_hook: StepFn = None,
-) -> torch.Tensor:
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, eta: float = 0.0, generator: Gen = None, step_hook: StepFn = None
+) -> Tensor:
     """DDIM (Song et al. 2021). In sigma space its eta-noise equals an ancestral step with the same eta,
     so eta 0 is the deterministic DDIM of diffusers' DDIMScheduler and eta 1 is DDPM-like."""
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+    for i, sigma, sigma_next in _steps(sigmas):
         denoised = denoiser(x, sigma)
         down, up = ancestral_step(sigma, sigma_next, eta)
-        x = denoised + (x - denoised) / sigma * down
-        if up > 0:
-            x = x + randn_like(x, generator) * up
+        x = _add_noise(denoised + (x - denoised) / sigma * down, up, generator)
         x = _finish_step(i, sigmas, x, denoised, step_hook)
     return x
 
 
 def sample_dpmpp_2m(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    *,
-    step_hook: StepFn = None,
-    generator: Optional[torch.Generator] = None,
-) -> torch.Tensor:
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: Gen = None, step_hook: StepFn = None
+) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in log-sigma; first order on the first step
     and on a final step to sigma 0 (diffusers' DPMSolverMultistepScheduler, dpmsolver++, midpoint)."""
-    old_denoised: Optional[torch.Tensor] = None
+    old_denoised: Optional[Tensor] = None
     h_last = 0.0  # set together with old_denoised on every step before sigma 0
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+    for i, sigma, sigma_next in _steps(sigmas):
         denoised = denoiser(x, sigma)
         if sigma_next == 0:
             x = denoised
@@ -145,25 +128,15 @@ def sample_dpmpp_2m(
     return x
 
 
-def sample_lcm(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    *,
-    generator: Optional[torch.Generator],
-    step_hook: StepFn = None,
-) -> torch.Tensor:
+def sample_lcm(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: Gen, step_hook: StepFn = None) -> Tensor:
     """Latent Consistency Model sampling: jump to the prediction, renoise with fresh noise to the next sigma.
 
     LCMScheduler's boundary scalings (c_skip, c_out with timestep_scaling 10) are omitted: they differ from
     (0, 1) by under 1e-5 at every LCM timestep (>= 19).
     """
-    for i in range(len(sigmas) - 1):
-        sigma_next = float(sigmas[i + 1])
-        denoised = denoiser(x, float(sigmas[i]))
-        x = denoised
-        if sigma_next > 0:
-            x = denoised + randn_like(x, generator) * sigma_next
+    for i, sigma, sigma_next in _steps(sigmas):
+        denoised = denoiser(x, sigma)
+        x = _add_noise(denoised, sigma_next, generator)
         x = _finish_step(i, sigmas, x, denoised, step_hook)
     return x
 
