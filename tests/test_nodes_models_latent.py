@@ -9,10 +9,10 @@ from framefold.nodes.conditioning import NODE_CLASS_MAPPINGS as TEXT_NODES
 from framefold.nodes.conditioning import FrameFoldTextEncode
 from framefold.nodes.latent import NODE_CLASS_MAPPINGS as LATENT_NODES
 from framefold.nodes.latent import FrameFoldEmptyVideoLatent, FrameFoldLoadLatent, FrameFoldSaveLatent
-from framefold.nodes.vae_codec import NODE_CLASS_MAPPINGS as VAE_NODES
-from framefold.nodes.vae_codec import FrameFoldVAEDecode, FrameFoldVAEEncode
 from framefold.nodes.loaders import NODE_CLASS_MAPPINGS as LOADER_NODES
 from framefold.nodes.loaders import FrameFoldCheckpointLoader, FrameFoldVAELoader
+from framefold.nodes.vae_codec import NODE_CLASS_MAPPINGS as VAE_NODES
+from framefold.nodes.vae_codec import FrameFoldVAEDecode, FrameFoldVAEEncode
 from framefold.pipelines.loading.checkpoint import save_framefold_checkpoint, save_vae
 from framefold.pipelines.loading.files import write_safetensors
 from framefold.pipelines.models.clip import CLIPTextConfig, CLIPTextModel, TextEncoder
