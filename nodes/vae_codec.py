@@ -20,7 +20,7 @@ from ..pipelines.options import OptionError
 from . import _types as T
 from ._errors import node_inputs
 from ._folders import io_dir
-from .latent import unique_latent_path
+from ._latent_files import unique_latent_path
 
 CATEGORY = "FrameFold/latent"
 
