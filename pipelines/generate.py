@@ -12,7 +12,7 @@ bad value raises :class:`~.options.OptionError` naming the option or input (``mo
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -146,28 +146,35 @@ def _check_window(model: DiffusionModel, context: Optional[ContextOptions], fram
         )
 
 
-def _initial_noise(prior: Optional[NoisePrior], shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
-    """Unit initial noise from the prior (i.i.d. without one)."""
+class _Run(NamedTuple):
+    """What every sampling run starts from: its generator, unit initial noise (CPU) and schedule."""
+
+    generator: torch.Generator
+    noise: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    sigmas: torch.Tensor
+
+
+def _start_run(
+    model: DiffusionModel,
+    options: SamplingOptions,
+    noise_shape: Sequence[int],
+    prior: Optional[NoisePrior],
+    strength: float = 1.0,
+) -> _Run:
+    """Seed the run's one CPU generator, draw the initial noise from the prior (i.i.d. without one), and build
+    the sigmas of ``options.steps`` steps on the model's schedule (the last ``strength`` of it)."""
+    generator = torch.Generator(device="cpu").manual_seed(int(options.seed))
     try:
-        return (prior or NoisePrior("iid")).sample(tuple(shape), generator)
+        noise = (prior or NoisePrior("iid")).sample(tuple(noise_shape), generator)
     except ValueError as e:
         raise OptionError("noise", str(e)) from e
-
-
-def _sigmas(
-    model: DiffusionModel, options: SamplingOptions, strength: float = 1.0
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(alphas_cumprod, sigmas)`` of a run of ``options.steps`` steps on the model's schedule."""
     abar = schedules.alphas_cumprod_from_config(model.schedule)
     try:
-        return abar, schedules.denoise_sigmas(abar, options.steps, options.spacing, strength)
+        sigmas = schedules.denoise_sigmas(abar, options.steps, options.spacing, strength)
     except ValueError as e:
         raise OptionError("steps", str(e)) from e
-
-
-def _generator(seed: int) -> torch.Generator:
-    """The run's one CPU generator."""
-    return torch.Generator(device="cpu").manual_seed(int(seed))
+    return _Run(generator, noise, abar, sigmas)
 
 
 def generate_video(
@@ -187,19 +194,16 @@ def generate_video(
     """
     _check_inputs(model, positive, negative, latent.shape[0], noise)
     _check_window(model, context, latent.shape[0], "latent")
-    generator = _generator(options.seed)
-    initial = _initial_noise(noise, latent.shape, generator)
-    device = model.device
+    run = _start_run(model, options, latent.shape, noise, options.denoise_strength)
     denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
-    _, sigmas = _sigmas(model, options, options.denoise_strength)
     out = sample(
         options.sampler,
         denoiser,
-        initial.to(device),
-        sigmas,
-        latent=latent.to(device=device, dtype=torch.float32),
+        run.noise.to(model.device),
+        run.sigmas,
+        latent=latent.to(device=model.device, dtype=torch.float32),
         denoise_strength=options.denoise_strength,
-        generator=generator,
+        generator=run.generator,
     )
     return out.float().cpu()
 
@@ -227,28 +231,28 @@ def animate_image(
         image_latent = vae.encode(image[:1, :, :, :3].float())
     except ValueError as e:
         raise OptionError("image", str(e)) from e
-    generator = _generator(options.seed)
-    initial = _initial_noise(noise, (options.frames, *image_latent.shape[1:]), generator)
-    abar, sigmas = _sigmas(model, options)
-    device = model.device
+    run = _start_run(model, options, (options.frames, *image_latent.shape[1:]), noise)
     denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
-    image_latent = image_latent.to(device)
+    image_latent = image_latent.to(model.device)
 
-    def run(start_noise: torch.Tensor) -> torch.Tensor:
+    def one_pass(start_noise: torch.Tensor) -> torch.Tensor:
         return image_to_video(
             denoiser,
             image_latent,
             start_noise,
-            sigmas,
+            run.sigmas,
             strength=float(options.image_strength),
             sampler=options.sampler,
-            generator=generator,
+            generator=run.generator,
         )
 
+    initial = run.noise.to(model.device)
     if freeinit is not None and freeinit.iterations > 1:
-        out, _ = sample_with_freeinit(run, initial.to(device), abar, generator, freeinit, steps=options.steps)
+        out, _ = sample_with_freeinit(
+            one_pass, initial, run.alphas_cumprod, run.generator, freeinit, steps=options.steps
+        )
     else:
-        out = run(initial.to(device))
+        out = one_pass(initial)
     return out.float().cpu()
 
 
@@ -292,9 +296,7 @@ def generate_long_video(
     _check_inputs(model, positive, negative, total, noise, freeinit)
     vidrd = options.vidrd(getattr(model.unet, "frame_window", None) or model.frame_window)
     frame_shape = tuple(latent.shape[1:])
-    generator = _generator(options.seed)
-    first = _initial_noise(noise, (vidrd.clip_frames, *frame_shape), generator)
-    abar, sigmas = _sigmas(model, options)
+    run = _start_run(model, options, (vidrd.clip_frames, *frame_shape), noise)
     hooks: List[FrameHold] = []
     if first_frame is not None:
         if (
@@ -305,21 +307,21 @@ def generate_long_video(
             raise OptionError(
                 "first_frame", f"a latent [1, {', '.join(map(str, frame_shape))}] (the same frame size as the video)"
             )
-        image = first_frame[:1].float().to(first.device)
-        hooks.append(first_frame_hold(image, first, float(options.first_frame_strength)))
+        image = first_frame[:1].float().to(run.noise.device)
+        hooks.append(first_frame_hold(image, run.noise, float(options.first_frame_strength)))
     denoiser, for_clip = _clip_denoisers(model, positive, negative, options.cfg, total)
     return sample_long_video(
         denoiser,
         frame_shape,
         total,
-        sigmas,
-        generator=generator,
+        run.sigmas,
+        generator=run.generator,
         options=vidrd,
         sampler=options.sampler,
-        first_noise=first.to(model.device),
+        first_noise=run.noise.to(model.device),
         denoiser_for_clip=for_clip,
         freeinit=freeinit,
-        alphas_cumprod=abar,
+        alphas_cumprod=run.alphas_cumprod,
         first_clip_hooks=hooks,
     )
 
