@@ -133,7 +133,8 @@ def _check_inputs(
 
 
 def _check_window(model: DiffusionModel, context: Optional[ContextOptions], frames: int, field: str) -> None:
-    """Frames denoised at once (the context window, or all frames) must fit the motion module's window."""
+    """Frames denoised at once (the context window, or all frames) must fit the motion module's window; without
+    context windows the error names ``field``."""
     if context is not None:
         check_type("context", context, ContextOptions, "ContextOptions from FrameFold Context Options")
     limit = getattr(model.unet, "frame_window", None)  # set when a motion module is attached
@@ -193,7 +194,7 @@ def generate_video(
     motion module's window.
     """
     _check_inputs(model, positive, negative, latent.shape[0], noise)
-    _check_window(model, context, latent.shape[0], "latent")
+    _check_window(model, context, latent.shape[0], "context")
     run = _start_run(model, options, latent.shape, noise, options.denoise_strength)
     denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
     out = sample(
