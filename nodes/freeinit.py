@@ -74,11 +74,14 @@ class FrameFoldFreeInitOptions:
     ) -> Tuple[FreeInitOptions]:
         """Pack the widgets into FreeInitOptions."""
         with node_inputs(self, {"method": "filter_type"}):
-            return (
-                FreeInitOptions(
-                    int(iterations), filter_type, int(order), float(spatial_cutoff), float(temporal_cutoff)
-                ),
+            options = FreeInitOptions(
+                iterations=int(iterations),
+                method=filter_type,
+                order=int(order),
+                spatial_cutoff=float(spatial_cutoff),
+                temporal_cutoff=float(temporal_cutoff),
             )
+        return (options,)
 
 
 NODE_CLASS_MAPPINGS = {"FrameFoldFreeInitOptions": FrameFoldFreeInitOptions}

@@ -87,7 +87,13 @@ class FrameFoldImageToVideo:
         """Widgets -> ImageToVideoOptions -> animate_image -> the LATENT dict."""
         with node_inputs(self, WIDGET_NAMES):
             options = ImageToVideoOptions(
-                steps, cfg, sampler_name, scheduler, int(seed), frames=int(frames), image_strength=float(strength)
+                steps=steps,
+                cfg=cfg,
+                sampler=sampler_name,
+                spacing=scheduler,
+                seed=int(seed),
+                frames=int(frames),
+                image_strength=float(strength),
             )
             out = animate_image(
                 model, positive, negative, vae, image, options, noise=noise, context=context, freeinit=freeinit

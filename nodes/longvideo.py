@@ -157,19 +157,19 @@ class FrameFoldLongVideoSampler:
         image = None if first_frame is None else T.latent_samples(self, first_frame, "first_frame")
         with node_inputs(self, T.SAMPLER_WIDGET_NAMES):
             options = LongVideoOptions(
-                steps,
-                cfg,
-                sampler_name,
-                scheduler,
-                int(seed),
-                int(total_frames),
-                int(clip_frames),
-                int(prompt_frames),
-                float(alpha),
-                float(beta),
-                overlap,
-                noise_reuse,
-                float(first_frame_strength),
+                steps=steps,
+                cfg=cfg,
+                sampler=sampler_name,
+                spacing=scheduler,
+                seed=int(seed),
+                total_frames=int(total_frames),
+                clip_frames=int(clip_frames),
+                prompt_frames=int(prompt_frames),
+                alpha=float(alpha),
+                beta=float(beta),
+                overlap=overlap,
+                noise_reuse=noise_reuse,
+                first_frame_strength=float(first_frame_strength),
             )
             result = generate_long_video(
                 model, positive, negative, samples, options, noise=noise, freeinit=freeinit, first_frame=image

@@ -163,7 +163,14 @@ class FrameFoldVideoSampler:
         """Widgets -> VideoOptions -> generate_video -> the LATENT dict."""
         samples = T.latent_samples(self, latent, "latent")
         with node_inputs(self, T.SAMPLER_WIDGET_NAMES):
-            options = VideoOptions(steps, cfg, sampler_name, scheduler, int(seed), float(denoise))
+            options = VideoOptions(
+                steps=steps,
+                cfg=cfg,
+                sampler=sampler_name,
+                spacing=scheduler,
+                seed=int(seed),
+                denoise_strength=float(denoise),
+            )
             out = generate_video(model, positive, negative, samples, options, noise=noise, context=context)
         return ({**latent, "samples": out},)
 

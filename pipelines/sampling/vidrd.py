@@ -37,7 +37,7 @@ import torch
 
 from ..noise import frame_noise_reversal, past_dependent_noise
 from ..options import OptionError, check_choice, check_range
-from .freeinit import FreeInitOptions, progress_stage, sample_with_freeinit
+from .freeinit import FreeInitOptions, PassRunner, progress_stage, sample_with_freeinit
 from .hooks import HookLike, SamplerHook
 from .samplers import Denoiser, check_sampler, sample
 
@@ -196,6 +196,30 @@ class ClipObserver(SamplerHook):
         return None
 
 
+def _sample_clip(
+    run: PassRunner,
+    noise: torch.Tensor,
+    index: int,
+    clips: int,
+    steps: int,
+    generator: torch.Generator,
+    freeinit: Optional[FreeInitOptions],
+    alphas_cumprod: Optional[torch.Tensor],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Clip ``index`` sampled by ``run`` from ``noise``: FreeInit passes for clip 0 when asked, else one pass; all
+    passes of all clips fill one progress bar. Returns ``(latent, initial noise of the last pass)``."""
+    passes = freeinit.iterations if freeinit is not None else 1
+    grand_total = steps * (clips + passes - 1)
+    if index == 0 and freeinit is not None and freeinit.iterations > 1:
+        if alphas_cumprod is None:
+            raise ValueError("FreeInit needs the model's alphas_cumprod")
+        return sample_with_freeinit(
+            run, noise, alphas_cumprod, generator, freeinit, steps=steps, progress_total=grand_total
+        )
+    with progress_stage(steps * (index + passes - 1), grand_total):
+        return run(noise), noise
+
+
 def sample_long_video(
     denoiser: Optional[Denoiser],
     frame_shape: Tuple[int, ...],
@@ -227,16 +251,14 @@ def sample_long_video(
     Returns a :class:`LongVideoResult`.
     """
     check_sampler(sampler)
-    n, m = options.clip_frames, options.prompt_frames
+    n = options.clip_frames
     steps = len(sigmas) - 1
     clips = clip_count(total_frames, options)
-    guided = dsg_guided(steps, m, options.beta)
+    guided = dsg_guided(steps, options.prompt_frames, options.beta)
     if first_noise is None:
         first_noise = torch.randn((n, *frame_shape), generator=generator, device=generator.device)
     if tuple(first_noise.shape) != (n, *frame_shape):
         raise ValueError(f"first_noise must be {(n, *frame_shape)}, got {tuple(first_noise.shape)}")
-    passes = freeinit.iterations if freeinit is not None else 1
-    grand_total = steps * (clips + passes - 1)
 
     out = torch.empty((total_frames, *frame_shape), dtype=torch.float32)
     result = LongVideoResult(out, clips=clips)
@@ -265,15 +287,7 @@ def sample_long_video(
                 sampler, clip_denoiser, initial, sigmas, generator=generator, hooks=all_hooks, **sampler_options
             )
 
-        if index == 0 and freeinit is not None and freeinit.iterations > 1:
-            if alphas_cumprod is None:
-                raise ValueError("FreeInit needs the model's alphas_cumprod")
-            latent, noise = sample_with_freeinit(
-                run, noise, alphas_cumprod, generator, freeinit, steps=steps, progress_total=grand_total
-            )
-        else:
-            with progress_stage(steps * (index + passes - 1), grand_total):
-                latent = run(noise)
+        latent, noise = _sample_clip(run, noise, index, clips, steps, generator, freeinit, alphas_cumprod)
         states = recorders[0].states if recorders else []
         result.note_recording(states)
         stop = min(total_frames, start + n - kept_from)
