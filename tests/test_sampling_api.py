@@ -7,6 +7,7 @@ from test_sampling_tinymodel import GaussianDenoiserUNet, tiny_cond, tiny_model
 from framefold.pipelines import progress
 from framefold.pipelines.models.bundle import DiffusionModel, ScheduleConfig
 from framefold.pipelines.noise import NoisePrior
+from framefold.pipelines.options import OptionError
 from framefold.pipelines.sampling import hooks, samplers, schedules
 from framefold.pipelines.sampling.guidance import GuidedDenoiser
 from framefold.pipelines.sampling.inversion import ddim_invert
@@ -180,6 +181,28 @@ def test_hooks_record_hold_and_chain():
     assert torch.equal(out[0:1], clean)  # held frame ends exactly on the image latent
     torch.testing.assert_close(states[1][0:1], clean + float(sigmas[2]) * noise(5)[:1])
     assert torch.equal(states[-1], out)
+
+
+def test_frame_hold_keeps_keyframes_and_start_hook_runs_first():
+    _, denoise, ac = setup()
+    sigmas = schedules.sampling_sigmas(ac, 4, "trailing")
+    keys = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(3))
+    hold = hooks.FrameHold((0, 3), keys, noise(7)[:2])
+    seen = []
+
+    class Watch(hooks.SamplerHook):
+        def start(self, sigma, x):
+            seen.append((sigma, x[[0, 3]].clone()))
+
+    out = samplers.sample("euler", denoise, noise(0), sigmas, hooks=[hold, Watch()])
+    assert torch.equal(out[[0, 3]], keys)  # in-betweening: both keyframes end exactly on their latents
+    assert not torch.allclose(out[1], keys[0], atol=1e-3)
+    sigma0, start = seen[0]
+    assert sigma0 == float(sigmas[0])
+    torch.testing.assert_close(start, keys + sigma0 * noise(7)[:2])
+    with pytest.raises(OptionError) as info:
+        hooks.FrameHold(0, keys[0], noise(7)[0], strength=1.5)
+    assert info.value.field == "strength"
 
 
 def test_schedules_refuse_repeated_timesteps_and_too_many_steps():
