@@ -11,11 +11,12 @@ Outside ComfyUI every helper here is a no-op, so nodes can use them unconditiona
 
 import contextlib
 import functools
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 from ..pipelines import progress
 
 
-def comfy_modules():
+def comfy_modules() -> Optional[Tuple[Any, Any]]:
     """``(comfy.utils, comfy.model_management)`` when running inside ComfyUI, else None."""
     try:
         import comfy.model_management as model_management  # type: ignore
@@ -28,28 +29,28 @@ def comfy_modules():
 class ComfyProgressSink(progress.ProgressSink):
     """Forwards progress to a ComfyUI ProgressBar; interrupts raise ComfyUI's own exception."""
 
-    def __init__(self, utils, model_management):
+    def __init__(self, utils: Any, model_management: Any):
         super().__init__()
         self._utils = utils
         self._mm = model_management
-        self._bar = None
-        self._total = None
+        self._bar: Any = None
+        self._total: Optional[int] = None
 
-    def progress(self, step, total, preview=None):
+    def progress(self, step: int, total: int, preview: Any = None) -> None:
         """Update (or start) the ComfyUI progress bar for this node."""
         if self._bar is None or total != self._total:
             self._bar = self._utils.ProgressBar(total)
             self._total = total
         self._bar.update_absolute(step, total)
 
-    def should_stop(self):
+    def should_stop(self) -> bool:
         """Raise ComfyUI's interrupt exception when the user pressed stop; otherwise keep going."""
         self._mm.throw_exception_if_processing_interrupted()
         return False
 
 
 @contextlib.contextmanager
-def host_progress():
+def host_progress() -> Iterator[Optional[progress.ProgressSink]]:
     """Inside ComfyUI, route ``pipelines.progress`` to ComfyUI for the ``with`` block; elsewhere do nothing."""
     modules = comfy_modules()
     if modules is None:
@@ -59,7 +60,7 @@ def host_progress():
         yield sink
 
 
-def with_host_progress(method):
+def with_host_progress(method: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator for a node's FUNCTION method: runs it under :func:`host_progress`."""
 
     @functools.wraps(method)
@@ -67,11 +68,11 @@ def with_host_progress(method):
         with host_progress():
             return method(*args, **kwargs)
 
-    wrapper.__framefold_host_progress__ = True
+    wrapper.__framefold_host_progress__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
-def wrap_node_class(cls):
+def wrap_node_class(cls: type) -> type:
     """Make a node class's FUNCTION run under :func:`host_progress` (only inside ComfyUI; idempotent)."""
     if comfy_modules() is None:
         return cls
@@ -79,5 +80,5 @@ def wrap_node_class(cls):
     method = getattr(cls, name, None) if name else None
     if method is None or getattr(method, "__framefold_host_progress__", False):
         return cls
-    setattr(cls, name, with_host_progress(method))
+    setattr(cls, str(name), with_host_progress(method))
     return cls

@@ -1,4 +1,15 @@
-"""Socket type names. ComfyUI's own types where we interoperate, ``FF_`` types for our objects."""
+"""Socket type names (ComfyUI's own types where we interoperate, ``FF_`` types for our objects), the widgets
+shared by several nodes, and reading a LATENT dict."""
+
+from typing import Any, Dict, Tuple
+
+import torch
+
+from ..pipelines.sampling import schedules
+from ..pipelines.sampling.samplers import SAMPLERS
+from ._errors import NodeInputError
+
+Widget = Tuple[Any, Dict[str, Any]]
 
 IMAGE = "IMAGE"  # float32 [F, H, W, C] in 0..1; a video is a batch of frames
 MASK = "MASK"  # float32 [F, H, W]
@@ -11,12 +22,12 @@ BOOLEAN = "BOOLEAN"
 MAX_SEED = 2**53 - 1  # the browser stores numbers as doubles: larger seeds lose precision on the canvas
 
 
-def seed_widget(tooltip):
+def seed_widget(tooltip: str) -> Widget:
     """The sampler seed widget: 0..MAX_SEED with ComfyUI's control_after_generate combo."""
     return (INT, {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True, "tooltip": tooltip})
 
 
-def cfg_widget():
+def cfg_widget() -> Widget:
     """The classifier-free guidance scale widget shared by the samplers."""
     return (
         FLOAT,
@@ -31,7 +42,7 @@ def cfg_widget():
     )
 
 
-def prompt_inputs(positive_tooltip="What the video should show."):
+def prompt_inputs(positive_tooltip: str = "What the video should show.") -> Dict[str, Widget]:
     """The positive / negative conditioning sockets shared by the samplers (in this order)."""
     return {
         "positive": (FF_CONDITIONING, {"tooltip": positive_tooltip}),
@@ -49,3 +60,33 @@ FF_CONTEXT = "FF_CONTEXT"  # context-window options
 FF_CONTROLNET = "FF_CONTROLNET"
 FF_METRICS = "FF_METRICS"
 FF_FREEINIT = "FF_FREEINIT"  # pipelines.sampling.freeinit.FreeInitOptions
+
+SAMPLER_TOOLTIP = (
+    "ddim (deterministic), euler, euler_ancestral (adds noise each step), dpmpp_2m (good in few steps), lcm (for "
+    "LCM-distilled models, 4-8 steps, cfg ~1-2)."
+)
+SCHEDULER_TOOLTIP = (
+    "Timestep spacing: leading (SD/AnimateDiff DDIM), trailing (needed for zero-terminal-SNR models), linspace, "
+    "karras, lcm (use with the lcm sampler)."
+)
+# option fields of pipelines/generate.py's SamplingOptions -> the sampler widgets' names (saved workflows use them)
+SAMPLER_WIDGET_NAMES = {"sampler": "sampler_name", "spacing": "scheduler", "denoise_strength": "denoise"}
+
+
+def sampler_widgets(
+    sampler_tooltip: str = SAMPLER_TOOLTIP, scheduler_tooltip: str = SCHEDULER_TOOLTIP
+) -> Dict[str, Widget]:
+    """The sampler_name / scheduler widgets (DDIM with leading spacing by default)."""
+    return {
+        "sampler_name": (list(SAMPLERS), {"default": "ddim", "tooltip": sampler_tooltip}),
+        "scheduler": (list(schedules.SPACINGS), {"default": "leading", "tooltip": scheduler_tooltip}),
+    }
+
+
+def latent_samples(node: object, latent: Any, input_name: str) -> torch.Tensor:
+    """The ``samples [F, C, h, w]`` of a LATENT dict, or a NodeInputError naming ``input_name``."""
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
+        node_class = node.__name__ if isinstance(node, type) else type(node).__name__
+        raise NodeInputError(node_class, input_name, "a LATENT dict with 'samples' [F,C,h,w]")
+    return samples

@@ -1,7 +1,11 @@
 """Text conditioning node: prompt -> FF_CONDITIONING."""
 
+from typing import Any, Dict, Tuple
+
+from ..pipelines.generate import encode_prompt
+from ..pipelines.models.bundle import Conditioning
 from . import _types as T
-from ._errors import NodeInputError
+from ._errors import node_inputs
 
 CATEGORY = "FrameFold/conditioning"
 
@@ -10,7 +14,7 @@ class FrameFoldTextEncode:
     """Encode a prompt with the checkpoint's text encoder."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Prompt text, text encoder and clip skip."""
         return {
             "required": {
@@ -48,16 +52,10 @@ class FrameFoldTextEncode:
     CATEGORY = CATEGORY
     DESCRIPTION = "Turns a prompt into text embeddings for the sampler."
 
-    def encode(self, text, text_encoder, clip_skip=0):
+    def encode(self, text: str, text_encoder: Any, clip_skip: int = 0) -> Tuple[Conditioning]:
         """Tokenize (with emphasis and chunking) and run the text encoder."""
-        layers = len(text_encoder.model.encoder.layers)
-        if not 0 <= clip_skip <= layers:
-            raise NodeInputError(
-                type(self).__name__, "clip_skip", f"0 (model default) or a value in 1..{layers} for this text encoder"
-            )
-        if clip_skip:
-            text_encoder = text_encoder.with_clip_skip(clip_skip)
-        return (text_encoder.encode(text),)
+        with node_inputs(self):
+            return (encode_prompt(text_encoder, text, clip_skip),)
 
 
 NODE_CLASS_MAPPINGS = {"FrameFoldTextEncode": FrameFoldTextEncode}

@@ -1,21 +1,19 @@
-"""Frame-batch nodes: select, concatenate, resize, reverse, and inspect IMAGE batches (videos)."""
+"""Frame-batch nodes: select, concatenate, reverse and inspect IMAGE batches (videos) along time.
+
+Resizing frames is in ``nodes/frame_resize.py``.
+"""
 
 import json
+from typing import Any, Dict, Tuple
+
+import torch
 
 from ..pipelines.video import frames as fr
 from . import _types as T
-from ._errors import NodeInputError
+from ._errors import node_inputs
 
 CATEGORY = "FrameFold/video/frames"
 _IMAGES_TOOLTIP = "Video frames, [frames, height, width, channels] in 0..1."
-
-
-def _call(node_class, input_name, fn, *args, **kwargs):
-    """Run a frame utility, turning its ValueError into a NodeInputError naming ``input_name``."""
-    try:
-        return fn(*args, **kwargs)
-    except ValueError as err:
-        raise NodeInputError(node_class, input_name, str(err)) from err
 
 
 class FrameFoldSelectFrames:
@@ -30,7 +28,7 @@ class FrameFoldSelectFrames:
     RETURN_NAMES = ("images", "frame_count")
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Frames and the selection."""
         return {
             "required": {
@@ -60,9 +58,10 @@ class FrameFoldSelectFrames:
             }
         }
 
-    def select(self, images, start=0, count=0, stride=1):
+    def select(self, images: torch.Tensor, start: int = 0, count: int = 0, stride: int = 1) -> Tuple[torch.Tensor, int]:
         """The selected frames and their count."""
-        out = _call(type(self).__name__, "start", fr.select_frames, images, start, count, stride)
+        with node_inputs(self, other_errors="start"):
+            out = fr.select_frames(images, start, count, stride)
         return (out, out.shape[0])
 
 
@@ -76,7 +75,7 @@ class FrameFoldConcatVideos:
     RETURN_NAMES = ("images", "join_index")
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Two clips and how to fit the second to the first."""
         return {
             "required": {
@@ -92,75 +91,13 @@ class FrameFoldConcatVideos:
             }
         }
 
-    def concat(self, images_a, images_b, resize_mode="crop"):
+    def concat(
+        self, images_a: torch.Tensor, images_b: torch.Tensor, resize_mode: str = "crop"
+    ) -> Tuple[torch.Tensor, int]:
         """Frames of a then b, and the index where b starts."""
-        out = _call(type(self).__name__, "images_b", fr.concat_videos, [images_a, images_b], mode=resize_mode)
+        with node_inputs(self, other_errors="images_b"):
+            out = fr.concat_videos([images_a, images_b], mode=resize_mode)
         return (out, images_a.shape[0])
-
-
-class FrameFoldResizeFrames:
-    """Resize every frame (0 = keep that side / follow the aspect ratio)."""
-
-    DESCRIPTION = "Resizes all frames. With both sizes set: crop fills and centre-crops, pad fits and pads black, stretch ignores aspect."
-    CATEGORY = CATEGORY
-    FUNCTION = "resize"
-    RETURN_TYPES = (T.IMAGE,)
-    RETURN_NAMES = ("images",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        """Frames, target size, fit mode and filter."""
-        return {
-            "required": {
-                "images": (T.IMAGE, {"tooltip": _IMAGES_TOOLTIP}),
-                "width": (
-                    "INT",
-                    {
-                        "default": 512,
-                        "min": 0,
-                        "max": 8192,
-                        "step": 8,
-                        "tooltip": "Target width (0 = keep, or follow the aspect ratio if height is set).",
-                    },
-                ),
-                "height": (
-                    "INT",
-                    {
-                        "default": 512,
-                        "min": 0,
-                        "max": 8192,
-                        "step": 8,
-                        "tooltip": "Target height (0 = keep, or follow the aspect ratio if width is set).",
-                    },
-                ),
-                "mode": (
-                    list(fr.RESIZE_MODES),
-                    {
-                        "default": "crop",
-                        "tooltip": "crop = fill and centre-crop, pad = fit and pad black, stretch = exact size ignoring aspect.",
-                    },
-                ),
-                "interpolation": (
-                    list(fr.INTERPOLATIONS),
-                    {"default": "auto", "tooltip": "Filter: auto = area when shrinking, bilinear when enlarging."},
-                ),
-            }
-        }
-
-    def resize(self, images, width, height, mode="crop", interpolation="auto"):
-        """The resized frames."""
-        return (
-            _call(
-                type(self).__name__,
-                "width",
-                fr.resize_frames,
-                images,
-                width,
-                height,
-                mode=mode,
-                interpolation=interpolation,
-            ),
-        )
 
 
 class FrameFoldReverseFrames:
@@ -173,13 +110,14 @@ class FrameFoldReverseFrames:
     RETURN_NAMES = ("images",)
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Just the frames."""
         return {"required": {"images": (T.IMAGE, {"tooltip": _IMAGES_TOOLTIP})}}
 
-    def reverse(self, images):
+    def reverse(self, images: torch.Tensor) -> Tuple[torch.Tensor]:
         """The reversed frames."""
-        return (_call(type(self).__name__, "images", fr.reverse_frames, images),)
+        with node_inputs(self, other_errors="images"):
+            return (fr.reverse_frames(images),)
 
 
 class FrameFoldVideoInfo:
@@ -192,7 +130,7 @@ class FrameFoldVideoInfo:
     RETURN_NAMES = ("frame_count", "width", "height", "info_json")
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Frames and an optional frame rate for the duration."""
         return {
             "required": {
@@ -210,9 +148,10 @@ class FrameFoldVideoInfo:
             }
         }
 
-    def info(self, images, fps=8.0):
+    def info(self, images: torch.Tensor, fps: float = 8.0) -> Dict[str, Any]:
         """The numbers, a JSON string, and the text preview."""
-        data = _call(type(self).__name__, "images", fr.video_info, images, fps or None)
+        with node_inputs(self, other_errors="images"):
+            data = fr.video_info(images, fps or None)
         text = json.dumps(data)
         return {"ui": {"text": [text]}, "result": (data["frames"], data["width"], data["height"], text)}
 
@@ -220,7 +159,6 @@ class FrameFoldVideoInfo:
 _NODES = (
     FrameFoldSelectFrames,
     FrameFoldConcatVideos,
-    FrameFoldResizeFrames,
     FrameFoldReverseFrames,
     FrameFoldVideoInfo,
 )
@@ -228,7 +166,6 @@ NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {
     "FrameFoldSelectFrames": "FrameFold Select Frames",
     "FrameFoldConcatVideos": "FrameFold Concatenate Videos",
-    "FrameFoldResizeFrames": "FrameFold Resize Frames",
     "FrameFoldReverseFrames": "FrameFold Reverse Frames",
     "FrameFoldVideoInfo": "FrameFold Video Info",
 }

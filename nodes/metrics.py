@@ -1,63 +1,29 @@
 """Video metrics node: flicker, warp error, seam ratios at joins, and PSNR/SSIM against a reference."""
 
 import json
-import math
+from typing import Any, Dict, List, Optional
 
-from ..pipelines import metrics as m
+import torch
+
+from ..pipelines.metrics.report import measure_video
 from . import _types as T
-from ._errors import NodeInputError
+from ._errors import node_inputs
 
 CATEGORY = "FrameFold/metrics"
 
 
-def parse_join_indices(node_class, text, frame_count):
-    """Comma-separated frame indices ('16, 32') -> sorted list of ints in 1..frame_count-1."""
+def parse_join_indices(text: str) -> List[int]:
+    """Comma-separated frame indices ('16, 32'; ';' also separates) -> a list of ints."""
     joins = []
     for part in (text or "").replace(";", ",").split(","):
         part = part.strip()
         if not part:
             continue
         try:
-            index = int(part)
+            joins.append(int(part))
         except ValueError:
-            raise NodeInputError(node_class, "join_indices", f"comma-separated whole numbers, got {part!r}") from None
-        if not 1 <= index <= frame_count - 1:
-            raise NodeInputError(
-                node_class,
-                "join_indices",
-                f"frame indices in 1..{frame_count - 1} (first frame of a later clip), got {index}",
-            )
-        joins.append(index)
-    return sorted(set(joins))
-
-
-def _json_number(value):
-    """A float rounded for display; inf/nan as strings so the JSON stays standard."""
-    if math.isinf(value) or math.isnan(value):
-        return str(value)
-    return round(value, 6)
-
-
-def compute_metrics(node_class, images, reference=None, joins=(), warp=True):
-    """The metrics dict the node reports (see FrameFoldVideoMetrics.DESCRIPTION)."""
-    result = {"frames": int(images.shape[0])}
-    if images.shape[0] >= 2:
-        result["flicker"] = _json_number(m.flicker(images))
-        if warp:
-            result["warp_error"] = _json_number(m.warp_error(images))
-    if joins:
-        result["seam_ratio"] = {str(j): _json_number(r) for j, r in zip(joins, m.seam_ratios(images, joins))}
-    if reference is not None:
-        if tuple(reference.shape) != tuple(images.shape):
-            raise NodeInputError(
-                node_class,
-                "reference",
-                f"a video of the same shape as images {tuple(images.shape)}, got {tuple(reference.shape)}",
-            )
-        result["psnr_db"] = _json_number(m.psnr(images, reference))
-        if min(images.shape[1], images.shape[2]) >= 11:
-            result["ssim_luma"] = _json_number(m.ssim(images, reference))
-    return result
+            raise ValueError(f"comma-separated whole numbers, got {part!r}") from None
+    return joins
 
 
 class FrameFoldVideoMetrics:
@@ -75,7 +41,7 @@ class FrameFoldVideoMetrics:
     RETURN_NAMES = ("metrics_json",)
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """The video, an optional reference and optional join indices."""
         return {
             "required": {
@@ -100,17 +66,18 @@ class FrameFoldVideoMetrics:
             },
         }
 
-    def measure(self, images, warp_error=True, reference=None, join_indices=""):
+    def measure(
+        self,
+        images: torch.Tensor,
+        warp_error: bool = True,
+        reference: Optional[torch.Tensor] = None,
+        join_indices: str = "",
+    ) -> Dict[str, Any]:
         """The metrics as a JSON string, also shown on the node."""
-        node = type(self).__name__
-        if images is None or images.ndim != 4 or images.shape[0] == 0:
-            raise NodeInputError(
-                node, "images", "an IMAGE batch [frames, height, width, channels] with at least one frame"
-            )
-        joins = parse_join_indices(node, join_indices, images.shape[0])
-        if joins and images.shape[0] - len(joins) < 2:
-            raise NodeInputError(node, "join_indices", "at least one frame step that is not a join (for the baseline)")
-        text = json.dumps(compute_metrics(node, images, reference, joins, warp_error))
+        with node_inputs(self, other_errors="join_indices"):
+            joins = parse_join_indices(join_indices)
+        with node_inputs(self):
+            text = json.dumps(measure_video(images, reference, joins, warp_error))
         return {"ui": {"text": [text]}, "result": (text,)}
 
 

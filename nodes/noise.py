@@ -1,12 +1,14 @@
 """Noise-prior node: choose how the initial noise of the frames is correlated -> FF_NOISE."""
 
+from typing import Any, Dict, Tuple
+
 from ..pipelines.noise import NoisePrior
 from . import _types as T
-from ._errors import NodeInputError
+from ._errors import node_inputs
 
 CATEGORY = "FrameFold/sampling"
 
-# node method name -> (NoisePrior method, whether alpha is used as VidRD's PNS alpha)
+# the method widget's choices: NoisePrior methods, with vidrd split into FNR (no alpha) and PNS
 METHOD_CHOICES = (
     "iid",
     "videofusion",
@@ -23,7 +25,7 @@ class FrameFoldNoisePrior:
     """Pick a noise prior and its parameters; FrameFold Video Sampler draws the initial noise from it."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Method dropdown followed by every method's parameters (unused ones are ignored)."""
         return {
             "required": {
@@ -134,27 +136,20 @@ class FrameFoldNoisePrior:
 
     def build(
         self,
-        method,
-        videofusion_lambda=0.5,
-        base_frame=-1,
-        alpha=1.0,
-        window=16,
-        stride=4,
-        delta_x=1.0,
-        delta_y=0.0,
-        prompt_frames=4,
-    ):
-        """Pack the widgets into a NoisePrior."""
-        if method not in METHOD_CHOICES:
-            raise NodeInputError(type(self).__name__, "method", f"one of {list(METHOD_CHOICES)}, got {method!r}")
-        if not 0.0 <= videofusion_lambda <= 1.0:
-            raise NodeInputError(type(self).__name__, "videofusion_lambda", "a value in [0, 1]")
-        if alpha < 0:
-            raise NodeInputError(type(self).__name__, "alpha", "a value >= 0")
-        prior_method = "vidrd" if method.startswith("vidrd") else method
-        return (
-            NoisePrior(
-                method=prior_method,
+        method: str,
+        videofusion_lambda: float = 0.5,
+        base_frame: int = -1,
+        alpha: float = 1.0,
+        window: int = 16,
+        stride: int = 4,
+        delta_x: float = 1.0,
+        delta_y: float = 0.0,
+        prompt_frames: int = 4,
+    ) -> Tuple[NoisePrior]:
+        """Pack the widgets into a NoisePrior (vidrd_fnr / vidrd_pns are the vidrd prior without / with alpha)."""
+        with node_inputs(self, {"lam": "videofusion_lambda"}):
+            prior = NoisePrior(
+                method="vidrd" if method in ("vidrd_fnr", "vidrd_pns") else method,
                 lam=float(videofusion_lambda),
                 base_frame=None if base_frame < 0 else base_frame,
                 alpha=None if method == "vidrd_fnr" else float(alpha),
@@ -163,8 +158,8 @@ class FrameFoldNoisePrior:
                 delta_x=float(delta_x),
                 delta_y=float(delta_y),
                 prompt_frames=prompt_frames,
-            ),
-        )
+            )
+        return (prior,)
 
 
 NODE_CLASS_MAPPINGS = {"FrameFoldNoisePrior": FrameFoldNoisePrior}

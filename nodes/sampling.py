@@ -1,26 +1,27 @@
 """Sampling nodes: the video sampler and its context-window options."""
 
-import torch
+from typing import Any, Dict, Optional, Tuple
 
-from ..pipelines.models.bundle import Conditioning, DiffusionModel
-from ..pipelines.noise import NoisePrior
-from ..pipelines.sampling import samplers, schedules
+from ..pipelines.generate import VideoOptions, generate_video
 from ..pipelines.sampling.context import FUSE_METHODS, ContextOptions
-from ..pipelines.sampling.guidance import GuidedDenoiser
 from . import _types as T
 from ._comfy import with_host_progress
-from ._errors import NodeInputError
+from ._errors import node_inputs
 
 CATEGORY = "FrameFold/sampling"
-SAMPLER_NAMES = list(samplers.SAMPLERS)
-SCHEDULER_NAMES = list(schedules.SPACINGS)
+CONTEXT_WIDGETS = {
+    "length": "context_length",
+    "overlap": "context_overlap",
+    "stride": "context_stride",
+    "fuse": "fuse_method",
+}
 
 
 class FrameFoldContextOptions:
     """Sliding context windows so videos longer than the motion module are denoised window by window."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Window length, overlap, dilation levels, looping and fuse weights."""
         return {
             "required": {
@@ -77,17 +78,17 @@ class FrameFoldContextOptions:
     CATEGORY = CATEGORY
     DESCRIPTION = "Context windows: memory stays flat in the number of frames."
 
-    def build(self, context_length, context_overlap, context_stride=1, closed_loop=False, fuse_method="pyramid"):
+    def build(
+        self,
+        context_length: int,
+        context_overlap: int,
+        context_stride: int = 1,
+        closed_loop: bool = False,
+        fuse_method: str = "pyramid",
+    ) -> Tuple[ContextOptions]:
         """Pack the widgets into ContextOptions."""
-        if not 0 <= context_overlap < context_length:
-            raise NodeInputError(
-                type(self).__name__,
-                "context_overlap",
-                f"a value in [0, context_length) = [0, {context_length}), got {context_overlap}",
-            )
-        if fuse_method not in FUSE_METHODS:
-            raise NodeInputError(type(self).__name__, "fuse_method", f"one of {list(FUSE_METHODS)}")
-        return (ContextOptions(context_length, context_overlap, context_stride, bool(closed_loop), fuse_method),)
+        with node_inputs(self, CONTEXT_WIDGETS):
+            return (ContextOptions(context_length, context_overlap, context_stride, bool(closed_loop), fuse_method),)
 
 
 class FrameFoldVideoSampler:
@@ -95,7 +96,7 @@ class FrameFoldVideoSampler:
     context windows and partial denoise (video-to-video)."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Model, prompts, latent, then the KSampler-like widgets; noise prior and context are optional."""
         return {
             "required": {
@@ -111,22 +112,7 @@ class FrameFoldVideoSampler:
                 "seed": T.seed_widget("Seed of the initial noise and of the ancestral samplers' noise."),
                 "steps": (T.INT, {"default": 20, "min": 1, "max": 1000, "tooltip": "Denoising steps run."}),
                 "cfg": T.cfg_widget(),
-                "sampler_name": (
-                    SAMPLER_NAMES,
-                    {
-                        "default": "ddim",
-                        "tooltip": "ddim (deterministic), euler, euler_ancestral (adds noise each step), dpmpp_2m "
-                        "(good in few steps), lcm (for LCM-distilled models, 4-8 steps, cfg ~1-2).",
-                    },
-                ),
-                "scheduler": (
-                    SCHEDULER_NAMES,
-                    {
-                        "default": "leading",
-                        "tooltip": "Timestep spacing: leading (SD/AnimateDiff DDIM), trailing (needed for zero-"
-                        "terminal-SNR models), linspace, karras, lcm (use with the lcm sampler).",
-                    },
-                ),
+                **T.sampler_widgets(),
                 "denoise": (
                     T.FLOAT,
                     {
@@ -158,85 +144,35 @@ class FrameFoldVideoSampler:
     CATEGORY = CATEGORY
     DESCRIPTION = "Samples a latent video. Reports progress every step; can be stopped between steps."
 
-    def _check(self, model, positive, negative, latent, sampler_name, scheduler, denoise, noise, context):
-        """Validate the inputs; returns the latent samples."""
-        name = type(self).__name__
-        if not isinstance(model, DiffusionModel):
-            raise NodeInputError(name, "model", "a FF_MODEL from a FrameFold loader")
-        for input_name, cond in (("positive", positive), ("negative", negative)):
-            if not isinstance(cond, Conditioning):
-                raise NodeInputError(name, input_name, "a FF_CONDITIONING from FrameFold Text Encode")
-        samples = latent.get("samples") if isinstance(latent, dict) else None
-        if not isinstance(samples, torch.Tensor) or samples.ndim != 4:
-            raise NodeInputError(name, "latent", "a LATENT dict with 'samples' [F,C,h,w]")
-        for input_name, cond in (("positive", positive), ("negative", negative)):
-            if cond.embeds.shape[0] not in (1, samples.shape[0]):
-                raise NodeInputError(
-                    name, input_name, f"one prompt or {samples.shape[0]} per-frame prompts, got {cond.embeds.shape[0]}"
-                )
-        if sampler_name not in samplers.SAMPLERS:
-            raise NodeInputError(name, "sampler_name", f"one of {SAMPLER_NAMES}")
-        if scheduler not in schedules.SPACINGS:
-            raise NodeInputError(name, "scheduler", f"one of {SCHEDULER_NAMES}")
-        if not 0.0 < denoise <= 1.0:
-            raise NodeInputError(name, "denoise", "a value in (0, 1]")
-        if noise is not None and not isinstance(noise, NoisePrior):
-            raise NodeInputError(name, "noise", "a FF_NOISE from FrameFold Noise Prior")
-        if context is not None and not isinstance(context, ContextOptions):
-            raise NodeInputError(name, "context", "a FF_CONTEXT from FrameFold Context Options")
-        limit = getattr(model.unet, "frame_window", None)  # set when a motion module is attached
-        window = context.length if context is not None else samples.shape[0]
-        if limit and window > limit:
-            raise NodeInputError(
-                name,
-                "context",
-                f"context windows of at most {limit} frames (the motion module's "
-                f"length) for this {samples.shape[0]}-frame latent, got "
-                f"{'no context' if context is None else f'length {window}'}",
-            )
-        return samples
-
     @with_host_progress
     def sample(
         self,
-        model,
-        positive,
-        negative,
-        latent,
-        seed,
-        steps,
-        cfg,
-        sampler_name,
-        scheduler,
-        denoise,
-        noise=None,
-        context=None,
-    ):
-        """Draw the initial noise from the prior, build the guided denoiser, run the sampler."""
-        samples = self._check(model, positive, negative, latent, sampler_name, scheduler, denoise, noise, context)
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        prior = noise if noise is not None else NoisePrior("iid")
-        try:
-            initial = prior.sample(tuple(samples.shape), generator)
-        except ValueError as e:
-            raise NodeInputError(type(self).__name__, "noise", str(e)) from e
-        device = model.device
-        denoiser = GuidedDenoiser(model, positive, negative, cfg, context=context)
-        abar = schedules.alphas_cumprod_from_config(model.schedule)
-        try:
-            sigmas = schedules.denoise_sigmas(abar, steps, scheduler, denoise)
-        except ValueError as e:
-            raise NodeInputError(type(self).__name__, "steps", str(e)) from e
-        out = samplers.sample(
-            sampler_name,
-            denoiser,
-            initial.to(device),
-            sigmas,
-            latent=samples.to(device=device, dtype=torch.float32),
-            denoise_strength=denoise,
-            generator=generator,
-        )
-        return ({**latent, "samples": out.float().cpu()},)
+        model: Any,
+        positive: Any,
+        negative: Any,
+        latent: Dict[str, Any],
+        seed: int,
+        steps: int,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        denoise: float,
+        noise: Optional[Any] = None,
+        context: Optional[Any] = None,
+    ) -> Tuple[Dict[str, Any]]:
+        """Widgets -> VideoOptions -> generate_video -> the LATENT dict."""
+        samples = T.latent_samples(self, latent, "latent")
+        with node_inputs(self, T.SAMPLER_WIDGET_NAMES):
+            options = VideoOptions(
+                steps=steps,
+                cfg=cfg,
+                sampler=sampler_name,
+                spacing=scheduler,
+                seed=int(seed),
+                denoise_strength=float(denoise),
+            )
+            out = generate_video(model, positive, negative, samples, options, noise=noise, context=context)
+        return ({**latent, "samples": out},)
 
 
 NODE_CLASS_MAPPINGS = {

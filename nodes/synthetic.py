@@ -1,13 +1,14 @@
 """Procedural caption videos (the default model's training data) and the caption checker, as nodes."""
 
 import json
+from typing import Any, Dict, Tuple
 
 import torch
 
 from ..pipelines import synthetic
 from ..pipelines.metrics import evaluator
 from . import _types as T
-from ._errors import NodeInputError
+from ._errors import node_inputs
 
 CATEGORY = "FrameFold/synthetic"
 
@@ -33,7 +34,7 @@ class FrameFoldSyntheticVideo:
     RETURN_NAMES = ("images", "caption")
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Caption, seed, frame count and size."""
         return {
             "required": {
@@ -76,12 +77,10 @@ class FrameFoldSyntheticVideo:
             }
         }
 
-    def render(self, caption, seed, frames=16, size=64):
+    def render(self, caption: str, seed: int, frames: int = 16, size: int = 64) -> Tuple[torch.Tensor, str]:
         """IMAGE [frames, size, size, 3] and the caption it was rendered from."""
-        try:
+        with node_inputs(self, other_errors="caption"):
             scene = synthetic.scene_from_caption(caption, int(seed), frames=int(frames), size=int(size))
-        except ValueError as e:
-            raise NodeInputError(type(self).__name__, "caption", str(e)) from None
         return (torch.from_numpy(synthetic.render_scene(scene)), caption)
 
 
@@ -99,7 +98,7 @@ class FrameFoldCaptionCheck:
     RETURN_NAMES = ("report_json", "passed")
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """The video and its caption."""
         return {
             "required": {
@@ -114,20 +113,12 @@ class FrameFoldCaptionCheck:
             }
         }
 
-    def check(self, images, caption):
+    def check(self, images: torch.Tensor, caption: str) -> Dict[str, Any]:
         """The report as JSON (also shown on the node) and whether every check passed."""
-        node = type(self).__name__
-        if images is None or images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] < 2:
-            raise NodeInputError(node, "images", "an IMAGE batch [frames >= 2, height, width, 3]")
-        parsed = synthetic.GRAMMAR.parse(caption)
-        if all(v is None for v in parsed.values()):
-            raise NodeInputError(
-                node, "caption", "a caption naming a colour, shape, motion or background of the grammar"
-            )
-        result = evaluator.evaluate(images, caption)
-        report = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items() if k != "areas"}
+        with node_inputs(self):
+            report, passed = evaluator.caption_report(images, caption)
         text = json.dumps(report)
-        return {"ui": {"text": [text]}, "result": (text, bool(result["all_ok"]))}
+        return {"ui": {"text": [text]}, "result": (text, passed)}
 
 
 NODE_CLASS_MAPPINGS = {

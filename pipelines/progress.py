@@ -7,6 +7,7 @@ and maps it to a terminal bar, the websocket, or ComfyUI's progress bar.
 
 import contextlib
 import contextvars
+from typing import Any, Callable, Iterator, Optional
 
 
 class Interrupted(Exception):
@@ -16,16 +17,20 @@ class Interrupted(Exception):
 class ProgressSink:
     """Receives progress. Subclass or pass callables; the default does nothing."""
 
-    def __init__(self, on_progress=None, should_stop=None):
+    def __init__(
+        self,
+        on_progress: Optional[Callable[[int, int, Any], None]] = None,
+        should_stop: Optional[Callable[[], bool]] = None,
+    ):
         self._on_progress = on_progress
         self._should_stop = should_stop
 
-    def progress(self, step, total, preview=None):
+    def progress(self, step: int, total: int, preview: Any = None) -> None:
         """Step ``step`` of ``total`` finished; ``preview`` is an optional latent ``[F,C,h,w]``."""
         if self._on_progress is not None:
             self._on_progress(step, total, preview)
 
-    def should_stop(self):
+    def should_stop(self) -> bool:
         """True when the running work must stop."""
         return bool(self._should_stop and self._should_stop())
 
@@ -34,7 +39,7 @@ _SINK = contextvars.ContextVar("framefold_progress_sink", default=ProgressSink()
 
 
 @contextlib.contextmanager
-def use_sink(sink):
+def use_sink(sink: ProgressSink) -> Iterator[ProgressSink]:
     """Route progress and interrupt checks of the code inside the ``with`` block to ``sink``."""
     token = _SINK.set(sink)
     try:
@@ -43,12 +48,12 @@ def use_sink(sink):
         _SINK.reset(token)
 
 
-def current_sink():
+def current_sink() -> ProgressSink:
     """The sink progress goes to right now (to wrap it, e.g. to merge several passes into one bar)."""
     return _SINK.get()
 
 
-def report(step, total, preview=None):
+def report(step: int, total: int, preview: Any = None) -> None:
     """Report that ``step`` of ``total`` is done, then stop if an interrupt was asked for."""
     sink = _SINK.get()
     sink.progress(step, total, preview)
@@ -56,7 +61,7 @@ def report(step, total, preview=None):
         raise Interrupted("interrupted by the user")
 
 
-def check_interrupt():
+def check_interrupt() -> None:
     """Raise :class:`Interrupted` if the user asked to stop."""
     if _SINK.get().should_stop():
         raise Interrupted("interrupted by the user")

@@ -15,9 +15,11 @@ positions) and alpha-blended over the background. All randomness comes from one 
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+SeedOrRng = Union[int, np.random.Generator]
 
 FRAMES = 16
 SIZE = 64
@@ -98,7 +100,7 @@ class Grammar:
     templates: Tuple[str, ...] = TEMPLATES
     extra_words: Tuple[str, ...] = field(default=("a", "on", "background", "moving"))
 
-    def caption(self, colour, shape, motion, background, template=0) -> str:
+    def caption(self, colour: str, shape: str, motion: str, background: str, template: int = 0) -> str:
         """Fill template number ``template`` with the given attributes."""
         return self.templates[template].format(
             colour=colour, shape=shape, motion=MOTIONS[motion], background=background
@@ -136,7 +138,7 @@ class Grammar:
             "background": first(self.backgrounds),
         }
 
-    def combinations(self):
+    def combinations(self) -> List[Tuple[str, str, str, str]]:
         """Every (colour, shape, motion, background) tuple the grammar can describe."""
         return [(c, s, m, b) for c in self.colours for s in self.shapes for m in self.motions for b in self.backgrounds]
 
@@ -144,14 +146,24 @@ class Grammar:
 GRAMMAR = Grammar()
 
 
-def _as_rng(seed_or_rng) -> np.random.Generator:
+def _as_rng(seed_or_rng: SeedOrRng) -> np.random.Generator:
     """A numpy Generator from an int seed (or the Generator itself)."""
     if isinstance(seed_or_rng, np.random.Generator):
         return seed_or_rng
     return np.random.default_rng(int(seed_or_rng))
 
 
-def layout_scene(colour, shape, motion, background, seed_or_rng, *, frames=FRAMES, size=SIZE, template=0) -> Scene:
+def layout_scene(
+    colour: str,
+    shape: str,
+    motion: str,
+    background: str,
+    seed_or_rng: SeedOrRng,
+    *,
+    frames: int = FRAMES,
+    size: int = SIZE,
+    template: int = 0,
+) -> Scene:
     """Random start/end positions and sizes for the given attributes (seeded).
 
     Translations travel 26-34 px (of 64) along their axis at a constant speed, with the object kept
@@ -160,9 +172,8 @@ def layout_scene(colour, shape, motion, background, seed_or_rng, *, frames=FRAME
 
     Why near the centre: at t = T a zero-terminal-SNR model must predict the mean clip of the caption. With
     centres anywhere, a growing object's mean clip is a faint smear whose contrast changes from frame to
-    frame, which the default model's per-frame group norms never learned to produce (session 4: growing
-    and shrinking stayed the same at t = T after ~1000 steps); near the centre the mean is a sharp disc
-    that grows, like the translations' moving band.
+    frame, which per-frame group norms cannot produce; near the centre the mean is a sharp disc that grows,
+    like the translations' moving band.
     """
     rng = _as_rng(seed_or_rng)
     scale = size / SIZE
@@ -185,7 +196,14 @@ def layout_scene(colour, shape, motion, background, seed_or_rng, *, frames=FRAME
     return Scene(colour, shape, motion, background, start, end, radius, radius, frames, size, template)
 
 
-def random_scene(seed_or_rng, grammar: Grammar = GRAMMAR, *, frames=FRAMES, size=SIZE, templates=None) -> Scene:
+def random_scene(
+    seed_or_rng: SeedOrRng,
+    grammar: Grammar = GRAMMAR,
+    *,
+    frames: int = FRAMES,
+    size: int = SIZE,
+    templates: Optional[Sequence[int]] = None,
+) -> Scene:
     """A uniformly random scene of the grammar (attributes, layout and template all seeded)."""
     rng = _as_rng(seed_or_rng)
     colour = grammar.colours[rng.integers(len(grammar.colours))]
@@ -197,7 +215,7 @@ def random_scene(seed_or_rng, grammar: Grammar = GRAMMAR, *, frames=FRAMES, size
     return layout_scene(colour, shape, motion, background, rng, frames=frames, size=size, template=template)
 
 
-def scene_from_caption(caption: str, seed_or_rng, *, frames=FRAMES, size=SIZE) -> Scene:
+def scene_from_caption(caption: str, seed_or_rng: SeedOrRng, *, frames: int = FRAMES, size: int = SIZE) -> Scene:
     """A scene showing what ``caption`` says (a random layout); raises ValueError if an attribute is missing."""
     parsed = GRAMMAR.parse(caption)
     missing = [k for k, v in parsed.items() if v is None]
@@ -205,9 +223,8 @@ def scene_from_caption(caption: str, seed_or_rng, *, frames=FRAMES, size=SIZE) -
         raise ValueError(
             f"caption {caption!r} names no {', '.join(missing)}; known words: {' '.join(GRAMMAR.vocabulary())}"
         )
-    return layout_scene(
-        parsed["colour"], parsed["shape"], parsed["motion"], parsed["background"], seed_or_rng, frames=frames, size=size
-    )
+    colour, shape, motion, background = (str(parsed[k]) for k in ("colour", "shape", "motion", "background"))
+    return layout_scene(colour, shape, motion, background, seed_or_rng, frames=frames, size=size)
 
 
 def background_image(name: str, size: int = SIZE) -> np.ndarray:
@@ -271,20 +288,22 @@ def render_scene(scene: Scene) -> np.ndarray:
     return video
 
 
-def random_clip(seed_or_rng, grammar: Grammar = GRAMMAR, **kwargs) -> Tuple[np.ndarray, str]:
+def random_clip(seed_or_rng: SeedOrRng, grammar: Grammar = GRAMMAR, **kwargs: Any) -> Tuple[np.ndarray, str]:
     """One random (video [F,H,W,3] float32 0..1, caption) pair from a seed."""
     scene = random_scene(seed_or_rng, grammar, **kwargs)
     return render_scene(scene), scene.caption
 
 
-def random_batch(rng: np.random.Generator, count: int, grammar: Grammar = GRAMMAR, **kwargs):
+def random_batch(
+    rng: np.random.Generator, count: int, grammar: Grammar = GRAMMAR, **kwargs: Any
+) -> Tuple[np.ndarray, List[str], List[Scene]]:
     """``count`` random clips: (videos [N,F,H,W,3] float32, list of captions, list of scenes)."""
     scenes = [random_scene(rng, grammar, **kwargs) for _ in range(count)]
     videos = np.stack([render_scene(s) for s in scenes])
     return videos, [s.caption for s in scenes], scenes
 
 
-def with_attributes(scene: Scene, **changes) -> Scene:
+def with_attributes(scene: Scene, **changes: Any) -> Scene:
     """A copy of ``scene`` with some attributes changed (positions untouched)."""
     return replace(scene, **changes)
 

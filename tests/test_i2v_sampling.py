@@ -9,7 +9,7 @@ from test_vidrd_tiny import cond, mixing_model
 from framefold.pipelines.sampling import freeinit, samplers, schedules
 from framefold.pipelines.sampling.freeinit import FreeInitOptions
 from framefold.pipelines.sampling.guidance import GuidedDenoiser
-from framefold.pipelines.sampling.i2v import first_frame_hook, image_to_video
+from framefold.pipelines.sampling.i2v import first_frame_hold, image_to_video
 from framefold.pipelines.sampling.vidrd import VidRDOptions, sample_long_video
 
 SHAPE = (6, 4, 6, 6)
@@ -41,7 +41,7 @@ def test_strength_one_holds_frame_zero_at_every_step():
     denoise, sigmas, noise, image, _ = setup()
     seen = []
     image_to_video(
-        denoise, image, noise, sigmas, strength=1.0, step_hook=lambda i, s, x: seen.append((float(s), x[0].clone()))
+        denoise, image, noise, sigmas, strength=1.0, hooks=[lambda i, s, x: seen.append((float(s), x[0].clone()))]
     )
     for sigma, frame in seen:
         assert torch.allclose(frame, image[0] + sigma * noise[0], atol=1e-5)
@@ -69,13 +69,11 @@ def test_i2v_bad_inputs_raise():
     with pytest.raises(ValueError, match="does not match"):
         image_to_video(denoise, image[:, :, :4], noise, sigmas)
     with pytest.raises(ValueError, match="strength"):
-        first_frame_hook(image, noise[0], -0.1)
+        first_frame_hold(image, noise, -0.1)
 
 
 def test_long_video_first_clip_can_hold_an_image():
     denoise, sigmas, _, image, _ = setup()
-    from framefold.pipelines.sampling.i2v import first_frame_start
-
     noise = torch.randn((8, *SHAPE[1:]), generator=torch.Generator().manual_seed(2))
     result = sample_long_video(
         denoise,
@@ -85,8 +83,7 @@ def test_long_video_first_clip_can_hold_an_image():
         generator=torch.Generator().manual_seed(0),
         options=VidRDOptions(clip_frames=8, prompt_frames=2),
         first_noise=noise,
-        first_clip_hook=first_frame_hook(image, noise[0], 1.0),
-        first_clip_start=first_frame_start(image, noise[0], float(sigmas[0]), 1.0),
+        first_clip_hooks=[first_frame_hold(image, noise, 1.0)],
     )
     assert torch.equal(result.latent[0], image[0])
 

@@ -8,15 +8,11 @@ from framefold.nodes._errors import NodeInputError
 from framefold.nodes.conditioning import NODE_CLASS_MAPPINGS as TEXT_NODES
 from framefold.nodes.conditioning import FrameFoldTextEncode
 from framefold.nodes.latent import NODE_CLASS_MAPPINGS as LATENT_NODES
-from framefold.nodes.latent import (
-    FrameFoldEmptyVideoLatent,
-    FrameFoldLoadLatent,
-    FrameFoldSaveLatent,
-    FrameFoldVAEDecode,
-    FrameFoldVAEEncode,
-)
+from framefold.nodes.latent import FrameFoldEmptyVideoLatent, FrameFoldLoadLatent, FrameFoldSaveLatent
 from framefold.nodes.loaders import NODE_CLASS_MAPPINGS as LOADER_NODES
 from framefold.nodes.loaders import FrameFoldCheckpointLoader, FrameFoldVAELoader
+from framefold.nodes.vae_codec import NODE_CLASS_MAPPINGS as VAE_NODES
+from framefold.nodes.vae_codec import FrameFoldVAEDecode, FrameFoldVAEEncode
 from framefold.pipelines.loading.checkpoint import save_framefold_checkpoint, save_vae
 from framefold.pipelines.loading.files import write_safetensors
 from framefold.pipelines.models.clip import CLIPTextConfig, CLIPTextModel, TextEncoder
@@ -40,7 +36,7 @@ def _vae(seed=0):
 
 
 def test_every_input_has_a_tooltip_and_names_are_prefixed(folders):
-    for mapping in (LATENT_NODES, LOADER_NODES, TEXT_NODES):
+    for mapping in (LATENT_NODES, VAE_NODES, LOADER_NODES, TEXT_NODES):
         for name, cls in mapping.items():
             assert name.startswith("FrameFold") and cls.CATEGORY.startswith("FrameFold/")
             spec = cls.INPUT_TYPES()

@@ -7,7 +7,8 @@ from test_sampling_tinymodel import GaussianDenoiserUNet, tiny_cond, tiny_model
 from framefold.pipelines import progress
 from framefold.pipelines.models.bundle import DiffusionModel, ScheduleConfig
 from framefold.pipelines.noise import NoisePrior
-from framefold.pipelines.sampling import samplers, schedules
+from framefold.pipelines.options import OptionError
+from framefold.pipelines.sampling import hooks, samplers, schedules
 from framefold.pipelines.sampling.guidance import GuidedDenoiser
 from framefold.pipelines.sampling.inversion import ddim_invert
 
@@ -38,7 +39,7 @@ def test_hook_sees_every_step_and_can_replace_x(name):
         return None
 
     g = torch.Generator().manual_seed(0)
-    out = samplers.sample(name, denoise, noise(0), sigmas, generator=g, step_hook=hook)
+    out = samplers.sample(name, denoise, noise(0), sigmas, generator=g, hooks=[hook])
     assert [c[0] for c in calls] == list(range(5))
     assert [c[1] for c in calls] == [float(s) for s in sigmas[1:]]
     plain = samplers.sample(name, denoise, noise(0), sigmas, generator=torch.Generator().manual_seed(0))
@@ -168,17 +169,40 @@ def test_ddim_inversion_then_sampling_reconstructs_latent():
     assert (exact - latent).abs().max() < 1e-3
 
 
-def test_hook_helpers_record_hold_and_chain():
+def test_hooks_record_hold_and_chain():
     _, denoise, ac = setup()
     sigmas = schedules.sampling_sigmas(ac, 5, "trailing")
-    record, states = samplers.trajectory_recorder()
+    record = hooks.StepStates()
     clean = torch.randn(1, 4, 6, 6, generator=torch.Generator().manual_seed(9))
-    hold = samplers.hold_frames_hook(slice(0, 1), clean, noise(5)[:1])
-    out = samplers.sample("dpmpp_2m", denoise, noise(0), sigmas, step_hook=samplers.chain_hooks(hold, record))
+    hold = hooks.FrameHold(slice(0, 1), clean, noise(5)[:1])
+    out = samplers.sample("dpmpp_2m", denoise, noise(0), sigmas, hooks=[hold, record])
+    states = record.states
     assert len(states) == 5
     assert torch.equal(out[0:1], clean)  # held frame ends exactly on the image latent
     torch.testing.assert_close(states[1][0:1], clean + float(sigmas[2]) * noise(5)[:1])
     assert torch.equal(states[-1], out)
+
+
+def test_frame_hold_keeps_keyframes_and_start_hook_runs_first():
+    _, denoise, ac = setup()
+    sigmas = schedules.sampling_sigmas(ac, 4, "trailing")
+    keys = torch.randn(2, 4, 6, 6, generator=torch.Generator().manual_seed(3))
+    hold = hooks.FrameHold((0, 3), keys, noise(7)[:2])
+    seen = []
+
+    class Watch(hooks.SamplerHook):
+        def start(self, sigma, x):
+            seen.append((sigma, x[[0, 3]].clone()))
+
+    out = samplers.sample("euler", denoise, noise(0), sigmas, hooks=[hold, Watch()])
+    assert torch.equal(out[[0, 3]], keys)  # in-betweening: both keyframes end exactly on their latents
+    assert not torch.allclose(out[1], keys[0], atol=1e-3)
+    sigma0, start = seen[0]
+    assert sigma0 == float(sigmas[0])
+    torch.testing.assert_close(start, keys + sigma0 * noise(7)[:2])
+    with pytest.raises(OptionError) as info:
+        hooks.FrameHold(0, keys[0], noise(7)[0], strength=1.5)
+    assert info.value.field == "strength"
 
 
 def test_schedules_refuse_repeated_timesteps_and_too_many_steps():

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from framefold.nodes import _folders
+from framefold.nodes import _folders, frame_resize
 from framefold.nodes import frames as frame_nodes
 from framefold.nodes import video as video_nodes
 from framefold.nodes._errors import NodeInputError
@@ -189,7 +189,7 @@ def test_frame_nodes():
     assert count == 2 and torch.equal(selected, video[4:8:2])
     joined, join_index = frame_nodes.FrameFoldConcatVideos().concat(video, frames(3, seed=2, h=24, w=32))
     assert joined.shape == (11, 48, 64, 3) and join_index == 8
-    (resized,) = frame_nodes.FrameFoldResizeFrames().resize(video, 32, 0)
+    (resized,) = frame_resize.FrameFoldResizeFrames().resize(video, 32, 0)
     assert resized.shape == (8, 24, 32, 3)
     (reversed_,) = frame_nodes.FrameFoldReverseFrames().reverse(video)
     assert torch.equal(reversed_, video.flip(0))

@@ -6,7 +6,9 @@ from test_vidrd_tiny import cond, mixing_model
 
 from framefold import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from framefold.nodes._errors import NodeInputError
-from framefold.nodes.longvideo import FrameFoldFreeInitOptions, FrameFoldImageToVideo, FrameFoldLongVideoSampler
+from framefold.nodes.freeinit import FrameFoldFreeInitOptions
+from framefold.nodes.image_to_video import FrameFoldImageToVideo
+from framefold.nodes.longvideo import FrameFoldLongVideoSampler
 from framefold.pipelines.models.vae import VAE, AutoencoderKL, AutoencoderKLConfig
 from framefold.pipelines.sampling import schedules
 from framefold.pipelines.sampling.freeinit import FreeInitOptions

@@ -179,7 +179,7 @@ def test_per_clip_denoisers_get_output_positions():
         return denoise
 
     sample_long_video(
-        None, FRAME, 14, sigmas, generator=torch.Generator().manual_seed(0), options=options, denoise_for_clip=for_clip
+        None, FRAME, 14, sigmas, generator=torch.Generator().manual_seed(0), options=options, denoiser_for_clip=for_clip
     )
     assert seen == [list(range(8)), [7, 6, 8, 9, 10, 11, 12, 13]]
 

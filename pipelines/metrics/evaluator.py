@@ -19,18 +19,22 @@ It measures, with OpenCV, four things the caption states:
 ``background_ok``, ``stability_ok``, ``all_ok``) and the measured figures behind them.
 """
 
-from typing import Dict
+from typing import Any, Dict, Tuple, Union
 
 import numpy as np
+import torch
 
+from ..options import OptionError
 from ..synthetic import BACKGROUNDS, COLOURS, GRAMMAR
+
+Video = Union[np.ndarray, torch.Tensor]  # [F, H, W, 3] in 0..1
 
 # Foreground = pixels with HSV saturation above this and value above MIN_VALUE (0..1 scale).
 MIN_SATURATION = 0.45
 MIN_VALUE = 0.25
 
 
-def _to_uint8(video) -> np.ndarray:
+def _to_uint8(video: Video) -> np.ndarray:
     """A video [F,H,W,3] (float 0..1 numpy/torch, or uint8) as uint8 numpy."""
     if hasattr(video, "detach"):
         video = video.detach().cpu().float().numpy()
@@ -53,7 +57,7 @@ def _hsv(video_u8: np.ndarray) -> np.ndarray:
     return hsv
 
 
-def foreground_masks(video) -> np.ndarray:
+def foreground_masks(video: Video) -> np.ndarray:
     """Per-frame foreground masks bool [F,H,W]: the saturated pixels, opened, largest blob kept."""
     import cv2
 
@@ -87,7 +91,7 @@ def _hue_distance(a: float, b: float) -> float:
     return min(d, 360.0 - d)
 
 
-def measure_colour(video, masks) -> Dict:
+def measure_colour(video: Video, masks: np.ndarray) -> Dict:
     """The foreground's mean hue and the nearest named colour (None when there is no foreground)."""
     hsv = _hsv(_to_uint8(video))
     sel = hsv[masks]
@@ -101,7 +105,7 @@ def measure_colour(video, masks) -> Dict:
     return {"colour": name, "hue": mean, "hue_error": _hue_distance(mean, hues[name])}
 
 
-def measure_background(video, masks) -> Dict:
+def measure_background(video: Video, masks: np.ndarray) -> Dict:
     """The background's name from the grey levels of the non-foreground pixels (top vs bottom rows)."""
     frames = _to_uint8(video).astype(np.float32) / 255.0
     grey = frames.mean(axis=-1)
@@ -134,7 +138,7 @@ def _fit_slope(t: np.ndarray, values: np.ndarray) -> float:
     return float((t * (values - values.mean())).sum() / max((t * t).sum(), 1e-9))
 
 
-def measure_motion(masks) -> Dict:
+def measure_motion(masks: np.ndarray) -> Dict:
     """Centroid travel (x, y over the whole clip, pixels) and area trend from the foreground masks."""
     frames = masks.shape[0]
     areas = masks.reshape(frames, -1).sum(axis=1).astype(np.float64)
@@ -168,7 +172,7 @@ def measure_motion(masks) -> Dict:
 
 
 def evaluate(
-    video,
+    video: Video,
     caption: str,
     *,
     min_travel: float = 8.0,
@@ -217,3 +221,15 @@ def evaluate(
     checks = [result[k] for k in ("colour_ok", "motion_ok", "background_ok", "stability_ok")]
     result["all_ok"] = all(c for c in checks if c is not None)
     return result
+
+
+def caption_report(video: torch.Tensor, caption: str) -> Tuple[Dict[str, Any], bool]:
+    """The caption-check feature: ``(report, passed)`` for an IMAGE ``video [F >= 2, H, W, 3]`` — the
+    :func:`evaluate` figures rounded to 3 digits (without the per-frame areas) and ``all_ok``."""
+    if video is None or video.ndim != 4 or video.shape[-1] != 3 or video.shape[0] < 2:
+        raise OptionError("images", "an IMAGE batch [frames >= 2, height, width, 3]")
+    if all(v is None for v in GRAMMAR.parse(caption).values()):
+        raise OptionError("caption", "a caption naming a colour, shape, motion or background of the grammar")
+    result = evaluate(video, caption)
+    report = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items() if k != "areas"}
+    return report, bool(result["all_ok"])

@@ -4,6 +4,7 @@ All differences are measured in 0..1 units (multiply by 255 for 8-bit levels).
 """
 
 import math
+from typing import List, Sequence
 
 import numpy as np
 import torch
@@ -30,18 +31,18 @@ def _check_pair(a, b):
     return a, b
 
 
-def frame_differences(frames):
+def frame_differences(frames: torch.Tensor) -> torch.Tensor:
     """d[t] = mean over pixels and channels of |frame[t+1] - frame[t]|, for t = 0..F-2 (tensor [F-1])."""
     frames = _check_video(frames, min_frames=2)
     return (frames[1:] - frames[:-1]).abs().mean(dim=(1, 2, 3))
 
 
-def flicker(frames):
+def flicker(frames: torch.Tensor) -> float:
     """Mean frame-to-frame absolute difference, mean(d) with d as in ``frame_differences`` (0 = static)."""
     return float(frame_differences(frames).mean())
 
 
-def seam_ratios(frames, join_indices):
+def seam_ratios(frames: torch.Tensor, join_indices: Sequence[int]) -> List[float]:
     """``seam_ratio`` for each join; the in-clip baseline excludes ALL the listed joins."""
     d = frame_differences(frames)
     joins = [int(j) for j in join_indices]
@@ -63,7 +64,7 @@ def seam_ratios(frames, join_indices):
     return ratios
 
 
-def seam_ratio(frames, join_index):
+def seam_ratio(frames: torch.Tensor, join_index: int) -> float:
     """How visible the join before frame ``join_index`` is.
 
     With d[t] = mean |frame[t+1] - frame[t]| (over pixels and channels), the join difference is
@@ -105,12 +106,12 @@ def _pair_warp_error(dis, prev, nxt, occlusion_check):
     return float(err[valid].mean())
 
 
-def warp_errors(frames, *, occlusion_check=True):
+def warp_errors(frames: torch.Tensor, *, occlusion_check: bool = True) -> List[float]:
     """Per-pair warp error list [F-1]; see ``warp_error``. A pair with no valid pixel gives nan."""
     import cv2
 
     frames = _check_video(frames, min_frames=2)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # type: ignore[attr-defined]
     out = []
     for t in range(frames.shape[0] - 1):
         err = _pair_warp_error(dis, frames[t].contiguous(), frames[t + 1].contiguous(), occlusion_check)
@@ -118,7 +119,7 @@ def warp_errors(frames, *, occlusion_check=True):
     return out
 
 
-def warp_error(frames, *, occlusion_check=True):
+def warp_error(frames: torch.Tensor, *, occlusion_check: bool = True) -> float:
     """Optical-flow warp error: how much each frame differs from its predecessor moved along the motion.
 
     For each pair (t, t+1): OpenCV DIS flow (medium preset, on BT.709 luma) from frame t+1 back to
@@ -132,7 +133,7 @@ def warp_error(frames, *, occlusion_check=True):
     return float(np.mean(errors)) if errors else math.nan
 
 
-def psnr(a, b, data_range=1.0):
+def psnr(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> float:
     """PSNR in dB from the MSE over ALL frames, pixels and channels: 10 log10(range^2 / MSE); inf if identical."""
     a, b = _check_pair(a, b)
     mse = float(((a - b) ** 2).mean())
@@ -153,7 +154,7 @@ def _blur_valid(x, window):
     return F.conv2d(x, window.view(1, 1, k, 1))
 
 
-def ssim(a, b, *, channel="luma", data_range=1.0):
+def ssim(a: torch.Tensor, b: torch.Tensor, *, channel: str = "luma", data_range: float = 1.0) -> float:
     """Mean SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03.
 
     ``channel="luma"`` (default) compares BT.709 luma Y' = 0.2126 R + 0.7152 G + 0.0722 B;

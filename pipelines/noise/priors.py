@@ -7,19 +7,21 @@ device, in a fixed documented order, so the same seed gives the same noise.
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
+
+from ..options import OptionError, check_choice, check_range
 
 METHODS = ("iid", "videofusion", "pyoco_mixed", "pyoco_progressive", "freenoise", "motion", "vidrd")
 
 
-def _randn(shape, generator):
+def _randn(shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
     """Standard normal float32 noise from ``generator`` (on its device)."""
     return torch.randn(tuple(shape), generator=generator, device=generator.device, dtype=torch.float32)
 
 
-def _per_frame(values, num_frames):
+def _per_frame(values: Union[float, Sequence[float]], num_frames: int) -> torch.Tensor:
     """A ``[F, 1, ...]``-broadcastable float tensor from a scalar or a per-frame sequence."""
     v = torch.as_tensor(values, dtype=torch.float32)
     if v.dim() == 0:
@@ -29,12 +31,17 @@ def _per_frame(values, num_frames):
     return v
 
 
-def iid_noise(shape, generator):
+def iid_noise(shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
     """Independent N(0, 1) noise for every element."""
     return _randn(shape, generator)
 
 
-def videofusion_noise(shape, generator, lam=0.5, base_frame=None):
+def videofusion_noise(
+    shape: Sequence[int],
+    generator: torch.Generator,
+    lam: Union[float, Sequence[float]] = 0.5,
+    base_frame: Optional[int] = None,
+) -> torch.Tensor:
     """VideoFusion base + residual (000 §3.1 eq. 4): ``eps_i = sqrt(l_i) b + sqrt(1 - l_i) r_i``.
 
     lam: scalar or per-frame ``l_i`` in [0, 1]; base_frame: a frame index whose noise is the base itself
@@ -42,20 +49,20 @@ def videofusion_noise(shape, generator, lam=0.5, base_frame=None):
     Draw order: b ``[1, ...]`` then r ``[F, ...]``.
     """
     num_frames = shape[0]
-    lam = _per_frame(lam, num_frames).clone()
+    weights = _per_frame(lam, num_frames).clone()
     if base_frame is not None:
         if not -num_frames <= base_frame < num_frames:
             raise ValueError(f"base_frame {base_frame} out of range for {num_frames} frames")
-        lam[base_frame] = 1.0
-    if bool(((lam < 0) | (lam > 1)).any()):
+        weights[base_frame] = 1.0
+    if bool(((weights < 0) | (weights > 1)).any()):
         raise ValueError("videofusion lambda must be in [0, 1]")
     base = _randn((1, *shape[1:]), generator)
     residual = _randn(shape, generator)
-    lam = lam.to(base.device).view(-1, *([1] * (len(shape) - 1)))
-    return lam.sqrt() * base + (1 - lam).sqrt() * residual
+    weights = weights.to(base.device).view(-1, *([1] * (len(shape) - 1)))
+    return weights.sqrt() * base + (1 - weights).sqrt() * residual
 
 
-def pyoco_mixed_noise(shape, generator, alpha=1.0):
+def pyoco_mixed_noise(shape: Sequence[int], generator: torch.Generator, alpha: float = 1.0) -> torch.Tensor:
     """PYoCo mixed noise: ``eps_i = sqrt(a^2/(1+a^2)) s + sqrt(1/(1+a^2)) r_i``; inter-frame corr ``a^2/(1+a^2)``.
 
     Draw order: shared s ``[1, ...]`` then r ``[F, ...]``.
@@ -68,7 +75,7 @@ def pyoco_mixed_noise(shape, generator, alpha=1.0):
     return shared * math.sqrt(a2 / (1 + a2)) + independent * math.sqrt(1 / (1 + a2))
 
 
-def pyoco_progressive_noise(shape, generator, alpha=2.0):
+def pyoco_progressive_noise(shape: Sequence[int], generator: torch.Generator, alpha: float = 2.0) -> torch.Tensor:
     """PYoCo progressive (autoregressive) noise: ``eps_0 ~ N``, ``eps_i = a/sqrt(1+a^2) eps_{i-1} + r_i/sqrt(1+a^2)``.
 
     Correlation at lag k is ``(a / sqrt(1 + a^2)) ** k``. Draw order: ``[F, ...]`` at once (row 0 is eps_0).
@@ -83,7 +90,9 @@ def pyoco_progressive_noise(shape, generator, alpha=2.0):
     return torch.stack(frames)
 
 
-def freenoise_noise(shape, generator, window=16, stride=4):
+def freenoise_noise(
+    shape: Sequence[int], generator: torch.Generator, window: int = 16, stride: int = 4
+) -> torch.Tensor:
     """FreeNoise noise rescheduling: the first ``window`` frames are i.i.d.; each later chunk of ``stride`` frames
     reuses the chunk ``window`` frames earlier in a random order (so every window sees the same noise set).
 
@@ -103,7 +112,9 @@ def freenoise_noise(shape, generator, window=16, stride=4):
     return noise
 
 
-def motion_translated_noise(shape, generator, delta_x=1.0, delta_y=0.0):
+def motion_translated_noise(
+    shape: Sequence[int], generator: torch.Generator, delta_x: float = 1.0, delta_y: float = 0.0
+) -> torch.Tensor:
     """Text2Video-Zero motion-translated noise (002 P103): frame k is frame 0's noise shifted by ``k*(dx, dy)``
     latent pixels (rounded, circular), a global scene motion. Draw order: frame 0 ``[1, ...]``."""
     first = _randn((1, *shape[1:]), generator)[0]
@@ -113,12 +124,14 @@ def motion_translated_noise(shape, generator, delta_x=1.0, delta_y=0.0):
     return torch.stack(frames)
 
 
-def frame_noise_reversal(previous):
+def frame_noise_reversal(previous: torch.Tensor) -> torch.Tensor:
     """VidRD FNR (003 eq. 6): the next clip's initial noise is the previous clip's in reversed frame order."""
     return previous.flip(0)
 
 
-def past_dependent_noise(previous, generator, prompt_frames=4, alpha=1.0):
+def past_dependent_noise(
+    previous: torch.Tensor, generator: torch.Generator, prompt_frames: int = 4, alpha: float = 1.0
+) -> torch.Tensor:
     """VidRD PNS (003 eq. 7): reversed previous noise for the first ``prompt_frames`` frames; for the others
     ``a/sqrt(1+a^2) * reversed + eps`` with ``eps ~ N(0, 1/(1+a^2))``. alpha 0 gives fresh noise there.
 
@@ -153,11 +166,19 @@ class NoisePrior:
     delta_y: float = 0.0
     prompt_frames: int = 4
 
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"noise method must be one of {METHODS}, got {self.method!r}")
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, METHODS)
+        for lam in self.lam if isinstance(self.lam, tuple) else (self.lam,):
+            check_range("lam", lam, 0.0, 1.0)
+        if self.alpha is not None:
+            check_range("alpha", self.alpha, 0.0)
+        elif self.method in ("pyoco_mixed", "pyoco_progressive"):
+            raise OptionError("alpha", f"a value >= 0 for {self.method}, got None")
+        check_range("window", self.window, 1)
+        check_range("stride", self.stride, 1)
+        check_range("prompt_frames", self.prompt_frames, 0)
 
-    def sample(self, shape, generator):
+    def sample(self, shape: Sequence[int], generator: torch.Generator) -> torch.Tensor:
         """Initial noise ``[F, ...]`` (float32 on the generator's device)."""
         m = self.method
         if m in ("iid", "vidrd"):
@@ -165,14 +186,14 @@ class NoisePrior:
         if m == "videofusion":
             return videofusion_noise(shape, generator, self.lam, self.base_frame)
         if m == "pyoco_mixed":
-            return pyoco_mixed_noise(shape, generator, self.alpha)
+            return pyoco_mixed_noise(shape, generator, float(self.alpha or 0.0))
         if m == "pyoco_progressive":
-            return pyoco_progressive_noise(shape, generator, self.alpha)
+            return pyoco_progressive_noise(shape, generator, float(self.alpha or 0.0))
         if m == "freenoise":
             return freenoise_noise(shape, generator, self.window, self.stride)
         return motion_translated_noise(shape, generator, self.delta_x, self.delta_y)
 
-    def next_clip(self, previous, generator):
+    def next_clip(self, previous: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Initial noise of the next clip from the previous clip's (VidRD FNR / PNS)."""
         if self.alpha is None:
             return frame_noise_reversal(previous)

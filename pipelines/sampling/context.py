@@ -6,8 +6,11 @@ where windows overlap. Only one window's activations exist at a time, so memory 
 """
 
 from dataclasses import dataclass
+from typing import Any, Callable, List, Sequence
 
 import torch
+
+from ..options import OptionError, check_choice, check_range
 
 FUSE_METHODS = ("flat", "pyramid", "overlap-linear")
 
@@ -28,27 +31,26 @@ class ContextOptions:
     closed_loop: bool = False
     fuse: str = "pyramid"
 
-    def __post_init__(self):
-        if self.length < 1:
-            raise ValueError(f"context length must be >= 1, got {self.length}")
+    def __post_init__(self) -> None:
+        check_range("length", self.length, 1)
         if not 0 <= self.overlap < self.length:
-            raise ValueError(f"context overlap must be in [0, length), got {self.overlap} for length {self.length}")
-        if self.stride < 1:
-            raise ValueError(f"context stride must be >= 1, got {self.stride}")
-        if self.fuse not in FUSE_METHODS:
-            raise ValueError(f"fuse must be one of {FUSE_METHODS}, got {self.fuse!r}")
+            raise OptionError("overlap", f"a value in [0, length) = [0, {self.length}), got {self.overlap}")
+        check_range("stride", self.stride, 1)
+        check_choice("fuse", self.fuse, FUSE_METHODS)
 
 
-def _slide(sequence, length, step, closed_loop):
+def _slide(sequence: Sequence[int], length: int, step: int, closed_loop: bool) -> List[List[int]]:
     """Windows of ``length`` over ``sequence`` every ``step``; the last one is end-aligned, or wraps if looping."""
     n = len(sequence)
     if closed_loop:
         return [[sequence[(s + k) % n] for k in range(length)] for s in range(0, n, step)]
     starts = list(range(0, n - length, step)) + [n - length]
-    return [sequence[s : s + length] for s in starts]
+    return [list(sequence[s : s + length]) for s in starts]
 
 
-def uniform_windows(num_frames, length, overlap, stride=1, closed_loop=False):
+def uniform_windows(
+    num_frames: int, length: int, overlap: int, stride: int = 1, closed_loop: bool = False
+) -> List[List[int]]:
     """Frame-index lists of a uniform sliding schedule; one window of all frames when they fit."""
     if num_frames <= length:
         return [list(range(num_frames))]
@@ -65,7 +67,7 @@ def uniform_windows(num_frames, length, overlap, stride=1, closed_loop=False):
     return windows
 
 
-def window_weights(length, fuse="pyramid", overlap=0):
+def window_weights(length: int, fuse: str = "pyramid", overlap: int = 0) -> torch.Tensor:
     """Per-frame fuse weights of one window ``[length]`` (all > 0)."""
     k = torch.arange(length, dtype=torch.float32)
     if fuse == "flat":
@@ -78,21 +80,26 @@ def window_weights(length, fuse="pyramid", overlap=0):
     raise ValueError(f"fuse must be one of {FUSE_METHODS}, got {fuse!r}")
 
 
-def denoise_in_windows(window_denoise, x, sigma, options):
+def denoise_in_windows(
+    window_denoiser: Callable[[torch.Tensor, float, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    sigma: float,
+    options: ContextOptions,
+) -> torch.Tensor:
     """Fused x0 for all frames of ``x [F, ...]``.
 
-    ``window_denoise(x_window, sigma, frames)`` returns the x0 prediction for the frames listed in
+    ``window_denoiser(x_window, sigma, frames)`` returns the x0 prediction for the frames listed in
     ``frames`` (a LongTensor of indices into F); it is called once per window, one window at a time.
     """
     num_frames = x.shape[0]
     windows = uniform_windows(num_frames, options.length, options.overlap, options.stride, options.closed_loop)
     if len(windows) == 1:  # nothing to fuse; skip the weights so the result is bit-identical
-        return window_denoise(x, sigma, torch.arange(num_frames, device=x.device))
+        return window_denoiser(x, sigma, torch.arange(num_frames, device=x.device))
     total = torch.zeros_like(x)
     weight_sum = torch.zeros(num_frames, dtype=x.dtype, device=x.device)
     for window in windows:
         frames = torch.tensor(window, dtype=torch.long, device=x.device)
-        out = window_denoise(x.index_select(0, frames), sigma, frames)
+        out = window_denoiser(x.index_select(0, frames), sigma, frames)
         w = window_weights(len(window), options.fuse, options.overlap).to(device=x.device, dtype=x.dtype)
         total.index_add_(0, frames, out * w.view(-1, *([1] * (x.dim() - 1))))
         weight_sum.index_add_(0, frames, w)
@@ -100,7 +107,7 @@ def denoise_in_windows(window_denoise, x, sigma, options):
     return total / weight_sum.view(-1, *([1] * (x.dim() - 1)))
 
 
-def slice_frames(obj, frames, num_frames):
+def slice_frames(obj: Any, frames: torch.Tensor, num_frames: int) -> Any:
     """Slice every tensor with a leading frame axis of size ``num_frames`` in a nested dict/list/tuple.
 
     Other values (and tensors with another leading size) pass through unchanged. Used for per-frame

@@ -23,11 +23,15 @@ The filter is a function of the normalised distance to the spectrum's centre (DC
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 from einops import rearrange
 
 from .. import progress
+from ..options import check_choice, check_range
+
+PassRunner = Callable[[torch.Tensor], torch.Tensor]
 
 FILTERS = ("butterworth", "gaussian", "ideal")
 
@@ -42,20 +46,17 @@ class FreeInitOptions:
     spatial_cutoff: float = 0.25
     temporal_cutoff: float = 0.25
 
-    def __post_init__(self):
-        if self.iterations < 1:
-            raise ValueError(f"FreeInit iterations must be >= 1, got {self.iterations}")
-        if self.method not in FILTERS:
-            raise ValueError(f"FreeInit filter must be one of {FILTERS}, got {self.method!r}")
-        if self.order < 1:
-            raise ValueError(f"butterworth order must be >= 1, got {self.order}")
-        for name in ("spatial_cutoff", "temporal_cutoff"):
-            value = getattr(self, name)
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"FreeInit {name} must be in (0, 1], got {value}")
+    def __post_init__(self) -> None:
+        check_range("iterations", self.iterations, 1)
+        check_choice("method", self.method, FILTERS)
+        check_range("order", self.order, 1)
+        check_range("spatial_cutoff", self.spatial_cutoff, 0.0, 1.0, low_open=True)
+        check_range("temporal_cutoff", self.temporal_cutoff, 0.0, 1.0, low_open=True)
 
 
-def squared_frequency_distance(frames, height, width, spatial_cutoff, temporal_cutoff):
+def squared_frequency_distance(
+    frames: int, height: int, width: int, spatial_cutoff: float, temporal_cutoff: float
+) -> torch.Tensor:
     """``d^2 [F, h, w]`` of every (fftshifted) frequency bin from the centre, temporal axis rescaled."""
 
     def axis(n):
@@ -65,7 +66,7 @@ def squared_frequency_distance(frames, height, width, spatial_cutoff, temporal_c
     return t[:, None, None] ** 2 + axis(height)[None, :, None] ** 2 + axis(width)[None, None, :] ** 2
 
 
-def low_pass_filter(frames, height, width, options: FreeInitOptions):
+def low_pass_filter(frames: int, height: int, width: int, options: FreeInitOptions) -> torch.Tensor:
     """The low-pass mask ``L [F, h, w]`` (float32, in fftshifted layout: DC in the middle) for ``options``."""
     d2 = squared_frequency_distance(frames, height, width, options.spatial_cutoff, options.temporal_cutoff)
     ds2 = options.spatial_cutoff**2
@@ -78,7 +79,7 @@ def low_pass_filter(frames, height, width, options: FreeInitOptions):
     return mask.float()
 
 
-def frequency_mix(low_source, high_source, mask):
+def frequency_mix(low_source: torch.Tensor, high_source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Low frequencies of ``low_source`` plus high frequencies of ``high_source`` (both ``[F, C, h, w]``).
 
     3-D FFT over (frames, height, width) per channel; ``mask [F, h, w]`` in fftshifted layout weighs the
@@ -95,13 +96,19 @@ def frequency_mix(low_source, high_source, mask):
     return rearrange(out, "c f h w -> f c h w").to(low_source.dtype)
 
 
-def diffuse_to_last_timestep(latent, noise, alphas_cumprod):
+def diffuse_to_last_timestep(latent: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """VP forward diffusion of a clean ``latent`` to the last training timestep with the given ``noise``."""
     abar = float(alphas_cumprod[-1])
     return latent * math.sqrt(abar) + noise * math.sqrt(1.0 - abar)
 
 
-def reinitialize_noise(latent, first_noise, alphas_cumprod, generator, options: FreeInitOptions):
+def reinitialize_noise(
+    latent: torch.Tensor,
+    first_noise: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    generator: torch.Generator,
+    options: FreeInitOptions,
+) -> torch.Tensor:
     """Next pass's initial noise: low frequencies of the re-noised ``latent``, high ones fresh from ``generator``."""
     noised = diffuse_to_last_timestep(latent, first_noise, alphas_cumprod)
     fresh = torch.randn(latent.shape, generator=generator, device=generator.device, dtype=torch.float32)
@@ -110,16 +117,16 @@ def reinitialize_noise(latent, first_noise, alphas_cumprod, generator, options: 
 
 
 def sample_with_freeinit(
-    run,
-    noise,
-    alphas_cumprod,
-    generator,
+    run: PassRunner,
+    noise: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    generator: torch.Generator,
     options: FreeInitOptions,
     *,
-    steps=None,
-    progress_offset=0,
-    progress_total=None,
-):
+    steps: Optional[int] = None,
+    progress_offset: int = 0,
+    progress_total: Optional[int] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run ``run(noise) -> clean VP latent`` ``options.iterations`` times, re-initialising the noise in between.
 
     Returns ``(latent, noise_of_last_pass)``. Fresh noise is drawn from ``generator`` once per re-initialisation,
@@ -143,7 +150,7 @@ def sample_with_freeinit(
 
 
 @contextlib.contextmanager
-def progress_stage(done_before, grand_total):
+def progress_stage(done_before: int, grand_total: int) -> Iterator[None]:
     """Inside the block a loop's ``progress.report(step, n)`` reaches the host as
     ``report(done_before + step, grand_total)``, so several sampling passes fill one progress bar."""
     outer = progress.current_sink()

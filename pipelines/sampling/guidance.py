@@ -8,14 +8,17 @@ common chunk size are an error.
 """
 
 import math
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
+from ..models.bundle import Conditioning, DiffusionModel
 from . import context as context_windows
+from .context import ContextOptions
 from .schedules import alphas_cumprod_from_config, denoised_from_output, timestep_at_sigma, to_model_input, train_sigmas
 
 
-def match_lengths(embeds_a, embeds_b, chunk=77):
+def match_lengths(embeds_a: torch.Tensor, embeds_b: torch.Tensor, chunk: int = 77) -> Tuple[torch.Tensor, torch.Tensor]:
     """Repeat ``[N, L, D]`` embeddings along L to a common length (lcm of the two), chunk-wise like ComfyUI."""
     la, lb = embeds_a.shape[1], embeds_b.shape[1]
     if la == lb:
@@ -29,7 +32,7 @@ def match_lengths(embeds_a, embeds_b, chunk=77):
     return embeds_a.repeat(1, common // la, 1), embeds_b.repeat(1, common // lb, 1)
 
 
-def rescale_guidance(guided, cond, phi):
+def rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
     """Guidance rescale (Lin et al. 2023, eq. 15-16): match the std of the guided prediction to the cond one.
 
     The std is taken over the whole window (all frames, channels, pixels), i.e. per video.
@@ -40,7 +43,7 @@ def rescale_guidance(guided, cond, phi):
     return rescaled * phi + guided * (1 - phi)
 
 
-def frame_embeds(embeds, frames, num_frames, which):
+def frame_embeds(embeds: torch.Tensor, frames: torch.Tensor, num_frames: int, which: str) -> torch.Tensor:
     """Embeddings ``[len(frames), L, D]`` for the given frame indices from ``[1 or F, L, D]``."""
     if embeds.dim() != 3:
         raise ValueError(f"{which} conditioning embeds must be [1 or F, L, D], got shape {tuple(embeds.shape)}")
@@ -64,7 +67,17 @@ class GuidedDenoiser:
     (``frames`` are the window's frame indices; ``context.slice_frames`` slices dicts of per-frame tensors).
     """
 
-    def __init__(self, model, positive, negative=None, cfg=7.5, *, guidance_rescale=0.0, context=None, control=None):
+    def __init__(
+        self,
+        model: DiffusionModel,
+        positive: Conditioning,
+        negative: Optional[Conditioning] = None,
+        cfg: float = 7.5,
+        *,
+        guidance_rescale: float = 0.0,
+        context: Optional[ContextOptions] = None,
+        control: Optional[Callable[[torch.Tensor, int], Any]] = None,
+    ):
         if cfg != 1.0 and negative is None:
             raise ValueError("a negative conditioning is required when cfg != 1")
         self.model = model
@@ -74,11 +87,14 @@ class GuidedDenoiser:
         self.control = control
         self.prediction_type = model.schedule.prediction_type
         self.sigmas_train = train_sigmas(alphas_cumprod_from_config(model.schedule))
-        conds = [positive.embeds] if self.cfg == 1.0 else list(match_lengths(positive.embeds, negative.embeds))
+        if self.cfg == 1.0 or negative is None:
+            conds = [positive.embeds]
+        else:
+            conds = list(match_lengths(positive.embeds, negative.embeds))
         self.embeds = conds
         self.calls = 0  # model calls made, for tests and benchmarks
 
-    def __call__(self, x, sigma):
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """x0 prediction for sigma-space ``x [F, C, h, w]`` at noise level ``sigma``."""
         num_frames = x.shape[0]
         if self.context is None:
@@ -88,7 +104,7 @@ class GuidedDenoiser:
             lambda xw, s, frames: self.denoise_frames(xw, s, frames, num_frames), x, sigma, self.context
         )
 
-    def denoise_frames(self, x, sigma, frames, num_frames):
+    def denoise_frames(self, x: torch.Tensor, sigma: float, frames: torch.Tensor, num_frames: int) -> torch.Tensor:
         """x0 for the frames ``frames`` (``x`` holds just those frames): one batched cond/uncond model call."""
         device, dtype = self.model.device, self.model.dtype
         count, n_conds = x.shape[0], len(self.embeds)
@@ -114,6 +130,12 @@ class GuidedDenoiser:
         return denoised_from_output(x, guided, sigma, self.prediction_type)
 
 
-def build_denoiser(model, positive, negative=None, cfg=7.5, **options):
+def build_denoiser(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Optional[Conditioning] = None,
+    cfg: float = 7.5,
+    **options: Any,
+) -> GuidedDenoiser:
     """Shorthand for :class:`GuidedDenoiser` (options: guidance_rescale, context, control)."""
     return GuidedDenoiser(model, positive, negative, cfg, **options)

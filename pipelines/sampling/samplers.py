@@ -1,4 +1,4 @@
-"""k-diffusion-style samplers: each is one short function over a ``denoise(x, sigma) -> x0`` callable.
+"""k-diffusion-style samplers: each is one short function over a ``denoiser(x, sigma) -> x0`` callable.
 
 ``x`` lives in sigma space (``x = x0 + sigma * eps``), ``sigmas`` is a descending 1-D tensor whose last entry is
 the final noise level (usually 0). Samplers know nothing about UNets, prompts or nodes.
@@ -7,17 +7,29 @@ After every step ``i`` (0-based) a sampler calls ``step_hook(i, sigmas[i + 1], x
 the new sigma-space latent at noise level ``sigmas[i + 1]``; the hook returns a replacement tensor or ``None``
 to keep ``x``. Then it calls ``progress.report(i + 1, n, preview=denoised)`` (which raises
 ``progress.Interrupted`` when the user stopped the run, so runs cancel between steps).
+
+:func:`sample` is the one run sequence every feature uses (plain text-to-video, video-to-video, image-to-video,
+each VidRD clip, each FreeInit pass): check the sampler name, build the start latent, let the hooks
+(``pipelines/sampling/hooks.py``, which documents where each feature plugs in) adjust it, run the sampler with the
+hooks after every step, and leave sigma space.
 """
 
 import math
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
 
 from .. import progress
-from .schedules import from_sigma_space, initial_latent, noised_latent
+from .hooks import HookLike, as_hooks, run_start, step_function
+from .schedules import from_sigma_space, initial_latent
+
+Tensor = torch.Tensor
+Gen = Optional[torch.Generator]
+Denoiser = Callable[[Tensor, float], Tensor]
+StepFn = Optional[Callable[[int, float, Tensor], Optional[Tensor]]]
 
 
-def randn_like(x, generator):
+def randn_like(x: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
     """Standard normal noise shaped like ``x`` drawn (in float32) from ``generator``'s device, then moved to x."""
     if generator is None:
         raise ValueError("this sampler draws noise: pass an explicit torch.Generator")
@@ -25,17 +37,19 @@ def randn_like(x, generator):
     return noise.to(device=x.device, dtype=x.dtype)
 
 
-def _finish_step(i, sigmas, x, denoised, step_hook):
+def _finish_step(
+    i: int, sigmas: torch.Tensor, x: torch.Tensor, denoised: torch.Tensor, step_hook: StepFn
+) -> torch.Tensor:
     """Run the step hook (it may replace x), then report progress (which may raise Interrupted)."""
     if step_hook is not None:
-        replaced = step_hook(i, sigmas[i + 1], x)
+        replaced = step_hook(i, float(sigmas[i + 1]), x)
         if replaced is not None:
             x = replaced
     progress.report(i + 1, len(sigmas) - 1, preview=denoised)
     return x
 
 
-def ancestral_step(sigma, sigma_next, eta=1.0):
+def ancestral_step(sigma: float, sigma_next: float, eta: float = 1.0) -> Tuple[float, float]:
     """(sigma_down, sigma_up) of an ancestral step; eta 1 is DDPM-like, 0 deterministic (DDIM's eta)."""
     if sigma_next == 0 or eta == 0:
         return sigma_next, 0.0
@@ -43,50 +57,62 @@ def ancestral_step(sigma, sigma_next, eta=1.0):
     return math.sqrt(sigma_next**2 - up**2), up
 
 
-def sample_euler(denoise, x, sigmas, *, step_hook=None, generator=None):
-    """Euler method on the probability-flow ODE (diffusers' EulerDiscreteScheduler without churn)."""
+def _steps(sigmas: Tensor) -> Iterator[Tuple[int, float, float]]:
+    """``(i, sigma, sigma_next)`` of every step."""
     for i in range(len(sigmas) - 1):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        denoised = denoise(x, sigma)
+        yield i, float(sigmas[i]), float(sigmas[i + 1])
+
+
+def _add_noise(x: Tensor, up: float, generator: Gen) -> Tensor:
+    """``x`` plus fresh noise of size ``up`` (an ancestral step); ``x`` itself when ``up`` is 0."""
+    return x + randn_like(x, generator) * up if up > 0 else x
+
+
+def sample_euler(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: Gen = None, step_hook: StepFn = None
+) -> Tensor:
+    """Euler method on the probability-flow ODE (diffusers' EulerDiscreteScheduler without churn)."""
+    for i, sigma, sigma_next in _steps(sigmas):
+        denoised = denoiser(x, sigma)
         x = x + (x - denoised) / sigma * (sigma_next - sigma)
         x = _finish_step(i, sigmas, x, denoised, step_hook)
     return x
 
 
-def sample_euler_ancestral(denoise, x, sigmas, *, generator, eta=1.0, step_hook=None):
+def sample_euler_ancestral(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: Gen, eta: float = 1.0, step_hook: StepFn = None
+) -> Tensor:
     """Euler step to sigma_down, then fresh noise of size sigma_up (diffusers' EulerAncestralDiscreteScheduler)."""
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        denoised = denoise(x, sigma)
+    for i, sigma, sigma_next in _steps(sigmas):
+        denoised = denoiser(x, sigma)
         down, up = ancestral_step(sigma, sigma_next, eta)
-        x = x + (x - denoised) / sigma * (down - sigma)
-        if up > 0:
-            x = x + randn_like(x, generator) * up
+        x = _add_noise(x + (x - denoised) / sigma * (down - sigma), up, generator)
         x = _finish_step(i, sigmas, x, denoised, step_hook)
     return x
 
 
-def sample_ddim(denoise, x, sigmas, *, eta=0.0, generator=None, step_hook=None):
+def sample_ddim(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, eta: float = 0.0, generator: Gen = None, step_hook: StepFn = None
+) -> Tensor:
     """DDIM (Song et al. 2021). In sigma space its eta-noise equals an ancestral step with the same eta,
     so eta 0 is the deterministic DDIM of diffusers' DDIMScheduler and eta 1 is DDPM-like."""
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        denoised = denoise(x, sigma)
+    for i, sigma, sigma_next in _steps(sigmas):
+        denoised = denoiser(x, sigma)
         down, up = ancestral_step(sigma, sigma_next, eta)
-        x = denoised + (x - denoised) / sigma * down
-        if up > 0:
-            x = x + randn_like(x, generator) * up
+        x = _add_noise(denoised + (x - denoised) / sigma * down, up, generator)
         x = _finish_step(i, sigmas, x, denoised, step_hook)
     return x
 
 
-def sample_dpmpp_2m(denoise, x, sigmas, *, step_hook=None, generator=None):
+def sample_dpmpp_2m(
+    denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: Gen = None, step_hook: StepFn = None
+) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in log-sigma; first order on the first step
     and on a final step to sigma 0 (diffusers' DPMSolverMultistepScheduler, dpmsolver++, midpoint)."""
-    old_denoised, h_last = None, None
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-        denoised = denoise(x, sigma)
+    old_denoised: Optional[Tensor] = None
+    h_last = 0.0  # set together with old_denoised on every step before sigma 0
+    for i, sigma, sigma_next in _steps(sigmas):
+        denoised = denoiser(x, sigma)
         if sigma_next == 0:
             x = denoised
         else:
@@ -102,59 +128,20 @@ def sample_dpmpp_2m(denoise, x, sigmas, *, step_hook=None, generator=None):
     return x
 
 
-def sample_lcm(denoise, x, sigmas, *, generator, step_hook=None):
+def sample_lcm(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator: Gen, step_hook: StepFn = None) -> Tensor:
     """Latent Consistency Model sampling: jump to the prediction, renoise with fresh noise to the next sigma.
 
     LCMScheduler's boundary scalings (c_skip, c_out with timestep_scaling 10) are omitted: they differ from
     (0, 1) by under 1e-5 at every LCM timestep (>= 19).
     """
-    for i in range(len(sigmas) - 1):
-        sigma_next = float(sigmas[i + 1])
-        denoised = denoise(x, float(sigmas[i]))
-        x = denoised
-        if sigma_next > 0:
-            x = denoised + randn_like(x, generator) * sigma_next
+    for i, sigma, sigma_next in _steps(sigmas):
+        denoised = denoiser(x, sigma)
+        x = _add_noise(denoised, sigma_next, generator)
         x = _finish_step(i, sigmas, x, denoised, step_hook)
     return x
 
 
-def trajectory_recorder():
-    """A step hook storing a copy of x after every step: returns ``(hook, states)``, ``states[i]`` at sigmas[i+1]."""
-    states = []
-
-    def record(i, sigma, x):
-        states.append(x.clone())
-
-    return record, states
-
-
-def hold_frames_hook(frames, clean, noise):
-    """A step hook keeping ``x[frames]`` at ``clean`` noised to the current level with fixed ``noise``
-    (image-to-video: hold the first frame). At a final sigma of 0 those frames end exactly at ``clean``."""
-
-    def hold(i, sigma, x):
-        x = x.clone()
-        x[frames] = noised_latent(clean, noise, float(sigma)).to(x.dtype)
-        return x
-
-    return hold
-
-
-def chain_hooks(*hooks):
-    """One step hook running ``hooks`` in order, each seeing the previous one's replacement."""
-    active = [h for h in hooks if h is not None]
-
-    def chained(i, sigma, x):
-        for hook in active:
-            replaced = hook(i, sigma, x)
-            if replaced is not None:
-                x = replaced
-        return x
-
-    return chained
-
-
-SAMPLERS = {
+SAMPLERS: dict = {
     "ddim": sample_ddim,
     "euler": sample_euler,
     "euler_ancestral": sample_euler_ancestral,
@@ -163,25 +150,36 @@ SAMPLERS = {
 }
 
 
+def check_sampler(name: str) -> None:
+    """Raise a ValueError naming the known samplers unless ``name`` is one."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
+
+
 def sample(
-    sampler_name,
-    denoise,
-    noise,
-    sigmas,
+    sampler_name: str,
+    denoiser: Denoiser,
+    noise: torch.Tensor,
+    sigmas: torch.Tensor,
     *,
-    latent=None,
-    denoise_strength=1.0,
-    generator=None,
-    step_hook=None,
-    **sampler_options,
-):
+    latent: Optional[torch.Tensor] = None,
+    denoise_strength: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+    hooks: Sequence[HookLike] = (),
+    **sampler_options: Any,
+) -> torch.Tensor:
     """Run a named sampler from noise (or a noised ``latent`` when ``denoise_strength < 1``) to a VP latent.
 
     ``noise`` is the unit-variance initial noise ``[F, C, h, w]`` (e.g. from a NoisePrior); ``generator`` feeds
-    the ancestral samplers. Returns the final latent (converted from sigma space when the last sigma is not 0).
+    the ancestral samplers. ``hooks`` (:mod:`.hooks`; plain ``fn(i, sigma, x)`` callables act after every step)
+    adjust the start latent and every step's result. Returns the final latent (converted from sigma space when
+    the last sigma is not 0).
     """
-    if sampler_name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler_name!r}; expected one of {sorted(SAMPLERS)}")
+    check_sampler(sampler_name)
+    active = as_hooks(hooks)
     x = initial_latent(noise, sigmas, latent, full_denoise=denoise_strength >= 1.0)
-    x = SAMPLERS[sampler_name](denoise, x, sigmas, generator=generator, step_hook=step_hook, **sampler_options)
+    x = run_start(active, float(sigmas[0]), x)
+    x = SAMPLERS[sampler_name](
+        denoiser, x, sigmas, generator=generator, step_hook=step_function(active), **sampler_options
+    )
     return from_sigma_space(x, float(sigmas[-1]))

@@ -31,21 +31,24 @@ clip its PNS draw, then the sampler's own noise (ancestral samplers / DDIM eta >
 """
 
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..noise import frame_noise_reversal, past_dependent_noise
-from . import freeinit as freeinit_module
-from .samplers import SAMPLERS, chain_hooks
-from .schedules import from_sigma_space, initial_latent
+from ..options import OptionError, check_choice, check_range
+from .freeinit import FreeInitOptions, PassRunner, progress_stage, sample_with_freeinit
+from .hooks import HookLike, SamplerHook
+from .samplers import Denoiser, check_sampler, sample
+
+Observer = Callable[[int, int, float, torch.Tensor], None]
 
 OVERLAP_MODES = ("drop", "keep")
 # Chosen by bench/long_video.py (64 frames, M 4, alpha 4, beta 0.4; seam_ratio 1 = a join as visible as an ordinary
 # frame step, << 1 a freeze, >> 1 a jump). Embedded default model, 20 DDIM steps, 2 prompts: drop median 1.80
 # (8 joins, 1.67..3.22), keep 0.13 (6 joins, 0.08..0.27), independent clips 3.63. With keep, clip i's frame 0 nearly
 # repeats clip i-1's last frame and the motion then runs backwards for M frames. GP proxy (rho 0.95): drop 2.19,
-# keep 0.30. Drop is the closer to 1 in log terms every time (also on two earlier training exports).
+# keep 0.30. Drop is the closer to 1 in log terms.
 DEFAULT_OVERLAP = "drop"
 
 # float tolerance for eq. 8's strict inequality (beta, j/M are decimals such as 0.4)
@@ -62,19 +65,16 @@ class VidRDOptions:
     beta: float = 0.4
     overlap: str = DEFAULT_OVERLAP
 
-    def __post_init__(self):
-        if self.clip_frames < 1:
-            raise ValueError(f"clip_frames must be >= 1, got {self.clip_frames}")
+    def __post_init__(self) -> None:
+        check_range("clip_frames", self.clip_frames, 1)
         if not 0 <= self.prompt_frames < self.clip_frames:
-            raise ValueError(
-                f"prompt_frames must be in [0, clip_frames) = [0, {self.clip_frames}), got {self.prompt_frames}"
+            raise OptionError(
+                "prompt_frames", f"a value in [0, clip_frames) = [0, {self.clip_frames}), got {self.prompt_frames}"
             )
-        if self.alpha is not None and self.alpha < 0:
-            raise ValueError(f"alpha must be >= 0 (or None for FNR only), got {self.alpha}")
-        if not 0.0 <= self.beta <= 1.0:
-            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
-        if self.overlap not in OVERLAP_MODES:
-            raise ValueError(f"overlap must be one of {OVERLAP_MODES}, got {self.overlap!r}")
+        if self.alpha is not None:
+            check_range("alpha", self.alpha, 0.0)
+        check_range("beta", self.beta, 0.0, 1.0)
+        check_choice("overlap", self.overlap, OVERLAP_MODES)
 
     @property
     def new_frames_per_clip(self) -> int:
@@ -92,7 +92,7 @@ class LongVideoResult:
     clips: int = 0
     recorded_shape: Tuple[int, ...] = ()
 
-    def note_recording(self, states):
+    def note_recording(self, states: Sequence[torch.Tensor]) -> None:
         """Keep the shape of the largest recorded trajectory (``states``: list of ``[M, C, h, w]``)."""
         if not states:
             return
@@ -101,7 +101,7 @@ class LongVideoResult:
             self.recorded_shape = shape
 
 
-def dsg_guided(steps, prompt_frames, beta):
+def dsg_guided(steps: int, prompt_frames: int, beta: float) -> torch.Tensor:
     """Eq. 8 as a bool table ``[steps, M]``: True where prompt frame j copies the previous clip after step i.
 
     ``t = steps - i``, ``T = steps``; guided iff ``t > (1 - beta) T + beta T j / M``.
@@ -115,15 +115,15 @@ def dsg_guided(steps, prompt_frames, beta):
     return table
 
 
-def clip_count(total_frames, options: VidRDOptions):
+def clip_count(total_frames: int, options: VidRDOptions) -> int:
     """Clips needed to produce at least ``total_frames`` output frames."""
     if total_frames < 1:
-        raise ValueError(f"total_frames must be >= 1, got {total_frames}")
+        raise OptionError("total_frames", f"a value >= 1, got {total_frames}")
     extra = max(0, total_frames - options.clip_frames)
     return 1 + -(-extra // options.new_frames_per_clip)
 
 
-def clip_layout(index, options: VidRDOptions):
+def clip_layout(index: int, options: VidRDOptions) -> Tuple[int, int, List[int]]:
     """For clip ``index``: ``(first_kept_frame, output_start, positions)`` where ``positions[j]`` is the output frame
     clip frame j shows (a dropped prompt frame shows the frame it mirrors)."""
     n, m = options.clip_frames, options.prompt_frames
@@ -137,148 +137,158 @@ def clip_layout(index, options: VidRDOptions):
     return m, start, positions
 
 
-def next_clip_noise(previous, generator, options: VidRDOptions):
+def next_clip_noise(previous: torch.Tensor, generator: torch.Generator, options: VidRDOptions) -> torch.Tensor:
     """Initial noise of the next clip from the previous clip's (eq. 6 FNR, or eq. 7 PNS when alpha is set)."""
     if options.alpha is None:
         return frame_noise_reversal(previous)
     return past_dependent_noise(previous, generator, options.prompt_frames, options.alpha)
 
 
-def trajectory_recorder(guided, clip_frames):
-    """A step hook recording the last M frames, reversed (slot j = frame N-1-j), at every guided step.
+class PromptFrameRecorder(SamplerHook):
+    """Records the last M frames, reversed (slot j = frame N-1-j), after every step that guides at least one
+    prompt frame (``guided`` from :func:`dsg_guided`): ``states[i]`` is ``[M, C, h, w]`` after step ``i``."""
 
-    Returns ``(hook, states)``: ``states`` is a list filled with ``[M, C, h, w]`` tensors, one per step that
-    guides at least one prompt frame (``guided`` from :func:`dsg_guided`).
-    """
-    m = guided.shape[1]
-    recorded_steps = int(guided.any(dim=1).sum())
-    order = torch.arange(clip_frames - 1, clip_frames - 1 - m, -1)
-    states = []
+    def __init__(self, guided: torch.Tensor, clip_frames: int):
+        m = guided.shape[1]
+        self.recorded_steps = int(guided.any(dim=1).sum())
+        self.order = torch.arange(clip_frames - 1, clip_frames - 1 - m, -1)
+        self.states: List[torch.Tensor] = []
 
-    def record(i, sigma, x):
-        if i < recorded_steps:
-            states.append(x.index_select(0, order.to(x.device)).clone())
-
-    return record, states
+    def step(self, i: int, sigma: float, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Store the reversed prompt frames while steps are guided."""
+        if i < self.recorded_steps:
+            self.states.append(x.index_select(0, self.order.to(x.device)).clone())
+        return None
 
 
-def replay_hook(guided, states):
-    """A step hook applying eq. 8: after step i, prompt frames j with ``guided[i, j]`` take the recorded state."""
+class DsgReplay(SamplerHook):
+    """Eq. 8: after step i, prompt frames j with ``guided[i, j]`` take the previous clip's recorded state."""
 
-    def replay(i, sigma, x):
-        if i >= guided.shape[0] or not bool(guided[i].any()):
+    def __init__(self, guided: torch.Tensor, states: Sequence[torch.Tensor]):
+        self.guided = guided
+        self.states = states
+
+    def step(self, i: int, sigma: float, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Copy the guided prompt frames from the recorded trajectory."""
+        if i >= self.guided.shape[0] or not bool(self.guided[i].any()):
             return None
-        frames = torch.nonzero(guided[i]).flatten()
+        frames = torch.nonzero(self.guided[i]).flatten().to(x.device)
         x = x.clone()
-        x[frames.to(x.device)] = states[i].index_select(0, frames.to(x.device)).to(x.dtype)
+        x[frames] = self.states[i].index_select(0, frames).to(x.dtype)
         return x
 
-    return replay
+
+class ClipObserver(SamplerHook):
+    """Shows clip ``index``'s start state (step -1) and its state after every step to ``observer``."""
+
+    def __init__(self, observer: Observer, index: int):
+        self.observer = observer
+        self.index = index
+
+    def start(self, sigma: float, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Report the start state as step -1."""
+        self.observer(self.index, -1, sigma, x)
+        return None
+
+    def step(self, i: int, sigma: float, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Report the state after step ``i``."""
+        self.observer(self.index, i, sigma, x)
+        return None
 
 
-def _run_clip(
-    denoise, noise, sigmas, sampler, generator, step_hook, sampler_options, start_hook=None, watch_start=None
-):
-    """One clip: start point, sampler with hooks, back to a VP latent."""
-    x = initial_latent(noise, sigmas)
-    if start_hook is not None:
-        x = start_hook(x)
-    if watch_start is not None:
-        watch_start(x)
-    x = SAMPLERS[sampler](denoise, x, sigmas, generator=generator, step_hook=step_hook, **sampler_options)
-    return from_sigma_space(x, float(sigmas[-1]))
+def _sample_clip(
+    run: PassRunner,
+    noise: torch.Tensor,
+    index: int,
+    clips: int,
+    steps: int,
+    generator: torch.Generator,
+    freeinit: Optional[FreeInitOptions],
+    alphas_cumprod: Optional[torch.Tensor],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Clip ``index`` sampled by ``run`` from ``noise``: FreeInit passes for clip 0 when asked, else one pass; all
+    passes of all clips fill one progress bar. Returns ``(latent, initial noise of the last pass)``."""
+    passes = freeinit.iterations if freeinit is not None else 1
+    grand_total = steps * (clips + passes - 1)
+    if index == 0 and freeinit is not None and freeinit.iterations > 1:
+        if alphas_cumprod is None:
+            raise ValueError("FreeInit needs the model's alphas_cumprod")
+        return sample_with_freeinit(
+            run, noise, alphas_cumprod, generator, freeinit, steps=steps, progress_total=grand_total
+        )
+    with progress_stage(steps * (index + passes - 1), grand_total):
+        return run(noise), noise
 
 
 def sample_long_video(
-    denoise,
-    frame_shape,
-    total_frames,
-    sigmas,
+    denoiser: Optional[Denoiser],
+    frame_shape: Tuple[int, ...],
+    total_frames: int,
+    sigmas: torch.Tensor,
     *,
-    generator,
+    generator: torch.Generator,
     options: VidRDOptions = VidRDOptions(),
-    sampler="ddim",
-    first_noise=None,
-    denoise_for_clip: Optional[Callable] = None,
-    first_clip_hook=None,
-    first_clip_start=None,
-    freeinit=None,
-    alphas_cumprod=None,
-    observer=None,
-    **sampler_options,
-):
+    sampler: str = "ddim",
+    first_noise: Optional[torch.Tensor] = None,
+    denoiser_for_clip: Optional[Callable[[List[int]], Denoiser]] = None,
+    first_clip_hooks: Sequence[HookLike] = (),
+    freeinit: Optional[FreeInitOptions] = None,
+    alphas_cumprod: Optional[torch.Tensor] = None,
+    observer: Optional[Observer] = None,
+    **sampler_options: Any,
+) -> LongVideoResult:
     """Generate ``total_frames`` latent frames clip by clip with FNR/PNS noise and DSG replay.
 
-    denoise: ``denoise(x, sigma) -> x0`` for one clip ``[N, C, h, w]`` (conditioning baked in).
+    denoiser: ``denoiser(x, sigma) -> x0`` for one clip ``[N, C, h, w]`` (conditioning baked in).
     frame_shape: ``(C, h, w)``. sigmas: the per-clip schedule (``[steps + 1]``), identical for all clips.
     first_noise: clip 0's unit noise ``[N, C, h, w]`` (default: i.i.d. from ``generator``).
-    denoise_for_clip: optional ``f(positions: list[int]) -> denoise`` for per-frame prompts (positions are the
-    output frames the clip's frames show, clamped to the output); overrides ``denoise``.
-    first_clip_hook / first_clip_start: extra step hook / start-point transform ``x -> x`` for clip 0
-    (image-to-video holds frame 0 this way). freeinit: :class:`~.freeinit.FreeInitOptions` for clip 0 (needs
+    denoiser_for_clip: optional ``f(positions: list[int]) -> denoiser`` for per-frame prompts (positions are the
+    output frames the clip's frames show, clamped to the output); overrides ``denoiser``.
+    first_clip_hooks: extra sampler hooks for clip 0 (image-to-video holds frame 0 with a
+    :class:`~.hooks.FrameHold`). freeinit: :class:`~.freeinit.FreeInitOptions` for clip 0 (needs
     ``alphas_cumprod``). observer: optional ``f(clip_index, step, sigma, x)`` that sees every clip's sigma-space
     start state (step -1) and its state after every step (after the DSG replay); it must not modify ``x``.
     Returns a :class:`LongVideoResult`.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
-    n, m = options.clip_frames, options.prompt_frames
+    check_sampler(sampler)
+    n = options.clip_frames
     steps = len(sigmas) - 1
     clips = clip_count(total_frames, options)
-    guided = dsg_guided(steps, m, options.beta)
+    guided = dsg_guided(steps, options.prompt_frames, options.beta)
     if first_noise is None:
         first_noise = torch.randn((n, *frame_shape), generator=generator, device=generator.device)
     if tuple(first_noise.shape) != (n, *frame_shape):
         raise ValueError(f"first_noise must be {(n, *frame_shape)}, got {tuple(first_noise.shape)}")
-    passes = freeinit.iterations if freeinit is not None else 1
-    grand_total = steps * (clips + passes - 1)
 
     out = torch.empty((total_frames, *frame_shape), dtype=torch.float32)
     result = LongVideoResult(out, clips=clips)
-    noise, states = first_noise, None
+    noise: torch.Tensor = first_noise
+    states: List[torch.Tensor] = []
     for index in range(clips):
         kept_from, start, positions = clip_layout(index, options)
-        clip_denoise = (
-            denoise if denoise_for_clip is None else denoise_for_clip([min(p, total_frames - 1) for p in positions])
-        )
+        if denoiser_for_clip is not None:
+            denoiser = denoiser_for_clip([min(p, total_frames - 1) for p in positions])
         if index > 0:
             noise = next_clip_noise(noise, generator, options)
             if start < total_frames:
                 result.joins.append(start)
+        hooks: List[HookLike] = [DsgReplay(guided, states) if states else None]
+        hooks += first_clip_hooks if index == 0 else []
         record_next = index + 1 < clips and bool(guided.any())
-        hooks = [replay_hook(guided, states) if states else None]
-        if index == 0:
-            hooks.append(first_clip_hook)
-        recording = {}
+        recorders: List[PromptFrameRecorder] = []
 
-        def run(initial, hooks=hooks, recording=recording, clip_denoise=clip_denoise, index=index):
+        def run(initial, hooks=hooks, recorders=recorders, clip_denoiser=denoiser, index=index):
             # a fresh recorder per pass: with FreeInit only the last pass's trajectory is kept
-            record, recording["states"] = trajectory_recorder(guided, n) if record_next else (None, [])
-            start_hook = first_clip_start if index == 0 else None
-            watch = None if observer is None else (lambda i, sigma, x: observer(index, i, sigma, x))
-            watch_start = None if observer is None else (lambda x: observer(index, -1, sigmas[0], x))
-            return _run_clip(
-                clip_denoise,
-                initial,
-                sigmas,
-                sampler,
-                generator,
-                chain_hooks(*hooks, record, watch),
-                sampler_options,
-                start_hook,
-                watch_start,
+            recorder = PromptFrameRecorder(guided, n) if record_next else None
+            recorders[:] = [recorder] if recorder is not None else []
+            watch = ClipObserver(observer, index) if observer is not None else None
+            all_hooks = [*hooks, recorder, watch]
+            return sample(
+                sampler, clip_denoiser, initial, sigmas, generator=generator, hooks=all_hooks, **sampler_options
             )
 
-        if index == 0 and freeinit is not None and freeinit.iterations > 1:
-            if alphas_cumprod is None:
-                raise ValueError("FreeInit needs the model's alphas_cumprod")
-            latent, noise = freeinit_module.sample_with_freeinit(
-                run, noise, alphas_cumprod, generator, freeinit, steps=steps, progress_total=grand_total
-            )
-        else:
-            with freeinit_module.progress_stage(steps * (index + passes - 1), grand_total):
-                latent = run(noise)
-        states = recording["states"]
+        latent, noise = _sample_clip(run, noise, index, clips, steps, generator, freeinit, alphas_cumprod)
+        states = recorders[0].states if recorders else []
         result.note_recording(states)
         stop = min(total_frames, start + n - kept_from)
         out[start:stop] = latent[kept_from : kept_from + stop - start].to(torch.float32).cpu()

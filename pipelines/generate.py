@@ -1,0 +1,341 @@
+"""Entry points of the generation features: one call per feature, each taking a self-validating options object.
+
+- :func:`generate_video`: text-to-video and video-to-video (:class:`VideoOptions`);
+- :func:`animate_image`: image-to-video by first-frame hold, seed 000 §4.1 (:class:`ImageToVideoOptions`);
+- :func:`generate_long_video`: VidRD clip-by-clip long video, seed 003 §4.3 (:class:`LongVideoOptions`);
+- :func:`encode_prompt`: the text conditioning all of them take.
+
+Each call seeds one CPU ``torch.Generator`` from ``options.seed`` and draws, in this order, the initial noise (from
+the optional noise prior) and then the sampler's own noise, so the same options give bit-identical latents. Every
+bad value raises :class:`~.options.OptionError` naming the option or input (``model``, ``positive``, ``noise``,
+``context``, ``freeinit``, ``first_frame``, ``image``, ``vae`` or an options field).
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+
+from .models.bundle import Conditioning, DiffusionModel
+from .models.clip import TextEncoder
+from .models.vae import VAE
+from .noise import NoisePrior
+from .options import OptionError, check_choice, check_range, check_type
+from .sampling import schedules
+from .sampling.context import ContextOptions
+from .sampling.freeinit import FreeInitOptions, sample_with_freeinit
+from .sampling.guidance import GuidedDenoiser, frame_embeds
+from .sampling.hooks import FrameHold
+from .sampling.i2v import first_frame_hold, image_to_video
+from .sampling.samplers import SAMPLERS, Denoiser, sample
+from .sampling.vidrd import DEFAULT_OVERLAP, OVERLAP_MODES, LongVideoResult, VidRDOptions, sample_long_video
+
+NOISE_REUSE = ("pns", "fnr")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """What every sampling feature needs: steps, CFG scale, sampler, timestep spacing and seed."""
+
+    steps: int = 20
+    cfg: float = 7.5
+    sampler: str = "ddim"
+    spacing: str = "leading"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("steps", self.steps, 1)
+        check_range("cfg", self.cfg, 0.0)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("spacing", self.spacing, schedules.SPACINGS)
+
+
+@dataclass(frozen=True)
+class VideoOptions(SamplingOptions):
+    """:func:`generate_video`: ``denoise_strength`` 1 starts from pure noise, lower keeps more of the latent."""
+
+    denoise_strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("denoise_strength", self.denoise_strength, 0.0, 1.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class ImageToVideoOptions(SamplingOptions):
+    """:func:`animate_image`: frames to generate and how firmly frame 0 is held to the image (1 = pinned)."""
+
+    frames: int = 16
+    image_strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("frames", self.frames, 1)
+        check_range("image_strength", self.image_strength, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class LongVideoOptions(SamplingOptions):
+    """:func:`generate_long_video`. ``total_frames`` 0 = the latent's frame count; ``clip_frames`` 0 = the model's
+    frame window; ``noise_reuse`` "fnr" ignores ``alpha``. The VidRD fields (``prompt_frames``, ``alpha``, ``beta``,
+    ``overlap``) are validated by the :class:`~.sampling.vidrd.VidRDOptions` built from them once the clip length
+    is known."""
+
+    total_frames: int = 64
+    clip_frames: int = 0
+    prompt_frames: int = 4
+    alpha: float = 4.0
+    beta: float = 0.4
+    overlap: str = DEFAULT_OVERLAP
+    noise_reuse: str = "pns"
+    first_frame_strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("total_frames", self.total_frames, 0)
+        check_range("clip_frames", self.clip_frames, 0)
+        check_choice("noise_reuse", self.noise_reuse, NOISE_REUSE)
+        check_range("first_frame_strength", self.first_frame_strength, 0.0, 1.0)
+
+    def vidrd(self, frame_window: int) -> VidRDOptions:
+        """The VidRD loop's options for a model with this frame window."""
+        clip_frames = self.clip_frames or frame_window
+        if clip_frames > frame_window:
+            raise OptionError("clip_frames", f"at most the model's frame window ({frame_window}), got {clip_frames}")
+        alpha = None if self.noise_reuse == "fnr" else float(self.alpha)
+        return VidRDOptions(clip_frames, self.prompt_frames, alpha, float(self.beta), self.overlap)
+
+
+def encode_prompt(text_encoder: TextEncoder, text: str, clip_skip: int = 0) -> Conditioning:
+    """The prompt's text embeddings; ``clip_skip`` n > 0 takes the n-th last CLIP layer (0 = the model's default)."""
+    check_type("text_encoder", text_encoder, TextEncoder, "a TextEncoder from FrameFold Load Checkpoint")
+    layers = len(text_encoder.model.encoder.layers)
+    if not 0 <= clip_skip <= layers:
+        raise OptionError("clip_skip", f"0 (model default) or a value in 1..{layers} for this text encoder")
+    if clip_skip:
+        text_encoder = text_encoder.with_clip_skip(clip_skip)
+    return text_encoder.encode(text)
+
+
+def _check_inputs(
+    model: Any, positive: Any, negative: Any, frames: int, noise: Any = None, freeinit: Any = None
+) -> None:
+    """Types of the model, prompts and optional noise prior / FreeInit options; prompt counts (1 or per frame)."""
+    check_type("model", model, DiffusionModel, "a DiffusionModel from a FrameFold loader")
+    for name, cond in (("positive", positive), ("negative", negative)):
+        check_type(name, cond, Conditioning, "a Conditioning from FrameFold Text Encode")
+        if cond.embeds.shape[0] not in (1, frames):
+            raise OptionError(name, f"one prompt or {frames} per-frame prompts, got {cond.embeds.shape[0]}")
+    if noise is not None:
+        check_type("noise", noise, NoisePrior, "a NoisePrior from FrameFold Noise Prior")
+    if freeinit is not None:
+        check_type("freeinit", freeinit, FreeInitOptions, "FreeInitOptions from FrameFold FreeInit Options")
+
+
+def _check_window(model: DiffusionModel, context: Optional[ContextOptions], frames: int, field: str) -> None:
+    """Frames denoised at once (the context window, or all frames) must fit the motion module's window; without
+    context windows the error names ``field``."""
+    if context is not None:
+        check_type("context", context, ContextOptions, "ContextOptions from FrameFold Context Options")
+    limit = getattr(model.unet, "frame_window", None)  # set when a motion module is attached
+    window = context.length if context is not None else frames
+    if limit and window > limit:
+        raise OptionError(
+            "context" if context is not None else field,
+            f"context windows of at most {limit} frames (the motion module's length) for this {frames}-frame video, "
+            f"got {'no context' if context is None else f'length {window}'}",
+        )
+
+
+class _Run(NamedTuple):
+    """What every sampling run starts from: its generator, unit initial noise (CPU) and schedule."""
+
+    generator: torch.Generator
+    noise: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    sigmas: torch.Tensor
+
+
+def _start_run(
+    model: DiffusionModel,
+    options: SamplingOptions,
+    noise_shape: Sequence[int],
+    prior: Optional[NoisePrior],
+    strength: float = 1.0,
+) -> _Run:
+    """Seed the run's one CPU generator, draw the initial noise from the prior (i.i.d. without one), and build
+    the sigmas of ``options.steps`` steps on the model's schedule (the last ``strength`` of it)."""
+    generator = torch.Generator(device="cpu").manual_seed(int(options.seed))
+    try:
+        noise = (prior or NoisePrior("iid")).sample(tuple(noise_shape), generator)
+    except ValueError as e:
+        raise OptionError("noise", str(e)) from e
+    abar = schedules.alphas_cumprod_from_config(model.schedule)
+    try:
+        sigmas = schedules.denoise_sigmas(abar, options.steps, options.spacing, strength)
+    except ValueError as e:
+        raise OptionError("steps", str(e)) from e
+    return _Run(generator, noise, abar, sigmas)
+
+
+def generate_video(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    latent: torch.Tensor,
+    options: VideoOptions,
+    *,
+    noise: Optional[NoisePrior] = None,
+    context: Optional[ContextOptions] = None,
+) -> torch.Tensor:
+    """Denoise ``latent [F, C, h, w]`` (its shape only, at denoise strength 1) into a video latent (float32, CPU).
+
+    noise: the initial-noise prior (default i.i.d.); context: sliding context windows for more frames than the
+    motion module's window.
+    """
+    _check_inputs(model, positive, negative, latent.shape[0], noise)
+    _check_window(model, context, latent.shape[0], "context")
+    run = _start_run(model, options, latent.shape, noise, options.denoise_strength)
+    denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+    out = sample(
+        options.sampler,
+        denoiser,
+        run.noise.to(model.device),
+        run.sigmas,
+        latent=latent.to(device=model.device, dtype=torch.float32),
+        denoise_strength=options.denoise_strength,
+        generator=run.generator,
+    )
+    return out.float().cpu()
+
+
+def animate_image(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    vae: VAE,
+    image: torch.Tensor,
+    options: ImageToVideoOptions,
+    *,
+    noise: Optional[NoisePrior] = None,
+    context: Optional[ContextOptions] = None,
+    freeinit: Optional[FreeInitOptions] = None,
+) -> torch.Tensor:
+    """Image-to-video: a video latent (float32, CPU) whose frame 0 is held to the encoded ``image`` (IMAGE
+    ``[F, H, W, 3]``, the first one is used) at every step; FreeInit passes when ``freeinit`` is given."""
+    _check_inputs(model, positive, negative, options.frames, noise, freeinit)
+    check_type("vae", vae, VAE, "a VAE from a FrameFold loader")
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
+        raise OptionError("image", "an IMAGE [F,H,W,3] in 0..1")
+    _check_window(model, context, options.frames, "frames")
+    try:
+        image_latent = vae.encode(image[:1, :, :, :3].float())
+    except ValueError as e:
+        raise OptionError("image", str(e)) from e
+    run = _start_run(model, options, (options.frames, *image_latent.shape[1:]), noise)
+    denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+    image_latent = image_latent.to(model.device)
+
+    def one_pass(start_noise: torch.Tensor) -> torch.Tensor:
+        return image_to_video(
+            denoiser,
+            image_latent,
+            start_noise,
+            run.sigmas,
+            strength=float(options.image_strength),
+            sampler=options.sampler,
+            generator=run.generator,
+        )
+
+    initial = run.noise.to(model.device)
+    if freeinit is not None and freeinit.iterations > 1:
+        out, _ = sample_with_freeinit(
+            one_pass, initial, run.alphas_cumprod, run.generator, freeinit, steps=options.steps
+        )
+    else:
+        out = one_pass(initial)
+    return out.float().cpu()
+
+
+def clip_conditioning(cond: Conditioning, positions: Sequence[int], total_frames: int, which: str) -> Conditioning:
+    """The conditioning of one long-video clip: per-frame prompts sliced at the output frames the clip shows
+    (:func:`~.sampling.guidance.frame_embeds`; one prompt is repeated for every frame)."""
+    frames = torch.tensor(positions)
+    return Conditioning(frame_embeds(cond.embeds, frames, total_frames, which), cond.prompt)
+
+
+def _clip_denoisers(
+    model: DiffusionModel, positive: Conditioning, negative: Conditioning, cfg: float, total_frames: int
+) -> Tuple[Optional[Denoiser], Optional[Callable[[List[int]], Denoiser]]]:
+    """``(denoiser, None)`` for one prompt each, else ``(None, denoiser_for_clip)`` for per-frame prompts."""
+    if max(positive.embeds.shape[0], negative.embeds.shape[0]) == 1:
+        return GuidedDenoiser(model, positive, negative, cfg), None
+
+    def for_clip(positions: List[int]) -> Denoiser:
+        pos = clip_conditioning(positive, positions, total_frames, "positive")
+        neg = clip_conditioning(negative, positions, total_frames, "negative")
+        return GuidedDenoiser(model, pos, neg, cfg)
+
+    return None, for_clip
+
+
+def generate_long_video(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    latent: torch.Tensor,
+    options: LongVideoOptions,
+    *,
+    noise: Optional[NoisePrior] = None,
+    freeinit: Optional[FreeInitOptions] = None,
+    first_frame: Optional[torch.Tensor] = None,
+) -> LongVideoResult:
+    """VidRD long video: ``options.total_frames`` latent frames (float32, CPU) of ``latent``'s frame shape, clip by
+    clip. noise: prior of clip 0's noise; freeinit: passes for clip 0; first_frame: an image latent
+    ``[1, C, h, w]`` that clip 0's frame 0 is held to (``options.first_frame_strength``)."""
+    total = int(options.total_frames) or latent.shape[0]
+    _check_inputs(model, positive, negative, total, noise, freeinit)
+    vidrd = options.vidrd(getattr(model.unet, "frame_window", None) or model.frame_window)
+    frame_shape = tuple(latent.shape[1:])
+    run = _start_run(model, options, (vidrd.clip_frames, *frame_shape), noise)
+    hooks: List[FrameHold] = []
+    if first_frame is not None:
+        if (
+            not isinstance(first_frame, torch.Tensor)
+            or first_frame.ndim != 4
+            or tuple(first_frame.shape[1:]) != frame_shape
+        ):
+            raise OptionError(
+                "first_frame", f"a latent [1, {', '.join(map(str, frame_shape))}] (the same frame size as the video)"
+            )
+        image = first_frame[:1].float().to(run.noise.device)
+        hooks.append(first_frame_hold(image, run.noise, float(options.first_frame_strength)))
+    denoiser, for_clip = _clip_denoisers(model, positive, negative, options.cfg, total)
+    return sample_long_video(
+        denoiser,
+        frame_shape,
+        total,
+        run.sigmas,
+        generator=run.generator,
+        options=vidrd,
+        sampler=options.sampler,
+        first_noise=run.noise.to(model.device),
+        denoiser_for_clip=for_clip,
+        freeinit=freeinit,
+        alphas_cumprod=run.alphas_cumprod,
+        first_clip_hooks=hooks,
+    )
+
+
+__all__ = [
+    "OVERLAP_MODES",
+    "NOISE_REUSE",
+    "SamplingOptions",
+    "VideoOptions",
+    "ImageToVideoOptions",
+    "LongVideoOptions",
+    "generate_video",
+    "animate_image",
+    "generate_long_video",
+    "encode_prompt",
+]
