@@ -243,6 +243,7 @@ def build_job(index: int, row: Params, registry: NodeRegistry, cache: dict[str, 
         return Job(index, workflow, params, {}, None, prompt_id({"workflow": workflow, **params}), [error])
     prompt = json.loads(json.dumps(loaded[0]))
     errors = apply_params(prompt, params, registry)
+    prompt_applied = not errors
     if not errors:
         checked = validate_prompt(prompt, registry)
         if checked.ok and not checked.node_errors:
@@ -250,7 +251,9 @@ def build_job(index: int, row: Params, registry: NodeRegistry, cache: dict[str, 
         else:
             errors = _validation_errors(checked)
     ui_graph = loaded[1] if not params else None  # the saved UI graph no longer matches overridden inputs
-    return Job(index, workflow, params, prompt, ui_graph, prompt_id(prompt), errors)
+    # parameters that could not be applied are not in the prompt, so they join the hash
+    job_id = prompt_id(prompt) if prompt_applied else prompt_id({"prompt": prompt, "params": params})
+    return Job(index, workflow, params, prompt, ui_graph, job_id, errors)
 
 
 def build_jobs(sources: list[str], variants: list[Params], registry: NodeRegistry) -> list[Job]:
