@@ -95,7 +95,8 @@ def plan(jobs: list[Job], manifest: Manifest, options: BatchOptions) -> tuple[li
     with ``only_failed`` also every job that has no failed record.
     """
     latest = manifest.latest()
-    to_run, skipped = [], []
+    to_run: list[Job] = []
+    skipped: list[Job] = []
     for job in jobs:
         if not job.valid:
             continue

@@ -263,7 +263,8 @@ def build_jobs(sources: list[str], variants: list[Params], registry: NodeRegistr
     """
     rows = [{**row, **variant} for source in sources for row in read_job_rows(source) for variant in variants]
     cache: dict[str, Any] = {}
-    jobs, seen = [], set()
+    jobs: list[Job] = []
+    seen: set[str] = set()
     for row in rows:
         job = build_job(len(jobs), row, registry, cache)
         if job.id not in seen:

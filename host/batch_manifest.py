@@ -43,7 +43,9 @@ def sha256_file(path: Path) -> str:
 def describe_files(folder: Path) -> list[dict[str, Any]]:
     """``[{path, size, sha256}]`` of every file under ``folder`` (paths relative to it, sorted)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return [{"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in files]
+    return [
+        {"path": p.relative_to(folder).as_posix(), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in files
+    ]
 
 
 class Manifest:

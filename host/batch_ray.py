@@ -74,7 +74,7 @@ class RayPool:
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             if address is None:
-                ray.init(include_dashboard=False, log_to_driver=False)
+                ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
             else:
                 ray.init(address=address, log_to_driver=False)
         resources = ray.cluster_resources()
@@ -89,7 +89,7 @@ class RayPool:
             "max_task_retries": 0,
         }
         self._args = (input_dir, threads or (None if gpus else cpus_per_worker))
-        self._actor_class = ray.remote(BatchActor)
+        self._actor_class: Any = ray.remote(BatchActor)
         self._actors: list[Any] = [None] * count
         self._info: list[dict[str, Any]] = [{} for _ in range(count)]
         for slot in range(count):
@@ -98,7 +98,7 @@ class RayPool:
 
     def _start_actor(self, slot: int) -> None:
         """Create the actor of ``slot`` and learn its pid and host."""
-        actor = self._actor_class.options(**self._options).remote(*self._args)
+        actor: Any = self._actor_class.options(**self._options).remote(*self._args)
         self._actors[slot] = actor
         self._info[slot] = self._ray.get(actor.info.remote())
 

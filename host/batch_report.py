@@ -69,7 +69,9 @@ def _html(cards: list[dict[str, Any]]) -> str:
     items = []
     for card in cards:
         image = (
-            f'<img src="{html.escape(card["image"])}" alt="{card["id"]}">' if card["image"] else '<div class="none"></div>'
+            f'<img src="{html.escape(card["image"])}" alt="{card["id"]}">'
+            if card["image"]
+            else '<div class="none"></div>'
         )
         error = f'<p class="error">{html.escape(card["error"])}</p>' if card["error"] else ""
         items.append(

@@ -10,8 +10,17 @@ from framefold.host.registry import default_registry
 from framefold.host.workflow import load_workflow
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_workflows" / "text_to_video.json"
-PROMPTS = ["a red circle", "a blue square", "a green dot", "a white line", "a yellow ball", "a moving bar",
-           "a small star", "a bright ring", "a dark box"]
+PROMPTS = [
+    "a red circle",
+    "a blue square",
+    "a green dot",
+    "a white line",
+    "a yellow ball",
+    "a moving bar",
+    "a small star",
+    "a bright ring",
+    "a dark box",
+]
 
 
 def tiny_workflow(folder, steps=2, frames=2, size=32):

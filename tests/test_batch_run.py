@@ -39,7 +39,9 @@ def test_a_killed_worker_is_retried_once_then_recorded_failed(tmp_path):
     again = run_batch(jobs, lambda n: ProcessPool(1, threads=1), BatchOptions(output_dir=tmp_path / "out", quiet=True))
     assert again.ran == [] and sorted(again.skipped) == sorted(j.id for j in jobs)
     retried = run_batch(
-        jobs, lambda n: ProcessPool(1, threads=1), BatchOptions(output_dir=tmp_path / "out", quiet=True, only_failed=True)
+        jobs,
+        lambda n: ProcessPool(1, threads=1),
+        BatchOptions(output_dir=tmp_path / "out", quiet=True, only_failed=True),
     )
     assert retried.ran == [doomed] and retried.exit_code == 0
 
