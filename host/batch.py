@@ -350,7 +350,8 @@ def add_batch_parser(sub: Any) -> None:
         const="local",
         default=None,
         metavar="ADDRESS",
-        help="run on Ray: a local ray.init() without ADDRESS, else a cluster address ('auto', 'ray://host:10001')",
+        help="run on Ray: a local ray.init() without ADDRESS, else a cluster address ('auto', 'ray://host:10001'); "
+        "write it after JOBS",
     )
     batch.add_argument("--ray-cpus-per-worker", type=int, default=1, help="CPU cores per Ray actor without GPUs")
     batch.add_argument("--ray-workers", type=int, default=None, help="number of Ray actors (default: one per GPU)")
@@ -411,6 +412,9 @@ def cmd_batch(args: argparse.Namespace, registry: NodeRegistry) -> int:
         outcome = run_batch(jobs, _backend_factory(args), options)
     except BatchLocked as exc:
         print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_FAILED
     print(summary_table(outcome))
     if outcome.interrupted:
