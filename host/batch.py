@@ -265,11 +265,13 @@ def run_batch(jobs: list[Job], backend_factory: Callable[[int], Backend], option
         if to_run:
             backend = backend_factory(len(to_run))
             try:
-                ran, interrupted = execute(to_run, backend, manifest, options, run_id)
+                _, interrupted = execute(to_run, backend, manifest, options, run_id)
             finally:
                 backend.close()
-            records.update(ran)
-        outcome = BatchOutcome(jobs, records, [j.id for j in to_run], [j.id for j in skipped], interrupted)
+        latest = manifest.latest()  # the manifest is the truth, also after an interrupt between two steps
+        records.update({job.id: latest[job.id] for job in to_run if job.id in latest})
+        ran = [job.id for job in to_run if latest.get(job.id, {}).get("run") == run_id]
+        outcome = BatchOutcome(jobs, records, ran, [j.id for j in skipped], interrupted)
     finally:
         manifest.discard_unfinished()
         manifest.unlock()
