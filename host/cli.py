@@ -378,6 +378,10 @@ def build_parser():
         help="extra Host header name to accept (repeatable); others get 403 (DNS-rebinding guard)",
     )
     serve.set_defaults(func=cmd_serve)
+
+    from .batch import add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
