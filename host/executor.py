@@ -47,8 +47,9 @@ class ExecutionHooks:
     def execution_error(self, prompt_id, node_id, node_type, exception, traceback_lines, executed):
         """A node raised; nothing after it runs."""
 
-    def execution_interrupted(self, prompt_id, node_id, node_type, executed):
-        """The user interrupted the prompt while ``node_id`` was running (or between nodes)."""
+    def execution_interrupted(self, prompt_id, node_id, node_type, executed, message=None):
+        """The user interrupted the prompt while ``node_id`` was running (or between nodes); ``message`` is
+        the interrupt's text (it names where sampled latents were saved, when they were)."""
 
     def execution_success(self, prompt_id):
         """Every requested output was produced."""
@@ -209,11 +210,21 @@ class Executor:
             node_type = prompt[failure.node_id]["class_type"]
             self._keep_only(set(signatures[n] for n in executed))
             if failure.interrupted:
-                hooks.execution_interrupted(prompt_id, failure.node_id, node_type, list(executed))
+                message = str(failure.exception) or "Interrupted"
+                _call_with_accepted(
+                    hooks.execution_interrupted,
+                    {
+                        "prompt_id": prompt_id,
+                        "node_id": failure.node_id,
+                        "node_type": node_type,
+                        "executed": list(executed),
+                        "message": message,
+                    },
+                )
                 error = {
                     "node_id": failure.node_id,
                     "node_type": node_type,
-                    "exception_message": "Interrupted",
+                    "exception_message": message,
                     "exception_type": "InterruptedError",
                     "traceback": [],
                     "executed": list(executed),

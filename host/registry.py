@@ -80,8 +80,8 @@ class NodeRegistry:
         """The node class registered as ``class_type``, or None."""
         return self._classes.get(class_type)
 
-    def __contains__(self, class_type):
-        return class_type in self._classes
+    def __contains__(self, class_type: object) -> bool:
+        return isinstance(class_type, str) and class_type in self._classes
 
     def names(self):
         """All registered class names, sorted."""

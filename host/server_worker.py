@@ -238,8 +238,8 @@ class RunMessages(_HooksBase):
             },
         )
 
-    def execution_interrupted(self, prompt_id, node_id, node_type, executed):
-        """The user stopped the run."""
+    def execution_interrupted(self, prompt_id, node_id, node_type, executed, message=None):
+        """The user stopped the run; ``message`` says what was kept (e.g. where the latents were saved)."""
         self.terminal = (
             "execution_interrupted",
             {
@@ -248,6 +248,7 @@ class RunMessages(_HooksBase):
                 "node_id": str(node_id or ""),
                 "node_type": str(node_type or ""),
                 "executed": [str(n) for n in executed or []],
+                **({"exception_message": str(message)} if message else {}),
             },
         )
 
@@ -257,14 +258,14 @@ class RunMessages(_HooksBase):
 
     # -- end of run ----------------------------------------------------------------------------
     def finish(self, result):
-        """Send the terminal message and build the history record from ``result``."""
+        """The history record of ``result``; the terminal message is sent by :meth:`send_terminal`, after
+        the caller has stored the record (a client that reacts to ``execution_success`` finds its history)."""
         self.current_node = None
         status = getattr(result, "status", "error")
         if self.terminal is None or self.terminal[0] == "execution_success" and status != "success":
             self.terminal = self._terminal_from_result(result)
         kind, data = self.terminal
         self.history_messages.append([kind, data])
-        self.send(kind, data)
         outputs = dict(self.outputs)
         for node_id, ui in (getattr(result, "outputs", None) or {}).items():
             if ui and str(node_id) not in outputs:
@@ -285,6 +286,11 @@ class RunMessages(_HooksBase):
             error=data if kind == "execution_error" else None,
         )
 
+    def send_terminal(self):
+        """Send the run's terminal message (success, error or interrupted)."""
+        kind, data = self.terminal
+        self.send(kind, data)
+
     def _terminal_from_result(self, result):
         """The terminal message when the hooks did not provide one (e.g. validation failed at run time)."""
         status = getattr(result, "status", "error")
@@ -298,6 +304,7 @@ class RunMessages(_HooksBase):
                 "node_id": str(error.get("node_id") or ""),
                 "node_type": str(error.get("node_type") or ""),
                 "executed": [str(n) for n in getattr(result, "executed", None) or []],
+                **({"exception_message": str(error["exception_message"])} if error.get("exception_message") else {}),
             }
         message = error.get("exception_message") or error.get("message") or "execution failed"
         details = error.get("details")
@@ -415,6 +422,7 @@ class QueueWorker:
             result = _CrashResult(exc)
         record = messages.finish(result)
         self.queue.finish(record)
+        messages.send_terminal()
         self.current = None
         messages.send("executing", {"node": None, "prompt_id": item.prompt_id})
         self.queue.notify_changed()

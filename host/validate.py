@@ -87,6 +87,22 @@ def coerce_literal(value, spec):
     return None, f"expected a link from a node's {kind} output, got the literal {value!r}"
 
 
+def _on_step(value: int, options: dict) -> bool:
+    """Whether an INT lies on its widget's ``step`` grid, counted from ``min`` (the canvas rounds to it)."""
+    step = options.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step <= 1:
+        return True
+    base = options.get("min", 0)
+    return not isinstance(base, int) or (value - base) % step == 0
+
+
+def _nearest_steps(value: int, options: dict) -> str:
+    """The allowed values on either side of ``value``, for the message."""
+    step, base = options["step"], options.get("min", 0)
+    below = value - (value - base) % step
+    return f"{below} or {below + step}"
+
+
 def _validate_inputs_params(cls):
     """``(names, takes_all)`` of a class's VALIDATE_INPUTS signature, or None when it has none."""
     fn = getattr(cls, "VALIDATE_INPUTS", None)
@@ -203,6 +219,17 @@ def _check_node(node_id, node, prompt, registry):
                         _error(
                             "value_bigger_than_max",
                             f"Value {value} bigger than max of {options['max']}",
+                            name,
+                            input_name=name,
+                            received_value=value,
+                        )
+                    )
+                elif kind == "INT" and not _on_step(value, options):
+                    errors.append(
+                        _error(
+                            "value_not_on_step",
+                            f"Value {value} is not on the widget's step of {options['step']} "
+                            f"(counted from {options.get('min', 0)}); nearest allowed: {_nearest_steps(value, options)}",
                             name,
                             input_name=name,
                             received_value=value,
