@@ -10,6 +10,7 @@ import asyncio
 import importlib.resources
 import json
 import logging
+import math
 import mimetypes
 import os
 import platform
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-from .server_files import FileRoutes
+from .server_files import BodyRefused, FileRoutes, read_json_body
 from .server_security import is_loopback_name, normalise_allowed_hosts, origin_guard_middleware
 from .server_state import JobQueryError, PromptItem, PromptQueue, now_ms, parse_job_query, split_secrets
 from .server_worker import QueueWorker
@@ -395,9 +396,11 @@ class CanvasHost:
     async def post_prompt(self, request):
         """Validate and queue a prompt; 400 in ComfyUI's shape when no output survives validation."""
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response(_json_body_error("invalid_prompt", "Request body is not JSON"), status=400)
+            body = await read_json_body(request)
+        except BodyRefused as exc:
+            return web.json_response(
+                _json_body_error("invalid_prompt", "Request body is not a valid prompt", exc.message), status=exc.status
+            )
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
             return web.json_response(
                 _json_body_error("no_prompt", "No prompt provided", "No prompt provided"), status=400
@@ -449,8 +452,12 @@ class CanvasHost:
         if "number" in body:
             try:
                 number = float(body["number"])
-            except (TypeError, ValueError):
-                return web.json_response(_json_body_error("invalid_prompt", "number must be a number"), status=400)
+            except (TypeError, ValueError, OverflowError):
+                number = math.nan
+            if not math.isfinite(number):
+                return web.json_response(
+                    _json_body_error("invalid_prompt", "number must be a finite number"), status=400
+                )
         else:
             number = self.queue.next_number(front=bool(body.get("front")))
         extra_data, secrets = split_secrets(body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {})
@@ -475,9 +482,9 @@ class CanvasHost:
         prompt_id = None
         if request.can_read_body:
             try:
-                body = await request.json()
+                body = await read_json_body(request)
                 prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
-            except ValueError:
+            except BodyRefused:
                 prompt_id = None
         self.worker.interrupt(prompt_id)
         return web.Response(status=200)
@@ -485,8 +492,8 @@ class CanvasHost:
     async def free(self, request):
         """Forget cached node outputs before the next prompt (models held by the cache go with them)."""
         try:
-            body = await request.json()
-        except ValueError:
+            body = await read_json_body(request)
+        except BodyRefused:
             body = {}
         if isinstance(body, dict) and (body.get("unload_models") or body.get("free_memory")):
             self.worker.request_free()
@@ -518,9 +525,9 @@ class CanvasHost:
     async def cancel_jobs(self, request):
         """POST /jobs/cancel: cancel several jobs (400 on malformed ids)."""
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body must be JSON"}, status=400)
+            body = await read_json_body(request)
+        except BodyRefused as exc:
+            return web.json_response({"error": f"body must be JSON: {exc.message}"}, status=exc.status)
         ids = body.get("job_ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
             return web.json_response({"error": "job_ids must be a non-empty list of ids"}, status=400)
@@ -537,9 +544,9 @@ class CanvasHost:
     async def _delete_or_clear(request, clear, delete):
         """Apply a ``{"clear": true}`` / ``{"delete": [ids]}`` body (the /queue and /history POST shape)."""
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body must be JSON"}, status=400)
+            body = await read_json_body(request)
+        except BodyRefused as exc:
+            return web.json_response({"error": f"body must be JSON: {exc.message}"}, status=exc.status)
         if isinstance(body, dict):
             if body.get("clear"):
                 clear()

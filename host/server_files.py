@@ -14,11 +14,46 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from .server_security import PathRefused, contained_path, is_dangerous_content_type, relative_posix
+from .workflow_input import WorkflowError, parse_json_text
 
 USER_NAME = "default"
 SETTINGS_FILE = "comfy.settings.json"
 SEEDED_SETTINGS = {"Comfy.Notification.ShowVersionUpdates": False}
 VIEW_TYPES = ("output", "input", "temp")
+MAX_JSON_BODY_BYTES = 32 * 1024 * 1024  # a prompt or other JSON request body
+MAX_SETTING_BYTES = 256 * 1024  # one POST /settings or /settings/{id} body
+MAX_SETTINGS_FILE_BYTES = 2 * 1024 * 1024  # all settings together (sent on every canvas load)
+MAX_USERDATA_BYTES = 32 * 1024 * 1024  # one userdata file (a saved workflow)
+
+
+class BodyRefused(Exception):
+    """A request body that is too large or not strict JSON; ``status`` and ``message`` say why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused (413) when longer than ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyRefused(413, f"body of {request.content_length} bytes is larger than the limit of {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise BodyRefused(413, f"body is larger than the limit of {limit} bytes")
+    return body
+
+
+async def read_json_body(request: web.Request, limit: int = MAX_JSON_BODY_BYTES) -> object:
+    """A strict JSON request body (finite numbers only, nesting and string limits); BodyRefused (400/413)."""
+    body = await read_body(request, limit)
+    try:
+        return parse_json_text(body, "request body")
+    except WorkflowError as exc:
+        raise BodyRefused(400, str(exc)) from None
+
+
 USER_FOLDERS = ("workflows", "subgraphs")
 
 
@@ -105,26 +140,32 @@ class FileRoutes:
         return web.json_response(self.read_settings(request).get(request.match_info["id"]))
 
     async def post_setting(self, request):
-        """POST /settings/{id}: store one value (body = JSON value)."""
+        """POST /settings/{id}: store one value (body = strict JSON, at most MAX_SETTING_BYTES)."""
         try:
-            value = await request.json()
-        except ValueError:
-            return _json_error(400, "body must be JSON")
-        settings = self.read_settings(request)
-        settings[request.match_info["id"]] = value
-        self._write_settings(request, settings)
-        return web.Response(status=200)
+            value = await read_json_body(request, MAX_SETTING_BYTES)
+        except BodyRefused as exc:
+            return _json_error(exc.status, exc.message)
+        return self._store_settings(request, {request.match_info["id"]: value})
 
     async def post_settings(self, request):
-        """POST /settings: merge an object of settings."""
+        """POST /settings: merge an object of settings (strict JSON, at most MAX_SETTING_BYTES)."""
         try:
-            values = await request.json()
-        except ValueError:
-            return _json_error(400, "body must be JSON")
+            values = await read_json_body(request, MAX_SETTING_BYTES)
+        except BodyRefused as exc:
+            return _json_error(exc.status, exc.message)
         if not isinstance(values, dict):
             return _json_error(400, "body must be a JSON object")
+        return self._store_settings(request, values)
+
+    def _store_settings(self, request, values):
+        """Merge ``values`` into the stored settings unless the whole would pass MAX_SETTINGS_FILE_BYTES."""
         settings = self.read_settings(request)
         settings.update(values)
+        size = len(json.dumps(settings, indent=4).encode("utf-8"))
+        if size > MAX_SETTINGS_FILE_BYTES:
+            return _json_error(
+                413, f"settings would take {size} bytes, more than the limit of {MAX_SETTINGS_FILE_BYTES}"
+            )
         self._write_settings(request, settings)
         return web.Response(status=200)
 
@@ -196,7 +237,10 @@ class FileRoutes:
             return _json_error(400, "path is a folder")
         if path.exists() and not overwrite:
             return web.Response(status=409, text="file exists")
-        body = await request.read()
+        try:
+            body = await read_body(request, MAX_USERDATA_BYTES)
+        except BodyRefused as exc:
+            return _json_error(exc.status, exc.message)
         atomic_write(path, body)
         return self._saved_response(request, root, path)
 

@@ -18,6 +18,7 @@ from ..pipelines.paths import PathRefused, contained_path, relative_posix
 __all__ = ["PathRefused", "contained_path", "relative_posix"]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
 
 def split_host_port(value):
@@ -72,7 +73,10 @@ def refusal_reason(headers, allowed_hosts):
         origin_host, origin_port = split_host_port(parts.netloc)
         if not origin_host or origin_host != host:
             return f"Origin {origin!r} does not match Host {host_header!r}"
-        if host_port and origin_port and host_port != origin_port:
+        # A missing port is the scheme's default (the Host of this plain-HTTP server: 80), so
+        # "http://127.0.0.1" does not match a server on 127.0.0.1:8188.
+        default_port = DEFAULT_PORTS.get(parts.scheme.lower())
+        if (origin_port or default_port) != (host_port or DEFAULT_PORTS["http"]):
             return f"Origin {origin!r} does not match Host {host_header!r}"
     return None
 

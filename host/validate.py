@@ -431,7 +431,7 @@ def validate_prompt(prompt, registry, targets=None):
 
 def _id_key(node_id):
     """Sort node ids numerically where possible ("2" before "10")."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in str(node_id).split(":"))
+    return tuple((0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p) for p in str(node_id).split(":"))
 
 
 def _summary(node_errors):

@@ -70,32 +70,40 @@ def check_json_tree(data: Any, where: str) -> None:
 
     Walks iteratively, so a structure of any depth is reported instead of overflowing the stack.
     """
-    stack: list[tuple[Any, int, str]] = [(data, 1, "")]
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        value, depth, path = stack.pop()
-        if isinstance(value, (dict, list)):
+        value, depth = pop()
+        kind = type(value)
+        if kind is dict or kind is list:
             if depth > MAX_JSON_DEPTH:
-                raise WorkflowError(f"{where}: nested deeper than the limit of {MAX_JSON_DEPTH} levels (at {path})")
-            if isinstance(value, dict):
+                raise WorkflowError(f"{where}: nested deeper than the limit of {MAX_JSON_DEPTH} levels")
+            if kind is dict:
                 for key, item in value.items():
-                    if not isinstance(key, str):
-                        raise WorkflowError(f"{where}: object key {key!r} at {path or 'top'} is not a string")
+                    if type(key) is not str:
+                        raise WorkflowError(f"{where}: object key {key!r} is not a string")
                     if len(key) > MAX_STRING_CHARS:
-                        raise WorkflowError(f"{where}: a key at {path or 'top'} is longer than {MAX_STRING_CHARS}")
-                    stack.append((item, depth + 1, f"{path}.{key[:40]}"))
+                        raise WorkflowError(f"{where}: an object key is longer than {MAX_STRING_CHARS} characters")
+                    push((item, depth + 1))
             else:
-                stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(value))
-        elif isinstance(value, str):
+                for item in value:
+                    push((item, depth + 1))
+        elif kind is str:
             if len(value) > MAX_STRING_CHARS:
                 raise WorkflowError(
-                    f"{where}: the string at {path} has {len(value)} characters, more than the limit of "
+                    f"{where}: a string of {len(value)} characters ({value[:40]!r}...) is longer than the limit of "
                     f"{MAX_STRING_CHARS}"
                 )
-        elif isinstance(value, float):
+        elif kind is float:
             if not math.isfinite(value):
-                raise WorkflowError(f"{where}: the number at {path} is {value}; only finite numbers are allowed")
-        elif value is not None and not isinstance(value, (bool, int)):
-            raise WorkflowError(f"{where}: the value at {path} is a {type(value).__name__}, not JSON")
+                raise WorkflowError(f"{where}: the number {value} is not allowed; only finite numbers")
+        elif value is not None and kind is not bool and kind is not int:
+            if isinstance(value, (dict, list, tuple)):  # subclasses and tuples (Python callers): as arrays/objects
+                push((dict(value) if isinstance(value, dict) else list(value), depth))
+            elif isinstance(value, float):
+                push((float(value), depth))
+            elif not isinstance(value, (str, int)):
+                raise WorkflowError(f"{where}: a value of type {type(value).__name__} is not JSON")
 
 
 # --------------------------------------------------------------------------- shape checks
