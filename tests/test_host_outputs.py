@@ -2,18 +2,21 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from framefold.host.cli import main, prepare_output_dir, typed_value
-from framefold.host.registry import default_registry
+from framefold.host.registry import NodeRegistry, default_registry
 from framefold.host.validate import validate_prompt
 from framefold.nodes import _folders
+from framefold.pipelines import progress
 from framefold.pipelines.video.io import write_video_numbered
 from framefold.pipelines.video.naming import claim_numbered_name, clean_stale_temp_files, temp_name
 
@@ -178,3 +181,41 @@ def test_a_failure_prints_one_message_and_the_traceback_only_with_debug(tmp_path
     assert len(failure) == 1 and "Traceback" not in err, err
     assert main(["run", str(workflow), "--quiet", "--debug", "--output-dir", str(out)]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+class TDecodeUntilInterrupted:
+    """Stands for a long decode: presses Ctrl-C (SIGINT to its own process), then works until the interrupt
+    lands, saving its latents on the way out the way FrameFoldVAEDecode does (nodes/latent.py)."""
+
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def run(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        try:
+            for _ in range(3000):
+                progress.check_interrupt()
+                time.sleep(0.01)
+        except progress.Interrupted as e:
+            saved = _folders.io_dir("output") / "decode_failed.latent"
+            saved.write_bytes(b"latents")
+            raise progress.Interrupted(f"{e}; the latents were saved to {saved}") from e
+        raise AssertionError("the interrupt never reached the node")
+
+
+def test_ctrl_c_interrupts_the_node_cleanly_and_says_where_the_latents_are(tmp_path, capsys):
+    registry = NodeRegistry({"TDecode": TDecodeUntilInterrupted})
+    workflow = tmp_path / "w.json"
+    workflow.write_text(json.dumps({"1": {"class_type": "TDecode", "inputs": {}}}))
+    out = tmp_path / "out"
+    assert main(["run", str(workflow), "--quiet", "--output-dir", str(out)], registry=registry) == 1
+    err = capsys.readouterr().err
+    saved = out / "decode_failed.latent"
+    assert saved.read_bytes() == b"latents"
+    assert f"interrupted at node 1 (TDecode): interrupted by the user; the latents were saved to {saved}" in err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C handling restored
