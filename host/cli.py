@@ -8,6 +8,8 @@ Ctrl-C during a run asks the running node to stop at its next check (a decode sa
 latents and the message says where); a second Ctrl-C aborts at once.
 """
 
+from __future__ import annotations
+
 import argparse
 import functools
 import itertools
@@ -385,7 +387,7 @@ def cmd_run(args: argparse.Namespace, registry: NodeRegistry) -> int:
     return EXIT_FAILED if EXIT_FAILED in codes or ctrl_c.pressed else EXIT_OK
 
 
-def cmd_nodes(args, registry):
+def cmd_nodes(args: argparse.Namespace, registry: NodeRegistry) -> int:
     """``framefold nodes``: list node classes, or print the full object_info JSON."""
     if args.json:
         print(json.dumps(registry.object_info(), indent=1))
@@ -397,7 +399,7 @@ def cmd_nodes(args, registry):
     return EXIT_OK
 
 
-def cmd_models(args, registry):
+def cmd_models(args: argparse.Namespace, registry: NodeRegistry) -> int:
     """``framefold models``: per model kind, the folders searched and the files found."""
     for kind in _folders.MODEL_KINDS:
         print(f"{kind}:")
@@ -411,7 +413,7 @@ def cmd_models(args, registry):
     return EXIT_OK
 
 
-def cmd_convert(args, registry):
+def cmd_convert(args: argparse.Namespace, registry: NodeRegistry) -> int:
     """``framefold convert IN OUT --to ui|api``."""
     try:
         out = convert_file(args.source, args.destination, args.to, registry)
@@ -422,7 +424,7 @@ def cmd_convert(args, registry):
     return EXIT_OK
 
 
-def cmd_serve(args, registry):
+def cmd_serve(args: argparse.Namespace, registry: NodeRegistry) -> int:
     """``framefold serve``: the embedded ComfyUI-compatible host (framefold.host.server)."""
     from . import server
 

@@ -4,11 +4,14 @@ Every user-supplied path goes through :func:`contained_path`; files are written 
 renamed into place.
 """
 
+from __future__ import annotations
+
 import json
 import mimetypes
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -57,7 +60,7 @@ async def read_json_body(request: web.Request, limit: int = MAX_JSON_BODY_BYTES)
 USER_FOLDERS = ("workflows", "subgraphs")
 
 
-def atomic_write(path, data):
+def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` (bytes) to ``path`` through a temp file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,7 @@ def atomic_write(path, data):
         raise
 
 
-def file_info(path, relative):
+def file_info(path: str | Path, relative: str) -> dict:
     """``{"path","size","modified","created"}`` with times in ms."""
     stat = os.stat(path)
     return {
@@ -83,7 +86,7 @@ def file_info(path, relative):
     }
 
 
-def disposition(kind, name):
+def disposition(kind: str | None, name: str) -> str:
     """A Content-Disposition value (``inline``-less like ComfyUI, or ``attachment``) with a safe quoted name."""
     safe = "".join(c for c in name if c >= " " and c != "\x7f").replace("\\", "\\\\").replace('"', '\\"')
     return f'{kind}; filename="{safe}"' if kind else f'filename="{safe}"'
@@ -105,7 +108,7 @@ class FileRoutes:
             (self.dirs["user"] / USER_NAME / folder).mkdir(parents=True, exist_ok=True)
 
     # -- users / settings ----------------------------------------------------------------------
-    def user_root(self, request):
+    def user_root(self, request: web.Request) -> Path:
         """The single user's folder; ``Comfy-User`` ids starting with ``__`` are reserved (403)."""
         requested = request.headers.get("Comfy-User", "")
         if requested.startswith("__"):
@@ -117,7 +120,7 @@ class FileRoutes:
     def _settings_path(self, request):
         return self.user_root(request) / SETTINGS_FILE
 
-    def read_settings(self, request):
+    def read_settings(self, request: web.Request) -> dict:
         """Stored settings merged over the seeded defaults."""
         path = self._settings_path(request)
         stored = {}
@@ -131,15 +134,15 @@ class FileRoutes:
     def _write_settings(self, request, settings):
         atomic_write(self._settings_path(request), json.dumps(settings, indent=4).encode("utf-8"))
 
-    async def get_settings(self, request):
+    async def get_settings(self, request: web.Request) -> web.StreamResponse:
         """GET /settings."""
         return web.json_response(self.read_settings(request))
 
-    async def get_setting(self, request):
+    async def get_setting(self, request: web.Request) -> web.StreamResponse:
         """GET /settings/{id}: the value or null."""
         return web.json_response(self.read_settings(request).get(request.match_info["id"]))
 
-    async def post_setting(self, request):
+    async def post_setting(self, request: web.Request) -> web.StreamResponse:
         """POST /settings/{id}: store one value (body = strict JSON, at most MAX_SETTING_BYTES)."""
         try:
             value = await read_json_body(request, MAX_SETTING_BYTES)
@@ -147,7 +150,7 @@ class FileRoutes:
             return _json_error(exc.status, exc.message)
         return self._store_settings(request, {request.match_info["id"]: value})
 
-    async def post_settings(self, request):
+    async def post_settings(self, request: web.Request) -> web.StreamResponse:
         """POST /settings: merge an object of settings (strict JSON, at most MAX_SETTING_BYTES)."""
         try:
             values = await read_json_body(request, MAX_SETTING_BYTES)
@@ -182,7 +185,7 @@ class FileRoutes:
         except PathRefused as exc:
             raise web.HTTPForbidden(text=str(exc)) from None
 
-    async def list_userdata(self, request):
+    async def list_userdata(self, request: web.Request) -> web.StreamResponse:
         """GET /userdata?dir=&recurse=&full_info=&split=."""
         directory = request.query.get("dir")
         if not directory:
@@ -213,7 +216,7 @@ class FileRoutes:
             return web.json_response([[relative] + relative.split("/") for relative, _ in paths])
         return web.json_response([relative for relative, _ in paths])
 
-    async def get_userdata(self, request):
+    async def get_userdata(self, request: web.Request) -> web.StreamResponse:
         """GET /userdata/{file}: raw bytes, forced to download (except user.css)."""
         root, path = self._user_file(request, request.match_info["file"])
         if not path.is_file():
@@ -229,7 +232,7 @@ class FileRoutes:
             return web.json_response(file_info(path, relative))
         return web.json_response(relative)
 
-    async def post_userdata(self, request):
+    async def post_userdata(self, request: web.Request) -> web.StreamResponse:
         """POST /userdata/{file}?overwrite=&full_info=: store the body atomically."""
         root, path = self._user_file(request, request.match_info["file"])
         overwrite = request.query.get("overwrite", "true").lower() != "false"
@@ -244,7 +247,7 @@ class FileRoutes:
         atomic_write(path, body)
         return self._saved_response(request, root, path)
 
-    async def delete_userdata(self, request):
+    async def delete_userdata(self, request: web.Request) -> web.StreamResponse:
         """DELETE /userdata/{file}."""
         root, path = self._user_file(request, request.match_info["file"])
         if not path.is_file():
@@ -252,7 +255,7 @@ class FileRoutes:
         path.unlink()
         return web.Response(status=204)
 
-    async def move_userdata(self, request):
+    async def move_userdata(self, request: web.Request) -> web.StreamResponse:
         """POST /userdata/{file}/move/{dest}?overwrite=&full_info=."""
         root, source = self._user_file(request, request.match_info["file"])
         _, dest = self._user_file(request, request.match_info["dest"])
@@ -291,7 +294,7 @@ class FileRoutes:
             raise web.HTTPNotFound()
         return path
 
-    async def view(self, request):
+    async def view(self, request: web.Request) -> web.StreamResponse:
         """GET /view: a file of the output/input/temp folder, optionally re-encoded as a preview."""
         path = self._view_path(request.query)
         preview = request.query.get("preview")
@@ -317,10 +320,10 @@ class FileRoutes:
         return web.FileResponse(path, headers=headers)
 
     # -- upload --------------------------------------------------------------------------------
-    async def upload_image(self, request):
+    async def upload_image(self, request: web.Request) -> web.StreamResponse:
         """POST /upload/image (multipart ``image``, ``type``, ``subfolder``, ``overwrite``)."""
         form = await request.post()
-        upload = form.get("image")
+        upload: Any = form.get("image")
         if upload is None or not hasattr(upload, "file"):
             return _json_error(400, "multipart field 'image' (a file) is required")
         name = upload.filename or ""
@@ -329,7 +332,7 @@ class FileRoutes:
         kind = form.get("type") or "input"
         if kind not in VIEW_TYPES:
             return _json_error(400, "type must be input, output or temp")
-        subfolder = form.get("subfolder") or ""
+        subfolder = str(form.get("subfolder") or "")
         overwrite = str(form.get("overwrite", "")).lower() in ("true", "1")
         base = self.dirs[kind]
         try:

@@ -4,11 +4,14 @@ Every problem is collected (not just the first): unknown classes, missing or bad
 type mismatches, literal coercion, ranges, combo choices, ``VALIDATE_INPUTS`` and cycles.
 """
 
+from __future__ import annotations
+
 import inspect
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from .registry import combo_choices, input_options, input_type_name
+from .registry import NodeRegistry, combo_choices, input_options, input_type_name
 from .workflow import WorkflowError, is_link, normalize_api
 
 
@@ -21,10 +24,10 @@ class ValidationResult:
     """
 
     ok: bool
-    error: dict = None
+    error: dict | None = None
     node_errors: dict = field(default_factory=dict)
     outputs: list = field(default_factory=list)
-    prompt: dict = None
+    prompt: dict | None = None
 
 
 def _error(kind, message, details="", **extra):
@@ -32,7 +35,7 @@ def _error(kind, message, details="", **extra):
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
 
 
-def types_match(output_type, input_type):
+def types_match(output_type: Any, input_type: Any) -> bool:
     """Whether an output socket type may feed an input type (``*`` matches all; comma lists intersect)."""
     a = "COMBO" if isinstance(output_type, (list, tuple)) else str(output_type)
     b = str(input_type)
@@ -41,7 +44,7 @@ def types_match(output_type, input_type):
     return bool(set(a.split(",")) & set(b.split(",")))
 
 
-def coerce_literal(value, spec):
+def coerce_literal(value: Any, spec: Any) -> tuple[Any, str | None]:
     """``(coerced_value, None)`` or ``(None, reason)`` for a literal given to an input of ``spec``."""
     kind = input_type_name(spec)
     if kind == "INT":
@@ -289,7 +292,7 @@ def _ancestors(prompt, roots):
     return seen
 
 
-def find_cycles(prompt, node_ids):
+def find_cycles(prompt: dict, node_ids: set | list) -> set:
     """Ids of nodes (among ``node_ids``) that sit on a dependency cycle."""
     graph = {
         n: [str(v[0]) for v in (prompt[n].get("inputs") or {}).values() if is_link(v) and str(v[0]) in node_ids]
@@ -340,13 +343,13 @@ def find_cycles(prompt, node_ids):
     return cyclic
 
 
-def validate_prompt(prompt, registry, targets=None):
+def validate_prompt(prompt: Any, registry: NodeRegistry, targets: list | None = None) -> ValidationResult:
     """Validate an API prompt; every problem is reported at once in ``node_errors``."""
     try:
         prompt = normalize_api(prompt)
     except WorkflowError as exc:
         return ValidationResult(False, _error("invalid_prompt", "Invalid prompt", str(exc)), {}, [], None)
-    node_errors = {}
+    node_errors: dict = {}
 
     def add(node_id, errors):
         if errors:
@@ -443,7 +446,7 @@ def _summary(node_errors):
     )
 
 
-def format_validation(result):
+def format_validation(result: Any) -> str:
     """Human-readable rendering of a ValidationResult for the terminal."""
     lines = []
     if result.error:

@@ -8,6 +8,8 @@ Subgraphs are flattened: inner node ids become ``"<outer id>:<inner id>"`` like 
 ``api_to_ui`` builds a canvas-loadable graph (version 0.4) from an API graph, laid out on a grid.
 """
 
+from __future__ import annotations
+
 import copy
 import json
 import re
@@ -41,7 +43,7 @@ _ASCII_DIGITS = re.compile(r"[0-9]+")
 # --------------------------------------------------------------------------- format detection
 
 
-def detect_format(data):
+def detect_format(data: Any) -> str:
     """``"ui"`` for a canvas graph (has a ``nodes`` array), ``"api"`` for a prompt (or ``{"prompt": ...}``)."""
     if isinstance(data, dict) and isinstance(data.get("nodes"), list):
         return "ui"
@@ -56,7 +58,7 @@ def detect_format(data):
     )
 
 
-def unwrap_api(data):
+def unwrap_api(data: Any) -> Any:
     """The API graph itself from an API graph or a ``{"prompt": {...}}`` request body."""
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data.get("prompt", {}):
         inner = data["prompt"]
@@ -65,14 +67,14 @@ def unwrap_api(data):
     return data
 
 
-def unwrap_value(value):
+def unwrap_value(value: Any) -> Any:
     """Unwrap a ``{"__value__": [...]}`` literal (how the canvas sends array literals)."""
     if isinstance(value, dict) and "__value__" in value:
         return value["__value__"]
     return value
 
 
-def is_link(value):
+def is_link(value: Any) -> bool:
     """True for an API-format link ``[origin_id, output_index]``."""
     return (
         isinstance(value, (list, tuple))
@@ -84,7 +86,7 @@ def is_link(value):
     )
 
 
-def normalize_api(data):
+def normalize_api(data: Any) -> dict:
     """A copy of an API graph with string ids, string link origins and ``__value__`` literals unwrapped."""
     prompt = unwrap_api(data)
     if not isinstance(prompt, dict):
@@ -110,7 +112,7 @@ def normalize_api(data):
 MEDIA_SUFFIXES = (".png", ".mp4", ".mov", ".webm", ".mkv")
 
 
-def read_embedded_workflow(path):
+def read_embedded_workflow(path: str | Path) -> Any:
     """The graph embedded in a PNG or video file like ComfyUI embeds it (``workflow`` preferred, else ``prompt``)."""
     path = Path(path)
     texts = _media_texts(path)
@@ -438,7 +440,7 @@ def _wrap_literal(value):
     return {"__value__": list(value)} if isinstance(value, (list, tuple)) else value
 
 
-def ui_to_api(ui_graph, registry):
+def ui_to_api(ui_graph: dict, registry: NodeRegistry) -> dict:
     """Convert a canvas (UI format) graph to an API prompt; raises WorkflowError listing all problems."""
     if detect_format(ui_graph) != "ui":
         raise WorkflowError("ui_to_api expects a UI-format graph (an object with a 'nodes' array)")
@@ -544,7 +546,7 @@ def _output_type(registry, class_type, slot):
     return "COMBO" if isinstance(outputs[slot], (list, tuple)) else outputs[slot]
 
 
-def api_to_ui(api_prompt, registry):
+def api_to_ui(api_prompt: dict, registry: NodeRegistry) -> dict:
     """A canvas-loadable UI graph (version 0.4) for an API prompt, nodes placed on a grid by depth."""
     prompt = normalize_api(api_prompt)
     problems = [
@@ -557,9 +559,11 @@ def api_to_ui(api_prompt, registry):
     ids = _numeric_ids(prompt)
     depth = _depths(prompt)
     order = sorted(prompt, key=lambda i: (depth[i], ids[i]))
-    rows = {}
-    nodes, links, out_links = [], [], {}
-    pending = []  # (target ui node, input index, origin api id, origin slot)
+    rows: dict = {}
+    nodes: list = []
+    links: list = []
+    out_links: dict = {}
+    pending: list = []  # (target ui node, input index, origin api id, origin slot)
     for position, node_id in enumerate(order):
         api_node = prompt[node_id]
         kind = api_node["class_type"]
@@ -569,11 +573,11 @@ def api_to_ui(api_prompt, registry):
         unknown = [n for n in api_node["inputs"] if n not in specs and n not in types["hidden"]]
         if unknown:
             problems.append(f"node {node_id} ({kind}): inputs {unknown} are not inputs of this class")
-        inputs_ui = []
+        inputs_ui: list = []
         for name, spec, section in [x for x in ordered if not is_widget(x[1])] + [
             x for x in ordered if is_widget(x[1])
         ]:
-            entry = {"name": name, "localized_name": name, "type": input_type_name(spec), "link": None}
+            entry: dict[str, Any] = {"name": name, "localized_name": name, "type": input_type_name(spec), "link": None}
             if is_widget(spec):
                 entry["widget"] = {"name": name}
             elif section == "optional":
@@ -657,7 +661,7 @@ def api_to_ui(api_prompt, registry):
     }
 
 
-def convert_file(source, destination, to, registry):
+def convert_file(source: str | Path, destination: str | Path, to: str, registry: NodeRegistry) -> Path:
     """Convert a workflow file to ``to`` (``"ui"`` or ``"api"``) and write it atomically."""
     if to not in ("ui", "api"):
         raise WorkflowError(f"--to must be 'ui' or 'api', got {to!r}")

@@ -19,7 +19,7 @@ Numbers must be finite: ``NaN``/``Infinity`` literals and overflowing values (``
 
 import json
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 MAX_WORKFLOW_BYTES = 32 * 1024 * 1024
 MAX_JSON_DEPTH = 64
@@ -117,10 +117,14 @@ def _kind(value: Any) -> str:
         return "a boolean"
     if isinstance(value, (int, float)):
         return "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -1,5 +1,11 @@
 """Video loading node: a video file (or PNG-frame folder) in the input folder -> an IMAGE batch."""
 
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
 from ..pipelines.video import VideoReadError, read_video
 from ..pipelines.video.frames import RESIZE_MODES
 from . import _types as T
@@ -27,7 +33,7 @@ class FrameFoldLoadVideo:
     )
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> dict:
         """Re-lists the input folder on every call so uploaded files validate at once."""
         return {
             "required": {
@@ -96,7 +102,7 @@ class FrameFoldLoadVideo:
         }
 
     @classmethod
-    def IS_CHANGED(cls, video, **kwargs):
+    def IS_CHANGED(cls, video: str, **kwargs: Any) -> str | float:
         """Re-run when the file changes on disk."""
         try:
             return file_signature(resolve_input_video(cls.__name__, video))
@@ -104,7 +110,7 @@ class FrameFoldLoadVideo:
             return float("nan")
 
     @classmethod
-    def VALIDATE_INPUTS(cls, video, **kwargs):
+    def VALIDATE_INPUTS(cls, video: str, **kwargs: Any) -> bool | str:
         """Accept any existing video in the input folder (including one uploaded after the list was sent)."""
         try:
             resolve_input_video(cls.__name__, video)
@@ -112,7 +118,16 @@ class FrameFoldLoadVideo:
             return str(err)
         return True
 
-    def load(self, video, start_frame=0, select_every_nth=1, max_frames=0, width=0, height=0, resize_mode="crop"):
+    def load(
+        self,
+        video: str,
+        start_frame: int = 0,
+        select_every_nth: int = 1,
+        max_frames: int | None = 0,
+        width: int = 0,
+        height: int = 0,
+        resize_mode: str = "crop",
+    ) -> tuple[torch.Tensor, int, float]:
         """Decode the selected frames."""
         path = resolve_input_video(type(self).__name__, video)
         size = (width, height) if (width or height) else None

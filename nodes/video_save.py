@@ -5,6 +5,12 @@ runs into one folder never overwrite each other; every setting knowable before c
 crf range of the codec, a prefix inside a writable output folder) is checked at validation.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
 from ..pipelines.video import FORMATS, build_provenance, write_video_numbered
 from ..pipelines.video.io import MAX_CRF
 from . import _types as T
@@ -36,7 +42,7 @@ class FrameFoldSaveVideo:
     RETURN_TYPES = ()
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> dict:
         """Frames, frame rate, naming, format and quality; hidden graph inputs for the embedded metadata."""
         return {
             "required": {
@@ -104,16 +110,16 @@ class FrameFoldSaveVideo:
 
     def save(
         self,
-        images,
-        fps,
-        filename_prefix,
-        format="mp4",
-        crf=19,
-        lossless=False,
-        prompt=None,
-        extra_pnginfo=None,
-        unique_id=None,
-    ):
+        images: torch.Tensor,
+        fps: float,
+        filename_prefix: str,
+        format: str = "mp4",
+        crf: int = 19,
+        lossless: bool = False,
+        prompt: Any = None,
+        extra_pnginfo: dict | None = None,
+        unique_id: str | None = None,
+    ) -> dict:
         """Encode the frames and return the canvas preview entries."""
         node = type(self).__name__
         if format not in FORMATS:

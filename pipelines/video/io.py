@@ -37,12 +37,15 @@ Matroska UIDs), so the same frames give byte-identical files in any process. Mul
 and VP9 otherwise produce slightly different bytes (and pixels) run to run.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
 import shutil
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -188,7 +191,16 @@ def _iter_container(path, info):
             raise VideoReadError(f"{path}: decoding failed ({err}); the video file may be corrupt") from err
 
 
-def read_video(path, *, start=0, end=None, stride=1, max_frames=None, size=None, resize_mode="crop"):
+def read_video(
+    path: str | Path,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    stride: int = 1,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    resize_mode: str = "crop",
+) -> tuple[torch.Tensor, float, dict]:
     """Decode frames ``start, start+stride, ...`` (before ``end``, at most ``max_frames``) of a video.
 
     ``path`` is a video file or a folder of PNG frames. ``size`` = (width, height) resizes each
@@ -203,7 +215,7 @@ def read_video(path, *, start=0, end=None, stride=1, max_frames=None, size=None,
         raise ValueError(f"bad frame selection start={start} end={end} stride={stride} max_frames={max_frames}")
     if not path.exists():
         raise VideoReadError(f"{path}: no such file or folder; expected {_expected_kinds()}")
-    info = {"path": str(path)}
+    info: dict[str, Any] = {"path": str(path)}
     frames_iter = _iter_png_sequence(path, info) if path.is_dir() else _iter_container(path, info)
     collected = _FrameCollector(start, end, stride, max_frames)
     index = -1
@@ -273,7 +285,7 @@ class _FrameCollector:
         return torch.cat([filled, torch.stack(self.items)]) if self.items else filled
 
 
-def read_video_metadata(path):
+def read_video_metadata(path: str | Path) -> dict:
     """The metadata of a saved video (container tags) or PNG frame/folder (text chunks).
 
     Keys are lower-cased (Matroska upper-cases tag names); values of ``prompt``, ``workflow`` and
@@ -325,7 +337,7 @@ def _quantize_codes(x, bits=8):
     return np.clip(np.rint(x), 0, 2**bits - 1).astype(np.uint8)
 
 
-def yuv_video_frame(rgb, pix_fmt):
+def yuv_video_frame(rgb: np.ndarray, pix_fmt: str) -> Any:
     """A PyAV frame (yuv420p or yuv444p, BT.709 limited range, tagged) of an RGB float [H,W,3] array."""
     import av
 
@@ -368,7 +380,7 @@ def _nearest_entries(colours, palette):
     return out
 
 
-def gif_palette_indices(frames_uint8, max_samples=200_000):
+def gif_palette_indices(frames_uint8: np.ndarray, max_samples: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
     """(indices uint8 [F,H,W], palette uint8 [256,3]) - one median-cut palette for the whole clip.
 
     Pixels map to the nearest entry through a 6-bit-per-channel lookup table (fast for any clip);
@@ -416,14 +428,17 @@ def _codec_options(fmt, crf, lossless, deterministic=False):
     )
 
 
-def encode_frames(stream, container, frames, pix_fmt, palette=None):
+def encode_frames(
+    stream: Any, container: Any, frames: torch.Tensor, pix_fmt: str, palette: np.ndarray | None = None
+) -> None:
     """Encode and mux every frame (indices for GIF, float RGB otherwise), then flush the encoder."""
     import av
 
     for i in range(frames.shape[0]):
         if palette is not None:
             argb = np.concatenate([np.full((256, 1), 255, np.uint8), palette], axis=1)
-            frame = av.VideoFrame.from_ndarray((np.ascontiguousarray(frames[i]), argb), format="pal8")
+            indexed: Any = (np.ascontiguousarray(frames[i]), argb)  # PyAV takes (indices, palette) for pal8
+            frame = av.VideoFrame.from_ndarray(indexed, format="pal8")
         else:
             frame = yuv_video_frame(frames[i].numpy(), pix_fmt)
         frame.pts = i
