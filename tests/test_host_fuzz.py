@@ -230,13 +230,60 @@ def test_fuzzed_workflows_give_a_workflow_or_a_clear_error(tmp_path, registry, b
                     # node_errors) where the CLI refuses the whole file; not posted, so nothing runs here.
                     partial += 1
                     continue
-            for payload in [body]:
-                status, _, answer = server.request(
-                    "POST", "/api/prompt", body=payload, headers={"Content-Type": "application/json"}
-                )
-                assert status == 400, (status, answer[:300], payload[:300])
-                error = json.loads(answer)
-                assert set(error) == {"error", "node_errors"} and error["error"]["type"], error
+            status, _, answer = server.request(
+                "POST", "/api/prompt", body=body, headers={"Content-Type": "application/json"}
+            )
+            assert status == 400, (status, answer[:300], body[:300])
+            error = json.loads(answer)
+            assert set(error) == {"error", "node_errors"} and error["error"]["type"], error
         print(f"server: {len(outcome.invalid_bodies) - partial} invalid cases answered 400, {partial} partially valid")
     finally:
         server.stop()
+
+
+def _check(path, registry):
+    """(exit code, stderr) of ``framefold run --check`` on ``path``."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main(["run", "--check", "--quiet", str(path)], registry=registry)
+    return code, err.getvalue()
+
+
+def test_media_files_that_hold_no_workflow_give_clear_errors(tmp_path, registry, bases):
+    import numpy as np
+
+    from framefold.pipelines.video.png import encode_png
+
+    pixels = np.zeros((4, 4, 3), np.uint8)
+    cases = {
+        "noise.png": (bytes(range(256)) * 4, "not a readable PNG"),
+        "truncated.png": (encode_png(pixels, {"workflow": json.dumps(bases["ui"][0])})[:40], "no embedded"),
+        "badjson.png": (encode_png(pixels, {"workflow": "{not json"}), "the embedded 'workflow': not valid JSON"),
+        "deep.png": (encode_png(pixels, {"prompt": "[" * 5000 + "]" * 5000}), "nested deeper than the limit"),
+        "noise.mp4": (bytes(range(256)) * 4, "not a readable video"),
+        "empty.webm": (b"", "not a readable video"),
+        "utf16.json": (json.dumps(bases["api"][0]).encode("utf-16"), "valid"),
+        "latin1.json": ('{"1": "\xe9"}'.encode("latin-1"), "not a JSON text"),
+    }
+    for name, (data, expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        code, err = _check(path, registry)
+        assert expected in err and "Traceback" not in err, (name, err)
+        assert code == (0 if expected == "valid" else 2), (name, err)
+    good = tmp_path / "good.png"
+    good.write_bytes(encode_png(pixels, {"workflow": json.dumps(bases["ui"][0])}))
+    assert _check(good, registry) == (0, f"{good}: valid\n")
+
+
+def test_a_bad_file_does_not_stop_a_folder_run(tmp_path, registry, bases):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    (folder / "a_broken.json").write_bytes(b"\xff\xfe\x00garbage")
+    (folder / "b_nested.json").write_text("[" * 100_000 + "]" * 100_000)
+    (folder / "c_good.json").write_text(json.dumps(bases["ui"][0]))
+    code, err = _check(folder, registry)
+    assert code == 2
+    assert "a_broken.json: not a JSON text" in err or "a_broken.json: not valid JSON" in err, err
+    assert "b_nested.json: nested deeper than the limit of 64 levels" in err
+    assert f"{folder / 'c_good.json'}: valid" in err
