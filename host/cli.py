@@ -293,6 +293,8 @@ def _run_one(executor: Any, path: Path, variants: list, options: RunOptions) -> 
         if options.check_only:
             print(f"{name}: valid", file=sys.stderr)
             continue
+        if options.stop_requested():  # Ctrl-C while loading or validating: do not start
+            break
         print(f"running {name}", file=sys.stderr)
         hooks = _progress_hooks(registry, checked.prompt, options.show_progress)
         result = executor.execute(prompt, extra_data=extra_data, hooks=hooks)

@@ -2,12 +2,16 @@
 
 import asyncio
 import json
+import threading
+import time
 
 import pytest
-from test_server_support import loop_prompt, server, ws_collect  # noqa: F401  (fixture)
+from test_server_support import loop_prompt, make_server, server, ws_collect  # noqa: F401  (fixture)
 
+from framefold.host.registry import NodeRegistry
 from framefold.host.server_files import MAX_SETTING_BYTES, MAX_SETTINGS_FILE_BYTES, MAX_USERDATA_BYTES
 from framefold.host.server_security import refusal_reason
+from framefold.pipelines import progress
 
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 JSON = {"Content-Type": "application/json"}
@@ -96,3 +100,46 @@ def test_history_exists_when_execution_success_arrives(server):
     asyncio.run(collect())
     assert holder["id"] in seen["history"]
     assert seen["history"][holder["id"]]["status"]["status_str"] == "success"
+
+
+class FrameFoldTestKeepOnInterrupt:
+    """Output node that works until interrupted, then keeps its latents the way FrameFoldVAEDecode does."""
+
+    CATEGORY = "FrameFold/test"
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+    started = threading.Event()
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {}}
+
+    def run(self):
+        FrameFoldTestKeepOnInterrupt.started.set()
+        try:
+            for _ in range(3000):
+                progress.check_interrupt()
+                time.sleep(0.01)
+        except progress.Interrupted as e:
+            raise progress.Interrupted(f"{e}; the latents were saved to /out/latents/kept.latent") from e
+        return {}
+
+
+def test_server_interrupt_says_where_the_latents_were_saved(tmp_path):
+    registry = NodeRegistry({"FrameFoldTestKeepOnInterrupt": FrameFoldTestKeepOnInterrupt})
+    server = make_server(tmp_path, registry=registry)
+    try:
+        FrameFoldTestKeepOnInterrupt.started.clear()
+        prompt_id = server.queue_prompt({"1": {"class_type": "FrameFoldTestKeepOnInterrupt", "inputs": {}}})[
+            "prompt_id"
+        ]
+        assert FrameFoldTestKeepOnInterrupt.started.wait(30)
+        assert server.request("POST", "/api/interrupt")[0] == 200
+        server.wait_idle()
+        entry = server.get_json(f"/api/history/{prompt_id}")[prompt_id]
+        kind, data = entry["status"]["messages"][-1]
+        assert kind == "execution_interrupted"
+        assert data["exception_message"].endswith("the latents were saved to /out/latents/kept.latent")
+    finally:
+        server.stop()
