@@ -63,14 +63,17 @@ def coerce_literal(value: Any, spec: Any) -> tuple[Any, str | None]:
     if kind == "FLOAT":
         if isinstance(value, bool):
             return None, f"expected a number, got {value!r}"
-        if isinstance(value, (int, float)):
-            return float(value), None
-        if isinstance(value, str):
-            try:
-                return float(value.strip()), None
-            except ValueError:
-                pass
-        return None, f"expected a number, got {value!r}"
+        number = None
+        try:
+            if isinstance(value, (int, float)):
+                number = float(value)
+            elif isinstance(value, str):
+                number = float(value.strip())
+        except (ValueError, OverflowError):  # not a number, or an integer beyond float range
+            pass
+        if number is not None and math.isfinite(number):
+            return number, None
+        return None, f"expected a finite number, got {value!r}"
     if kind == "STRING":
         if isinstance(value, str):
             return value, None

@@ -35,6 +35,7 @@ scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([10**400, -(10**400), 2**63, 2**53 + 1]),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=12),
     st.sampled_from(["²", "-10", "-20", "Reroute", "PrimitiveNode", "__passthrough__", "seed", "", "0", "1e999"]),

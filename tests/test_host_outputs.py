@@ -219,3 +219,10 @@ def test_ctrl_c_interrupts_the_node_cleanly_and_says_where_the_latents_are(tmp_p
     assert saved.read_bytes() == b"latents"
     assert f"interrupted at node 1 (TDecode): interrupted by the user; the latents were saved to {saved}" in err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C handling restored
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-Infinity", "1e999", "1" + "0" * 400])
+def test_set_refuses_non_finite_numbers(text):
+    spec = ("FLOAT", {"default": 1.0})
+    value, reason = typed_value(text, spec)
+    assert value is None and "expected a finite number" in reason
