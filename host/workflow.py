@@ -109,6 +109,7 @@ def normalize_api(data: Any) -> dict:
     return out
 
 
+MAX_PNG_BYTES = 512 * 1024 * 1024  # a PNG is read whole to find its text chunks
 MEDIA_SUFFIXES = (".png", ".mp4", ".mov", ".webm", ".mkv")
 
 
@@ -125,9 +126,9 @@ def read_embedded_workflow(path: str | Path) -> Any:
 
 def _media_texts(path: Path) -> dict:
     """The text metadata of a PNG or a video container; WorkflowError when the file is not one."""
-    if path.stat().st_size > 16 * MAX_WORKFLOW_BYTES and path.suffix.lower() == ".png":
-        raise WorkflowError(f"{path}: larger than {16 * MAX_WORKFLOW_BYTES} bytes; not read for metadata")
     if path.suffix.lower() == ".png":
+        if path.stat().st_size > MAX_PNG_BYTES:
+            raise WorkflowError(f"{path}: larger than {MAX_PNG_BYTES} bytes; not read for an embedded workflow")
         import struct
         import zlib
 

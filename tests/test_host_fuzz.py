@@ -288,3 +288,21 @@ def test_a_bad_file_does_not_stop_a_folder_run(tmp_path, registry, bases):
     assert "a_broken.json: not a JSON text" in err or "a_broken.json: not valid JSON" in err, err
     assert "b_nested.json: nested deeper than the limit of 64 levels" in err
     assert f"{folder / 'c_good.json'}: valid" in err
+
+
+def test_a_png_text_chunk_that_inflates_without_bound_is_refused(tmp_path, registry):
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from framefold.pipelines.video.png import MAX_TEXT_BYTES, encode_png
+
+    bomb = zlib.compress(b"[" * (MAX_TEXT_BYTES + 1), 9)
+    body = b"workflow\0\0" + bomb
+    chunk = struct.pack(">I", len(body)) + b"zTXt" + body + struct.pack(">I", zlib.crc32(b"zTXt" + body))
+    png = encode_png(np.zeros((2, 2, 3), np.uint8))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png[:33] + chunk + png[33:])
+    code, err = _check(path, registry)
+    assert code == 2 and f"expands to more than {MAX_TEXT_BYTES} bytes" in err, err

@@ -44,6 +44,18 @@ def encode_png(rgb_uint8: np.ndarray, text: dict | None = None, *, compression: 
     return data[:ihdr_end] + extra + data[ihdr_end:]
 
 
+MAX_TEXT_BYTES = 64 * 1024 * 1024  # one decompressed text chunk (a workflow is far smaller)
+
+
+def _inflate(data: bytes) -> bytes:
+    """zlib-decompress a text chunk, refusing one that expands past MAX_TEXT_BYTES (a decompression bomb)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, MAX_TEXT_BYTES)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"a compressed text chunk expands to more than {MAX_TEXT_BYTES} bytes")
+    return out
+
+
 def read_png_text(data: bytes) -> dict[str, str]:
     """{key: str} of the tEXt, zTXt and iTXt chunks of PNG bytes."""
     if not data.startswith(PNG_SIGNATURE):
@@ -58,13 +70,13 @@ def read_png_text(data: bytes) -> dict[str, str]:
             out[key.decode("latin-1")] = value.decode("latin-1")
         elif kind == b"zTXt":
             key, _, rest = body.partition(b"\0")
-            out[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+            out[key.decode("latin-1")] = _inflate(rest[1:]).decode("latin-1")
         elif kind == b"iTXt":
             key, _, rest = body.partition(b"\0")
             compressed = rest[0] == 1
             _lang, _, rest = rest[2:].partition(b"\0")
             _translated, _, text = rest.partition(b"\0")
-            out[key.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8")
+            out[key.decode("latin-1")] = (_inflate(text) if compressed else text).decode("utf-8")
         elif kind == b"IEND":
             break
     return out
