@@ -6,6 +6,8 @@ executed, then success, error or interrupted). Progress and interrupt reach node
 ``pipelines.progress``: a sink is installed around every node call.
 """
 
+from __future__ import annotations
+
 import hashlib
 import inspect
 import json
@@ -14,6 +16,7 @@ import threading
 import traceback
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..nodes._errors import NodeInputError
 from ..pipelines import progress
@@ -26,31 +29,42 @@ __all__ = ["ExecutionHooks", "ExecutionResult", "Executor", "ValidationResult"]
 class ExecutionHooks:
     """Receives execution events; every method is a no-op here. The server and CLI subclass it."""
 
-    def execution_start(self, prompt_id):
+    def execution_start(self, prompt_id: str | None) -> None:
         """The prompt started running."""
 
-    def execution_cached(self, prompt_id, node_ids):
+    def execution_cached(self, prompt_id: str | None, node_ids: list) -> None:
         """These nodes will not run: their outputs come from the cache."""
 
-    def node_start(self, prompt_id, node_id):
+    def node_start(self, prompt_id: str | None, node_id: str) -> None:
         """A node starts executing."""
 
-    def node_progress(self, prompt_id, node_id, value, max_value, preview):
+    def node_progress(self, prompt_id: str | None, node_id: str, value: Any, max_value: int, preview: Any) -> None:
         """A node reported progress; ``preview`` is a latent ``[F,C,h,w]`` tensor or None."""
 
-    def node_executed(self, prompt_id, node_id, ui):
+    def node_executed(self, prompt_id: str | None, node_id: str, ui: dict) -> None:
         """A node produced a non-empty ui dict (also re-sent for cached output nodes)."""
 
-    def node_finished(self, prompt_id, node_id):
+    def node_finished(self, prompt_id: str | None, node_id: str) -> None:
         """A node finished executing."""
 
-    def execution_error(self, prompt_id, node_id, node_type, exception, traceback_lines, executed):
+    def execution_error(
+        self,
+        prompt_id: str | None,
+        node_id: str,
+        node_type: str,
+        exception: BaseException,
+        traceback_lines: list,
+        executed: list,
+    ) -> None:
         """A node raised; nothing after it runs."""
 
-    def execution_interrupted(self, prompt_id, node_id, node_type, executed):
-        """The user interrupted the prompt while ``node_id`` was running (or between nodes)."""
+    def execution_interrupted(
+        self, prompt_id: str | None, node_id: str, node_type: str, executed: list, message: str | None = None
+    ) -> None:
+        """The user interrupted the prompt while ``node_id`` was running (or between nodes); ``message`` is
+        the interrupt's text (it names where sampled latents were saved, when they were)."""
 
-    def execution_success(self, prompt_id):
+    def execution_success(self, prompt_id: str | None) -> None:
         """Every requested output was produced."""
 
 
@@ -60,7 +74,7 @@ class ExecutionResult:
 
     status: str
     outputs: dict = field(default_factory=dict)
-    error: dict = None
+    error: dict | None = None
     executed: list = field(default_factory=list)
 
 
@@ -148,19 +162,27 @@ class Executor:
 
     # ------------------------------------------------------------------ public API
 
-    def validate(self, prompt, targets=None):
+    def validate(self, prompt: dict, targets: list | None = None) -> ValidationResult:
         """Validate a prompt (API format) without running anything."""
         return validate_prompt(prompt, self.registry, targets=targets)
 
-    def interrupt(self):
+    def interrupt(self) -> None:
         """Ask the running prompt to stop at its next progress report or interrupt check (thread-safe)."""
         self._interrupt.set()
 
-    def clear_cache(self):
+    def clear_cache(self) -> None:
         """Forget every cached node output (frees models held by the cache)."""
         self._cache.clear()
 
-    def execute(self, prompt, *, prompt_id=None, extra_data=None, targets=None, hooks=None):
+    def execute(
+        self,
+        prompt: dict,
+        *,
+        prompt_id: str | None = None,
+        extra_data: dict | None = None,
+        targets: list | None = None,
+        hooks: ExecutionHooks | None = None,
+    ) -> ExecutionResult:
         """Validate and run ``prompt``; returns an ExecutionResult. Runs one prompt at a time."""
         hooks = hooks or ExecutionHooks()
         prompt_id = prompt_id or str(uuid.uuid4())
@@ -209,11 +231,21 @@ class Executor:
             node_type = prompt[failure.node_id]["class_type"]
             self._keep_only(set(signatures[n] for n in executed))
             if failure.interrupted:
-                hooks.execution_interrupted(prompt_id, failure.node_id, node_type, list(executed))
+                message = str(failure.exception) or "Interrupted"
+                _call_with_accepted(
+                    hooks.execution_interrupted,
+                    {
+                        "prompt_id": prompt_id,
+                        "node_id": failure.node_id,
+                        "node_type": node_type,
+                        "executed": list(executed),
+                        "message": message,
+                    },
+                )
                 error = {
                     "node_id": failure.node_id,
                     "node_type": node_type,
-                    "exception_message": "Interrupted",
+                    "exception_message": message,
                     "exception_type": "InterruptedError",
                     "traceback": [],
                     "executed": list(executed),

@@ -4,8 +4,11 @@ The registry also knows how the canvas lays out a node's widgets (``widget_layou
 workflow converter needs to read positional ``widgets_values``.
 """
 
+from __future__ import annotations
+
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ class WidgetSlot:
     name: str
 
 
-def input_type_name(spec):
+def input_type_name(spec: Any) -> str:
     """The type of an input spec ``[TYPE, {options}]``: a list of options is reported as ``"COMBO"``."""
     kind = spec[0] if isinstance(spec, (list, tuple)) and spec else spec
     if isinstance(kind, (list, tuple)):
@@ -33,14 +36,14 @@ def input_type_name(spec):
     return str(kind)
 
 
-def input_options(spec):
+def input_options(spec: Any) -> dict:
     """The options dict of an input spec (empty when absent)."""
     if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], dict):
         return spec[1]
     return {}
 
 
-def combo_choices(spec):
+def combo_choices(spec: Any) -> list:
     """The allowed values of a combo input spec (old list style or ``COMBO`` with ``options``)."""
     kind = spec[0] if isinstance(spec, (list, tuple)) and spec else spec
     if isinstance(kind, (list, tuple)):
@@ -48,14 +51,14 @@ def combo_choices(spec):
     return list(input_options(spec).get("options", []))
 
 
-def is_widget(spec):
+def is_widget(spec: Any) -> bool:
     """True when the canvas shows the input as a widget (not a socket-only input)."""
     if input_options(spec).get("forceInput"):
         return False
     return input_type_name(spec) in WIDGET_TYPES
 
 
-def has_control_after_generate(name, spec):
+def has_control_after_generate(name: str, spec: Any) -> bool:
     """Whether the canvas adds a control_after_generate value after this widget (protocol 6.3)."""
     kind = input_type_name(spec)
     flag = input_options(spec).get("control_after_generate")
@@ -76,22 +79,22 @@ class NodeRegistry:
         self._display = dict(display_names or {})
         self.pack_name = pack_name
 
-    def get(self, class_type):
+    def get(self, class_type: str) -> Any:
         """The node class registered as ``class_type``, or None."""
         return self._classes.get(class_type)
 
-    def __contains__(self, class_type):
-        return class_type in self._classes
+    def __contains__(self, class_type: object) -> bool:
+        return isinstance(class_type, str) and class_type in self._classes
 
-    def names(self):
+    def names(self) -> list[str]:
         """All registered class names, sorted."""
         return sorted(self._classes)
 
-    def display_name(self, class_type):
+    def display_name(self, class_type: str) -> str:
         """The readable name of a class (falls back to the class name)."""
         return self._display.get(class_type, class_type)
 
-    def input_types(self, class_type):
+    def input_types(self, class_type: str) -> dict:
         """``INPUT_TYPES()`` of a class, evaluated now (upload combos re-list their folder)."""
         cls = self._classes[class_type]
         types = cls.INPUT_TYPES() or {}
@@ -101,12 +104,12 @@ class NodeRegistry:
             "hidden": dict(types.get("hidden", {}) or {}),
         }
 
-    def ordered_inputs(self, class_type, input_types=None):
+    def ordered_inputs(self, class_type: str, input_types: dict | None = None) -> list[tuple[str, Any, str]]:
         """``[(name, spec, section)]`` in canvas order: required, then optional (hidden excluded)."""
         types = input_types or self.input_types(class_type)
         return [(n, s, sec) for sec in ("required", "optional") for n, s in types[sec].items()]
 
-    def widget_layout(self, class_type, input_types=None):
+    def widget_layout(self, class_type: str, input_types: dict | None = None) -> list[WidgetSlot]:
         """The slots of ``widgets_values`` in the order the canvas creates widgets (protocol 6.3)."""
         types = input_types or self.input_types(class_type)
         slots = []
@@ -127,15 +130,15 @@ class NodeRegistry:
                     upload_added = True
         return slots
 
-    def return_types(self, class_type):
+    def return_types(self, class_type: str) -> list:
         """``RETURN_TYPES`` of a class as a list."""
         return list(getattr(self._classes[class_type], "RETURN_TYPES", ()) or ())
 
-    def is_output_node(self, class_type):
+    def is_output_node(self, class_type: str) -> bool:
         """True when the class is an output node (``OUTPUT_NODE``)."""
         return bool(getattr(self._classes[class_type], "OUTPUT_NODE", False))
 
-    def node_info(self, class_type):
+    def node_info(self, class_type: str) -> dict:
         """One node definition exactly as ComfyUI's ``/object_info`` renders a classic V1 node."""
         cls = self._classes[class_type]
         raw = {sec: dict(v or {}) for sec, v in (cls.INPUT_TYPES() or {}).items()}
@@ -169,7 +172,7 @@ class NodeRegistry:
                 info[key] = True
         return info
 
-    def object_info(self):
+    def object_info(self) -> dict:
         """All node definitions: ``{class_name: node_info}`` (the ``GET /api/object_info`` body).
 
         A class whose definition cannot be rendered is left out and logged (as ComfyUI does), so one
@@ -184,7 +187,7 @@ class NodeRegistry:
         return info
 
 
-def default_registry(pack_name="framefold"):
+def default_registry(pack_name: str = "framefold") -> NodeRegistry:
     """The registry of FrameFold's own nodes (``framefold.NODE_CLASS_MAPPINGS``)."""
     from ..nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 

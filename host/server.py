@@ -6,10 +6,13 @@ the queue through the same :class:`~.executor.Executor` the CLI uses. Security d
 protocol §10: loopback bind, Host allow-list, cross-site refusal, contained file paths.
 """
 
+from __future__ import annotations
+
 import asyncio
 import importlib.resources
 import json
 import logging
+import math
 import mimetypes
 import os
 import platform
@@ -19,10 +22,13 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .server_files import FileRoutes
+from ..pipelines.video.naming import clean_stale_temp_files
+from .registry import NodeRegistry
+from .server_files import BodyRefused, FileRoutes, read_json_body
 from .server_security import is_loopback_name, normalise_allowed_hosts, origin_guard_middleware
 from .server_state import JobQueryError, PromptItem, PromptQueue, now_ms, parse_job_query, split_secrets
 from .server_worker import QueueWorker
@@ -42,7 +48,7 @@ mimetypes.add_type("video/webm", ".webm")
 mimetypes.add_type("image/webp", ".webp")
 
 
-def frontend_static_dir():
+def frontend_static_dir() -> Path:
     """The static folder of the pinned ``comfyui_frontend_package``."""
     return Path(str(importlib.resources.files("comfyui_frontend_package") / "static"))
 
@@ -55,7 +61,7 @@ def _version(module_name, attribute="__version__"):
         return "unknown"
 
 
-def placeholder_thumbnail(title, size=(384, 256)):
+def placeholder_thumbnail(title: str, size: tuple[int, int] = (384, 256)) -> bytes:
     """A plain JPEG card with the template's title, for example workflows without a thumbnail."""
     import cv2
     import numpy as np
@@ -82,13 +88,13 @@ class MessageBus:
         self._outbox = None
         self._task = None
 
-    async def start(self):
+    async def start(self) -> None:
         """Bind to the running loop and start the delivery task."""
         self.loop = asyncio.get_running_loop()
         self._outbox = asyncio.Queue()
         self._task = asyncio.ensure_future(self._deliver())
 
-    async def stop(self):
+    async def stop(self) -> None:
         """Stop delivering and close every socket."""
         if self._task is not None:
             self._task.cancel()
@@ -111,26 +117,26 @@ class MessageBus:
         else:
             self.loop.call_soon_threadsafe(self._outbox.put_nowait, entry)
 
-    def send(self, kind, data, sid=None):
+    def send(self, kind: str, data: Any, sid: str | None = None) -> None:
         """Queue a JSON message for ``sid`` (all sockets when None). Callable from any thread."""
         self._enqueue((json.dumps({"type": kind, "data": data}, default=str), sid))
 
-    def send_bytes(self, payload, sid):
+    def send_bytes(self, payload: bytes, sid: str | None) -> None:
         """Queue a binary frame for ``sid``. Callable from any thread."""
         self._enqueue((bytes(payload), sid))
 
-    def status_data(self, sid=None):
+    def status_data(self, sid: str | None = None) -> dict:
         """The ``status`` payload (``sid`` included for the connect message)."""
-        data = {"status": {"exec_info": {"queue_remaining": self.queue.remaining()}}}
+        data: dict[str, Any] = {"status": {"exec_info": {"queue_remaining": self.queue.remaining()}}}
         if sid is not None:
             data["sid"] = sid
         return data
 
-    def broadcast_status(self):
+    def broadcast_status(self) -> None:
         """Send the queue length to every socket."""
         self.send("status", self.status_data())
 
-    def client_flag(self, sid, name):
+    def client_flag(self, sid: str | None, name: str) -> bool:
         """A feature flag the client ``sid`` announced."""
         return bool((self.flags.get(sid) or {}).get(name))
 
@@ -177,36 +183,36 @@ class CanvasHost:
         self.web_dir = PACKAGE_DIR / "web"
         self.example_dir = PACKAGE_DIR / "example_workflows"
 
-    def feature_flags(self):
+    def feature_flags(self) -> dict:
         """Server feature flags (protocol §3.2): minimal on purpose."""
         return {"supports_preview_metadata": True, "max_upload_size": self.max_upload_bytes}
 
     # -- lifecycle -----------------------------------------------------------------------------
-    async def on_startup(self, app):
+    async def on_startup(self, app: web.Application) -> None:
         """Start the message bus and the worker thread."""
         await self.bus.start()
         self.worker.start()
 
-    async def on_shutdown(self, app):
+    async def on_shutdown(self, app: web.Application) -> None:
         """Close websockets so the server can stop."""
         for ws in list(self.bus.sockets.values()):
             await ws.close(code=1001, message=b"server shutdown")
 
-    async def on_cleanup(self, app):
+    async def on_cleanup(self, app: web.Application) -> None:
         """Stop the worker and the bus."""
         await asyncio.get_running_loop().run_in_executor(None, self.worker.stop)
         await self.bus.stop()
 
     # -- boot routes ---------------------------------------------------------------------------
-    async def users(self, request):
+    async def users(self, request: web.Request) -> web.StreamResponse:
         """Single-user mode: no ``users`` key."""
         return web.json_response({"storage": "server", "migrated": True})
 
-    async def features(self, request):
+    async def features(self, request: web.Request) -> web.StreamResponse:
         """GET /features: the server feature flags."""
         return web.json_response(self.feature_flags())
 
-    async def extensions(self, request):
+    async def extensions(self, request: web.Request) -> web.StreamResponse:
         """URLs of the pack's web JS files."""
         urls = []
         if self.web_dir.is_dir():
@@ -215,19 +221,19 @@ class CanvasHost:
                     urls.append(f"/extensions/{self.pack}/{path.relative_to(self.web_dir).as_posix()}")
         return web.json_response(urls)
 
-    async def object_info(self, request):
+    async def object_info(self, request: web.Request) -> web.StreamResponse:
         """GET /object_info: every node definition."""
         info = await asyncio.get_running_loop().run_in_executor(None, self.registry.object_info)
         return web.json_response(info)
 
-    async def object_info_one(self, request):
+    async def object_info_one(self, request: web.Request) -> web.StreamResponse:
         """GET /object_info/{class}: one definition, or {} when unknown."""
         name = request.match_info["node_class"]
         if name not in self.registry:
             return web.json_response({})
         return web.json_response({name: self.registry.node_info(name)})
 
-    async def system_stats(self, request):
+    async def system_stats(self, request: web.Request) -> web.StreamResponse:
         """Cheap system description for the about panel."""
         import torch
 
@@ -277,7 +283,7 @@ class CanvasHost:
             }
         )
 
-    async def i18n(self, request):
+    async def i18n(self, request: web.Request) -> web.StreamResponse:
         """Translations from ``<pack>/locales/<lang>/*.json`` (empty when the pack has none)."""
         result = {}
         locales = PACKAGE_DIR / "locales"
@@ -298,15 +304,15 @@ class CanvasHost:
                 result[lang_dir.name] = entry
         return web.json_response(result)
 
-    async def empty_list(self, request):
+    async def empty_list(self, request: web.Request) -> web.StreamResponse:
         """A JSON [] (routes with nothing to list in this host, e.g. /embeddings)."""
         return web.json_response([])
 
-    async def empty_object(self, request):
+    async def empty_object(self, request: web.Request) -> web.StreamResponse:
         """A JSON {} (routes with nothing to report, e.g. /global_subgraphs)."""
         return web.json_response({})
 
-    async def experiment_models(self, request):
+    async def experiment_models(self, request: web.Request) -> web.StreamResponse:
         """GET /experiment/models: the model folders and their extensions."""
         from ..nodes import _folders
 
@@ -321,7 +327,7 @@ class CanvasHost:
             ]
         )
 
-    async def experiment_models_folder(self, request):
+    async def experiment_models_folder(self, request: web.Request) -> web.StreamResponse:
         """GET /experiment/models/{folder}: the model files of one folder."""
         from ..nodes import _folders
 
@@ -346,14 +352,14 @@ class CanvasHost:
                     )
         return web.json_response(entries)
 
-    async def workflow_templates(self, request):
+    async def workflow_templates(self, request: web.Request) -> web.StreamResponse:
         """``{pack: [example workflow names]}``."""
         names = []
         if self.example_dir.is_dir():
             names = sorted(p.stem for p in self.example_dir.glob("*.json") if p.is_file())
         return web.json_response({self.pack: names})
 
-    async def workflow_template_file(self, request):
+    async def workflow_template_file(self, request: web.Request) -> web.StreamResponse:
         """A file of the pack's ``example_workflows`` folder (JSON or thumbnail)."""
         from .server_security import PathRefused, contained_path
 
@@ -378,7 +384,7 @@ class CanvasHost:
             return web.Response(status=404)
         return web.FileResponse(path, headers={"X-Content-Type-Options": "nosniff"})
 
-    async def core_templates(self, request):
+    async def core_templates(self, request: web.Request) -> web.StreamResponse:
         """``/templates/index*.json``: no core templates in this host (an empty JSON list/object)."""
         name = request.match_info["name"]
         if name == "index_logo.json":
@@ -388,16 +394,18 @@ class CanvasHost:
         return web.Response(status=404)
 
     # -- execution -----------------------------------------------------------------------------
-    async def get_prompt(self, request):
+    async def get_prompt(self, request: web.Request) -> web.StreamResponse:
         """GET /prompt: the queue length (the frontend's polling fallback)."""
         return web.json_response({"exec_info": {"queue_remaining": self.queue.remaining()}})
 
-    async def post_prompt(self, request):
+    async def post_prompt(self, request: web.Request) -> web.StreamResponse:
         """Validate and queue a prompt; 400 in ComfyUI's shape when no output survives validation."""
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response(_json_body_error("invalid_prompt", "Request body is not JSON"), status=400)
+            body = await read_json_body(request)
+        except BodyRefused as exc:
+            return web.json_response(
+                _json_body_error("invalid_prompt", "Request body is not a valid prompt", exc.message), status=exc.status
+            )
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
             return web.json_response(
                 _json_body_error("no_prompt", "No prompt provided", "No prompt provided"), status=400
@@ -449,11 +457,16 @@ class CanvasHost:
         if "number" in body:
             try:
                 number = float(body["number"])
-            except (TypeError, ValueError):
-                return web.json_response(_json_body_error("invalid_prompt", "number must be a number"), status=400)
+            except (TypeError, ValueError, OverflowError):
+                number = math.nan
+            if not math.isfinite(number):
+                return web.json_response(
+                    _json_body_error("invalid_prompt", "number must be a finite number"), status=400
+                )
         else:
             number = self.queue.next_number(front=bool(body.get("front")))
-        extra_data, secrets = split_secrets(body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {})
+        raw_extra = body.get("extra_data")
+        extra_data, secrets = split_secrets(raw_extra if isinstance(raw_extra, dict) else {})
         extra_data["create_time"] = now_ms()
         if body.get("client_id") is not None:
             extra_data["client_id"] = str(body["client_id"])
@@ -470,29 +483,29 @@ class CanvasHost:
         self.queue.put(item)
         return web.json_response({"prompt_id": prompt_id, "number": number, "node_errors": result.node_errors or {}})
 
-    async def interrupt(self, request):
+    async def interrupt(self, request: web.Request) -> web.StreamResponse:
         """Interrupt the running prompt (only the given ``prompt_id`` if the body names one)."""
         prompt_id = None
         if request.can_read_body:
             try:
-                body = await request.json()
+                body = await read_json_body(request)
                 prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
-            except ValueError:
+            except BodyRefused:
                 prompt_id = None
         self.worker.interrupt(prompt_id)
         return web.Response(status=200)
 
-    async def free(self, request):
+    async def free(self, request: web.Request) -> web.StreamResponse:
         """Forget cached node outputs before the next prompt (models held by the cache go with them)."""
         try:
-            body = await request.json()
-        except ValueError:
+            body = await read_json_body(request)
+        except BodyRefused:
             body = {}
         if isinstance(body, dict) and (body.get("unload_models") or body.get("free_memory")):
             self.worker.request_free()
         return web.Response(status=200)
 
-    async def jobs(self, request):
+    async def jobs(self, request: web.Request) -> web.StreamResponse:
         """GET /jobs: filtered, sorted, paginated jobs (400 on a bad query)."""
         try:
             statuses, limit, offset, sort_by, descending, workflow_id = parse_job_query(request.query)
@@ -500,7 +513,7 @@ class CanvasHost:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(self.queue.list_jobs(statuses, limit, offset, sort_by, descending, workflow_id))
 
-    async def job(self, request):
+    async def job(self, request: web.Request) -> web.StreamResponse:
         """GET /jobs/{id}: one job with outputs and workflow, 404 when unknown."""
         detail = self.queue.job_detail(request.match_info["job_id"])
         if detail is None:
@@ -511,16 +524,16 @@ class CanvasHost:
         removed = self.queue.delete_pending([job_id])
         return bool(removed) or self.worker.interrupt(job_id)
 
-    async def cancel_job(self, request):
+    async def cancel_job(self, request: web.Request) -> web.StreamResponse:
         """POST /jobs/{id}/cancel: drop it from the queue or interrupt it; idempotent."""
         return web.json_response({"cancelled": self._cancel(request.match_info["job_id"])})
 
-    async def cancel_jobs(self, request):
+    async def cancel_jobs(self, request: web.Request) -> web.StreamResponse:
         """POST /jobs/cancel: cancel several jobs (400 on malformed ids)."""
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body must be JSON"}, status=400)
+            body = await read_json_body(request)
+        except BodyRefused as exc:
+            return web.json_response({"error": f"body must be JSON: {exc.message}"}, status=exc.status)
         ids = body.get("job_ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
             return web.json_response({"error": "job_ids must be a non-empty list of ids"}, status=400)
@@ -529,7 +542,7 @@ class CanvasHost:
             cancelled = self._cancel(job_id) or cancelled
         return web.json_response({"cancelled": cancelled})
 
-    async def get_queue(self, request):
+    async def get_queue(self, request: web.Request) -> web.StreamResponse:
         """GET /queue: running and pending queue tuples."""
         return web.json_response(self.queue.queue_snapshot())
 
@@ -537,9 +550,9 @@ class CanvasHost:
     async def _delete_or_clear(request, clear, delete):
         """Apply a ``{"clear": true}`` / ``{"delete": [ids]}`` body (the /queue and /history POST shape)."""
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "body must be JSON"}, status=400)
+            body = await read_json_body(request)
+        except BodyRefused as exc:
+            return web.json_response({"error": f"body must be JSON: {exc.message}"}, status=exc.status)
         if isinstance(body, dict):
             if body.get("clear"):
                 clear()
@@ -547,11 +560,11 @@ class CanvasHost:
                 delete([str(i) for i in body["delete"]])
         return web.Response(status=200)
 
-    async def post_queue(self, request):
+    async def post_queue(self, request: web.Request) -> web.StreamResponse:
         """POST /queue: delete pending items or clear the queue."""
         return await self._delete_or_clear(request, self.queue.clear_pending, self.queue.delete_pending)
 
-    async def get_history(self, request):
+    async def get_history(self, request: web.Request) -> web.StreamResponse:
         """GET /history?max_items=&offset=: finished prompts."""
         try:
             max_items = int(request.query["max_items"]) if request.query.get("max_items") else None
@@ -560,28 +573,28 @@ class CanvasHost:
             return web.json_response({"error": "max_items and offset must be integers"}, status=400)
         return web.json_response(self.queue.history(max_items, offset))
 
-    async def get_history_one(self, request):
+    async def get_history_one(self, request: web.Request) -> web.StreamResponse:
         """GET /history/{id}: one finished prompt or {}."""
         return web.json_response(self.queue.history_entry(request.match_info["prompt_id"]))
 
-    async def post_history(self, request):
+    async def post_history(self, request: web.Request) -> web.StreamResponse:
         """POST /history: delete entries or clear the history."""
         return await self._delete_or_clear(request, self.queue.clear_history, self.queue.delete_history)
 
     # -- internal ------------------------------------------------------------------------------
-    async def internal_logs(self, request):
+    async def internal_logs(self, request: web.Request) -> web.StreamResponse:
         """GET /internal/logs: this host keeps no log buffer."""
         return web.json_response("")
 
-    async def internal_logs_raw(self, request):
+    async def internal_logs_raw(self, request: web.Request) -> web.StreamResponse:
         """GET /internal/logs/raw: an empty terminal buffer."""
         return web.json_response({"entries": [], "size": {"cols": 80, "rows": 24}})
 
-    async def internal_logs_subscribe(self, request):
+    async def internal_logs_subscribe(self, request: web.Request) -> web.StreamResponse:
         """PATCH /internal/logs/subscribe: accepted; no log messages are pushed."""
         return web.Response(status=200)
 
-    async def internal_folder_paths(self, request):
+    async def internal_folder_paths(self, request: web.Request) -> web.StreamResponse:
         """GET /internal/folder_paths: model folders by kind."""
         from ..nodes import _folders
 
@@ -589,7 +602,7 @@ class CanvasHost:
             {kind: [str(p) for p in _folders.model_search_dirs(kind)] for kind in _folders.MODEL_KINDS}
         )
 
-    async def internal_files(self, request):
+    async def internal_files(self, request: web.Request) -> web.StreamResponse:
         """GET /internal/files/{input|output|temp}: file names, newest first."""
         kind = request.match_info["kind"]
         if kind not in ("input", "output", "temp"):
@@ -600,7 +613,7 @@ class CanvasHost:
         return web.json_response([f"{p.name} [{kind}]" for p in entries])
 
     # -- websocket -----------------------------------------------------------------------------
-    async def websocket(self, request):
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
         """``/ws``: clientId handshake, status on connect, feature flag exchange."""
         ws = web.WebSocketResponse(heartbeat=30.0)
         await ws.prepare(request)
@@ -663,8 +676,16 @@ def _add_api_route(router, method, path, handler):
 
 
 def create_app(
-    *, executor=None, registry=None, input_dir, output_dir, temp_dir, user_dir, max_upload_mb=100, allowed_hosts=()
-):
+    *,
+    executor: Any = None,
+    registry: NodeRegistry | None = None,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    temp_dir: str | Path,
+    user_dir: str | Path,
+    max_upload_mb: float = 100,
+    allowed_hosts: tuple = (),
+) -> web.Application:
     """Build the canvas host application.
 
     ``executor`` defaults to ``Executor(registry)``; ``registry`` defaults to the executor's registry or
@@ -685,6 +706,8 @@ def create_app(
             registry = default_registry()
     dirs = {"input": Path(input_dir), "output": Path(output_dir), "temp": Path(temp_dir), "user": Path(user_dir)}
     set_io_dirs(**dirs)
+    for stale in clean_stale_temp_files(dirs["output"]):
+        log.info("removed a temp file left by a killed run: %s", stale)
     files = FileRoutes(dirs)
     max_upload_bytes = int(max_upload_mb * 1024 * 1024)
     host = CanvasHost(executor, registry, files, max_upload_bytes)
@@ -799,7 +822,7 @@ def _url_host(host):
     return f"[{host}]" if ":" in host else host
 
 
-def startup_lines(bind_hosts, url):
+def startup_lines(bind_hosts: list, url: str) -> list[str]:
     """What ``serve`` prints: the URL, plus a warning when any bind address is not loopback."""
     lines = [f"FrameFold canvas: {url}"]
     exposed = [h for h in bind_hosts if not is_loopback_name(h)]
@@ -812,22 +835,22 @@ def startup_lines(bind_hosts, url):
 
 
 def serve(
-    listen="127.0.0.1",
-    port=8188,
-    open_browser=False,
-    max_upload_mb=100,
-    output_dir=None,
-    input_dir=None,
-    user_dir=None,
-    temp_dir=None,
-    allowed_hosts=(),
-    executor=None,
-):
+    listen: str = "127.0.0.1",
+    port: int = 8188,
+    open_browser: bool = False,
+    max_upload_mb: float = 100,
+    output_dir: str | Path | None = None,
+    input_dir: str | Path | None = None,
+    user_dir: str | Path | None = None,
+    temp_dir: str | Path | None = None,
+    allowed_hosts: tuple = (),
+    executor: Any = None,
+) -> None:
     """Run the canvas host until interrupted; print the URL (and a warning for non-loopback binds)."""
     from ..nodes._folders import io_dir
 
     bind_hosts = _bind_hosts(listen)
-    dirs = {
+    dirs: dict[str, Any] = {
         "input_dir": Path(input_dir) if input_dir else io_dir("input"),
         "output_dir": Path(output_dir) if output_dir else io_dir("output"),
         "temp_dir": Path(temp_dir) if temp_dir else io_dir("temp"),

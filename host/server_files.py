@@ -4,25 +4,63 @@ Every user-supplied path goes through :func:`contained_path`; files are written 
 renamed into place.
 """
 
+from __future__ import annotations
+
 import json
 import mimetypes
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
 from .server_security import PathRefused, contained_path, is_dangerous_content_type, relative_posix
+from .workflow_input import WorkflowError, parse_json_text
 
 USER_NAME = "default"
 SETTINGS_FILE = "comfy.settings.json"
 SEEDED_SETTINGS = {"Comfy.Notification.ShowVersionUpdates": False}
 VIEW_TYPES = ("output", "input", "temp")
+MAX_JSON_BODY_BYTES = 32 * 1024 * 1024  # a prompt or other JSON request body
+MAX_SETTING_BYTES = 256 * 1024  # one POST /settings or /settings/{id} body
+MAX_SETTINGS_FILE_BYTES = 2 * 1024 * 1024  # all settings together (sent on every canvas load)
+MAX_USERDATA_BYTES = 32 * 1024 * 1024  # one userdata file (a saved workflow)
+
+
+class BodyRefused(Exception):
+    """A request body that is too large or not strict JSON; ``status`` and ``message`` say why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused (413) when longer than ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyRefused(413, f"body of {request.content_length} bytes is larger than the limit of {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise BodyRefused(413, f"body is larger than the limit of {limit} bytes")
+    return body
+
+
+async def read_json_body(request: web.Request, limit: int = MAX_JSON_BODY_BYTES) -> object:
+    """A strict JSON request body (finite numbers only, nesting and string limits); BodyRefused (400/413)."""
+    body = await read_body(request, limit)
+    try:
+        return parse_json_text(body, "request body")
+    except WorkflowError as exc:
+        raise BodyRefused(400, str(exc)) from None
+
+
 USER_FOLDERS = ("workflows", "subgraphs")
 
 
-def atomic_write(path, data):
+def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` (bytes) to ``path`` through a temp file in the same folder and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +75,7 @@ def atomic_write(path, data):
         raise
 
 
-def file_info(path, relative):
+def file_info(path: str | Path, relative: str) -> dict:
     """``{"path","size","modified","created"}`` with times in ms."""
     stat = os.stat(path)
     return {
@@ -48,7 +86,7 @@ def file_info(path, relative):
     }
 
 
-def disposition(kind, name):
+def disposition(kind: str | None, name: str) -> str:
     """A Content-Disposition value (``inline``-less like ComfyUI, or ``attachment``) with a safe quoted name."""
     safe = "".join(c for c in name if c >= " " and c != "\x7f").replace("\\", "\\\\").replace('"', '\\"')
     return f'{kind}; filename="{safe}"' if kind else f'filename="{safe}"'
@@ -70,7 +108,7 @@ class FileRoutes:
             (self.dirs["user"] / USER_NAME / folder).mkdir(parents=True, exist_ok=True)
 
     # -- users / settings ----------------------------------------------------------------------
-    def user_root(self, request):
+    def user_root(self, request: web.Request) -> Path:
         """The single user's folder; ``Comfy-User`` ids starting with ``__`` are reserved (403)."""
         requested = request.headers.get("Comfy-User", "")
         if requested.startswith("__"):
@@ -82,7 +120,7 @@ class FileRoutes:
     def _settings_path(self, request):
         return self.user_root(request) / SETTINGS_FILE
 
-    def read_settings(self, request):
+    def read_settings(self, request: web.Request) -> dict:
         """Stored settings merged over the seeded defaults."""
         path = self._settings_path(request)
         stored = {}
@@ -96,35 +134,41 @@ class FileRoutes:
     def _write_settings(self, request, settings):
         atomic_write(self._settings_path(request), json.dumps(settings, indent=4).encode("utf-8"))
 
-    async def get_settings(self, request):
+    async def get_settings(self, request: web.Request) -> web.StreamResponse:
         """GET /settings."""
         return web.json_response(self.read_settings(request))
 
-    async def get_setting(self, request):
+    async def get_setting(self, request: web.Request) -> web.StreamResponse:
         """GET /settings/{id}: the value or null."""
         return web.json_response(self.read_settings(request).get(request.match_info["id"]))
 
-    async def post_setting(self, request):
-        """POST /settings/{id}: store one value (body = JSON value)."""
+    async def post_setting(self, request: web.Request) -> web.StreamResponse:
+        """POST /settings/{id}: store one value (body = strict JSON, at most MAX_SETTING_BYTES)."""
         try:
-            value = await request.json()
-        except ValueError:
-            return _json_error(400, "body must be JSON")
-        settings = self.read_settings(request)
-        settings[request.match_info["id"]] = value
-        self._write_settings(request, settings)
-        return web.Response(status=200)
+            value = await read_json_body(request, MAX_SETTING_BYTES)
+        except BodyRefused as exc:
+            return _json_error(exc.status, exc.message)
+        return self._store_settings(request, {request.match_info["id"]: value})
 
-    async def post_settings(self, request):
-        """POST /settings: merge an object of settings."""
+    async def post_settings(self, request: web.Request) -> web.StreamResponse:
+        """POST /settings: merge an object of settings (strict JSON, at most MAX_SETTING_BYTES)."""
         try:
-            values = await request.json()
-        except ValueError:
-            return _json_error(400, "body must be JSON")
+            values = await read_json_body(request, MAX_SETTING_BYTES)
+        except BodyRefused as exc:
+            return _json_error(exc.status, exc.message)
         if not isinstance(values, dict):
             return _json_error(400, "body must be a JSON object")
+        return self._store_settings(request, values)
+
+    def _store_settings(self, request, values):
+        """Merge ``values`` into the stored settings unless the whole would pass MAX_SETTINGS_FILE_BYTES."""
         settings = self.read_settings(request)
         settings.update(values)
+        size = len(json.dumps(settings, indent=4).encode("utf-8"))
+        if size > MAX_SETTINGS_FILE_BYTES:
+            return _json_error(
+                413, f"settings would take {size} bytes, more than the limit of {MAX_SETTINGS_FILE_BYTES}"
+            )
         self._write_settings(request, settings)
         return web.Response(status=200)
 
@@ -141,7 +185,7 @@ class FileRoutes:
         except PathRefused as exc:
             raise web.HTTPForbidden(text=str(exc)) from None
 
-    async def list_userdata(self, request):
+    async def list_userdata(self, request: web.Request) -> web.StreamResponse:
         """GET /userdata?dir=&recurse=&full_info=&split=."""
         directory = request.query.get("dir")
         if not directory:
@@ -172,7 +216,7 @@ class FileRoutes:
             return web.json_response([[relative] + relative.split("/") for relative, _ in paths])
         return web.json_response([relative for relative, _ in paths])
 
-    async def get_userdata(self, request):
+    async def get_userdata(self, request: web.Request) -> web.StreamResponse:
         """GET /userdata/{file}: raw bytes, forced to download (except user.css)."""
         root, path = self._user_file(request, request.match_info["file"])
         if not path.is_file():
@@ -188,7 +232,7 @@ class FileRoutes:
             return web.json_response(file_info(path, relative))
         return web.json_response(relative)
 
-    async def post_userdata(self, request):
+    async def post_userdata(self, request: web.Request) -> web.StreamResponse:
         """POST /userdata/{file}?overwrite=&full_info=: store the body atomically."""
         root, path = self._user_file(request, request.match_info["file"])
         overwrite = request.query.get("overwrite", "true").lower() != "false"
@@ -196,11 +240,14 @@ class FileRoutes:
             return _json_error(400, "path is a folder")
         if path.exists() and not overwrite:
             return web.Response(status=409, text="file exists")
-        body = await request.read()
+        try:
+            body = await read_body(request, MAX_USERDATA_BYTES)
+        except BodyRefused as exc:
+            return _json_error(exc.status, exc.message)
         atomic_write(path, body)
         return self._saved_response(request, root, path)
 
-    async def delete_userdata(self, request):
+    async def delete_userdata(self, request: web.Request) -> web.StreamResponse:
         """DELETE /userdata/{file}."""
         root, path = self._user_file(request, request.match_info["file"])
         if not path.is_file():
@@ -208,7 +255,7 @@ class FileRoutes:
         path.unlink()
         return web.Response(status=204)
 
-    async def move_userdata(self, request):
+    async def move_userdata(self, request: web.Request) -> web.StreamResponse:
         """POST /userdata/{file}/move/{dest}?overwrite=&full_info=."""
         root, source = self._user_file(request, request.match_info["file"])
         _, dest = self._user_file(request, request.match_info["dest"])
@@ -247,7 +294,7 @@ class FileRoutes:
             raise web.HTTPNotFound()
         return path
 
-    async def view(self, request):
+    async def view(self, request: web.Request) -> web.StreamResponse:
         """GET /view: a file of the output/input/temp folder, optionally re-encoded as a preview."""
         path = self._view_path(request.query)
         preview = request.query.get("preview")
@@ -273,10 +320,10 @@ class FileRoutes:
         return web.FileResponse(path, headers=headers)
 
     # -- upload --------------------------------------------------------------------------------
-    async def upload_image(self, request):
+    async def upload_image(self, request: web.Request) -> web.StreamResponse:
         """POST /upload/image (multipart ``image``, ``type``, ``subfolder``, ``overwrite``)."""
         form = await request.post()
-        upload = form.get("image")
+        upload: Any = form.get("image")
         if upload is None or not hasattr(upload, "file"):
             return _json_error(400, "multipart field 'image' (a file) is required")
         name = upload.filename or ""
@@ -285,7 +332,7 @@ class FileRoutes:
         kind = form.get("type") or "input"
         if kind not in VIEW_TYPES:
             return _json_error(400, "type must be input, output or temp")
-        subfolder = form.get("subfolder") or ""
+        subfolder = str(form.get("subfolder") or "")
         overwrite = str(form.get("overwrite", "")).lower() in ("true", "1")
         base = self.dirs[kind]
         try:

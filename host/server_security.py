@@ -8,7 +8,10 @@ page whose ``Host`` is the attacker's name. Every request, the websocket upgrade
 lead out of the folder.
 """
 
+from __future__ import annotations
+
 import ipaddress
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -18,9 +21,10 @@ from ..pipelines.paths import PathRefused, contained_path, relative_posix
 __all__ = ["PathRefused", "contained_path", "relative_posix"]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
 
 
-def split_host_port(value):
+def split_host_port(value: str | None) -> tuple[str, str | None]:
     """Split a ``Host``/``Origin`` authority into (lower-case host, port or None); brackets dropped."""
     value = (value or "").strip().lower()
     if value.startswith("["):
@@ -36,7 +40,7 @@ def split_host_port(value):
     return value, None
 
 
-def is_loopback_name(host):
+def is_loopback_name(host: str) -> bool:
     """True for ``localhost`` and loopback IP literals."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -46,7 +50,7 @@ def is_loopback_name(host):
         return False
 
 
-def normalise_allowed_hosts(names):
+def normalise_allowed_hosts(names: Any) -> frozenset:
     """The Host allow-list: loopback names plus configured names, lower-case, without brackets/ports."""
     allowed = set(LOOPBACK_NAMES)
     for name in names or ():
@@ -56,7 +60,7 @@ def normalise_allowed_hosts(names):
     return frozenset(allowed)
 
 
-def refusal_reason(headers, allowed_hosts):
+def refusal_reason(headers: Any, allowed_hosts: frozenset) -> str | None:
     """Why a request must be refused (a short text), or None when it may pass."""
     host_header = headers.get("Host")
     if not host_header:
@@ -72,12 +76,15 @@ def refusal_reason(headers, allowed_hosts):
         origin_host, origin_port = split_host_port(parts.netloc)
         if not origin_host or origin_host != host:
             return f"Origin {origin!r} does not match Host {host_header!r}"
-        if host_port and origin_port and host_port != origin_port:
+        # A missing port is the scheme's default (the Host of this plain-HTTP server: 80), so
+        # "http://127.0.0.1" does not match a server on 127.0.0.1:8188.
+        default_port = DEFAULT_PORTS.get(parts.scheme.lower())
+        if (origin_port or default_port) != (host_port or DEFAULT_PORTS["http"]):
             return f"Origin {origin!r} does not match Host {host_header!r}"
     return None
 
 
-def origin_guard_middleware(allowed_hosts):
+def origin_guard_middleware(allowed_hosts: frozenset) -> Any:
     """aiohttp middleware that answers 403 to foreign Host, cross-site and foreign-Origin requests."""
 
     @web.middleware
@@ -101,7 +108,7 @@ DANGEROUS_TYPES = (
 )
 
 
-def is_dangerous_content_type(content_type):
+def is_dangerous_content_type(content_type: str | None) -> bool:
     """Types a browser would execute or render as a document when served inline from our origin."""
     content_type = (content_type or "").lower()
     return content_type in DANGEROUS_TYPES or "xml" in content_type or "javascript" in content_type

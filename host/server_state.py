@@ -6,6 +6,8 @@ tuple ``[number, prompt_id, prompt, extra_data, outputs_to_execute]``, a history
 ``{"prompt", "outputs", "meta", "status"}``, and a job is the object the 1.58 frontend validates.
 """
 
+from __future__ import annotations
+
 import copy
 import heapq
 import itertools
@@ -13,6 +15,7 @@ import mimetypes
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 SECRET_EXTRA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
 JOB_STATUSES = ("pending", "in_progress", "completed", "failed", "cancelled")
@@ -20,12 +23,12 @@ MAX_HISTORY = 10000
 MEDIA_KEYS = ("images", "video", "audio")
 
 
-def now_ms():
+def now_ms() -> int:
     """Wall-clock time in integer milliseconds (what ComfyUI puts in timestamps)."""
     return int(time.time() * 1000)
 
 
-def split_secrets(extra_data):
+def split_secrets(extra_data: dict) -> tuple[dict, dict]:
     """Return (extra_data without secret keys, dict of the secret keys)."""
     public = {k: v for k, v in (extra_data or {}).items() if k not in SECRET_EXTRA_KEYS}
     secrets = {k: v for k, v in (extra_data or {}).items() if k in SECRET_EXTRA_KEYS}
@@ -41,22 +44,22 @@ class PromptItem:
     prompt: dict
     extra_data: dict
     outputs: list
-    targets: list = None
+    targets: list | None = None
     secrets: dict = field(default_factory=dict)
     seq: int = 0
     create_time: int = 0
-    start_time: int = None
+    start_time: int | None = None
 
     @property
-    def client_id(self):
+    def client_id(self) -> str | None:
         """The websocket id that queued the prompt (or None)."""
         return self.extra_data.get("client_id")
 
-    def as_tuple(self):
+    def as_tuple(self) -> list:
         """ComfyUI's queue tuple ``[number, prompt_id, prompt, extra_data, outputs]``."""
         return [self.number, self.prompt_id, self.prompt, self.extra_data, list(self.outputs)]
 
-    def workflow_id(self):
+    def workflow_id(self) -> str | None:
         """The UI graph id carried in ``extra_pnginfo.workflow.id`` (or None)."""
         workflow = (self.extra_data.get("extra_pnginfo") or {}).get("workflow") or {}
         value = workflow.get("id") if isinstance(workflow, dict) else None
@@ -73,10 +76,10 @@ class HistoryRecord:
     status_str: str  # "success" | "error"
     messages: list
     interrupted: bool = False
-    error: dict = None  # execution_error payload for failures
-    end_time: int = None
+    error: dict | None = None  # execution_error payload for failures
+    end_time: int | None = None
 
-    def as_history_entry(self):
+    def as_history_entry(self) -> dict:
         """The ``/api/history`` entry for this record."""
         return {
             "prompt": self.item.as_tuple(),
@@ -89,7 +92,7 @@ class HistoryRecord:
             },
         }
 
-    def job_status(self):
+    def job_status(self) -> str:
         """completed / failed / cancelled, as ComfyUI's jobs view maps history."""
         if self.status_str == "success":
             return "completed"
@@ -109,7 +112,7 @@ def _output_items(outputs):
                     yield str(node_id), key, value
 
 
-def preview_output(outputs):
+def preview_output(outputs: dict) -> dict | None:
     """The job's thumbnail item: the first image/video/audio file, videos tagged with their MIME type."""
     for node_id, key, item in _output_items(outputs):
         if key not in MEDIA_KEYS:
@@ -128,7 +131,7 @@ def preview_output(outputs):
     return None
 
 
-def output_counts(outputs):
+def output_counts(outputs: dict) -> tuple[int, int]:
     """(outputs_count, previewable_outputs_count) of a history ``outputs`` dict."""
     items = list(_output_items(outputs))
     return len(items), sum(1 for _, key, _ in items if key in MEDIA_KEYS)
@@ -138,7 +141,7 @@ class JobQueryError(ValueError):
     """Bad ``/api/jobs`` query parameter (answered with 400)."""
 
 
-def parse_job_query(query):
+def parse_job_query(query: Any) -> tuple:
     """Validate the ``/api/jobs`` query; return (statuses, limit, offset, sort_by, descending, workflow_id)."""
     raw_status = query.get("status")
     statuses = None
@@ -186,12 +189,12 @@ class PromptQueue:
         self.changed = None  # callable() invoked after the queue length changed (set by the server)
 
     # -- queue ---------------------------------------------------------------------------------
-    def next_number(self, front=False):
+    def next_number(self, front: bool = False) -> float:
         """The next priority number; ``front`` puts the prompt ahead of everything queued."""
         number = next(self._number)
         return -number if front else number
 
-    def put(self, item):
+    def put(self, item: PromptItem) -> None:
         """Queue ``item``."""
         with self._lock:
             item.seq = next(self._seq)
@@ -200,7 +203,7 @@ class PromptQueue:
             self._lock.notify_all()
         self._notify()
 
-    def take(self, timeout=None):
+    def take(self, timeout: float | None = None) -> PromptItem | None:
         """Block until an item is pending, mark it running and return it (None on close/timeout)."""
         with self._lock:
             deadline = None if timeout is None else time.monotonic() + timeout
@@ -216,7 +219,7 @@ class PromptQueue:
             self._running = item
         return item
 
-    def finish(self, record):
+    def finish(self, record: HistoryRecord) -> None:
         """File the running item's history record and clear the running slot."""
         with self._lock:
             record.end_time = record.end_time or now_ms()
@@ -226,11 +229,11 @@ class PromptQueue:
             if self._running is record.item:
                 self._running = None
 
-    def notify_changed(self):
+    def notify_changed(self) -> None:
         """Tell the server the queue length changed (after a run's final messages were sent)."""
         self._notify()
 
-    def close(self):
+    def close(self) -> None:
         """Wake the worker so it can stop."""
         with self._lock:
             self._closed = True
@@ -241,22 +244,22 @@ class PromptQueue:
             self.changed()
 
     @property
-    def running(self):
+    def running(self) -> PromptItem | None:
         """The running item or None."""
         with self._lock:
             return self._running
 
-    def remaining(self):
+    def remaining(self) -> int:
         """Pending + running count (ComfyUI's ``queue_remaining``)."""
         with self._lock:
             return len(self._heap) + (1 if self._running is not None else 0)
 
-    def pending_items(self):
+    def pending_items(self) -> list:
         """Pending items in execution order."""
         with self._lock:
             return [entry[2] for entry in sorted(self._heap)]
 
-    def delete_pending(self, prompt_ids):
+    def delete_pending(self, prompt_ids: list) -> int:
         """Remove pending items by id; return how many were removed."""
         wanted = set(prompt_ids)
         with self._lock:
@@ -268,7 +271,7 @@ class PromptQueue:
             self._notify()
         return removed
 
-    def clear_pending(self):
+    def clear_pending(self) -> int:
         """Remove every pending item."""
         with self._lock:
             removed = len(self._heap)
@@ -277,14 +280,14 @@ class PromptQueue:
             self._notify()
         return removed
 
-    def queue_snapshot(self):
+    def queue_snapshot(self) -> dict:
         """``/api/queue``: running and pending tuples."""
         with self._lock:
             running = [self._running.as_tuple()] if self._running is not None else []
             pending = [entry[2].as_tuple() for entry in sorted(self._heap)]
         return {"queue_running": copy.deepcopy(running), "queue_pending": copy.deepcopy(pending)}
 
-    def knows(self, prompt_id):
+    def knows(self, prompt_id: str) -> bool:
         """True when the id is pending, running or in history."""
         with self._lock:
             return (
@@ -294,7 +297,7 @@ class PromptQueue:
             )
 
     # -- history -------------------------------------------------------------------------------
-    def history(self, max_items=None, offset=-1):
+    def history(self, max_items: int | None = None, offset: int = -1) -> dict:
         """``/api/history`` like ComfyUI: ``offset`` counts from the oldest entry; a negative offset with
         ``max_items`` means the newest ``max_items`` entries."""
         with self._lock:
@@ -306,19 +309,19 @@ class PromptQueue:
             records = records[:max_items]
         return {r.item.prompt_id: copy.deepcopy(r.as_history_entry()) for r in records}
 
-    def history_entry(self, prompt_id):
+    def history_entry(self, prompt_id: str) -> dict:
         """``/api/history/{id}``: ``{id: entry}`` or ``{}``."""
         with self._lock:
             record = self._history.get(prompt_id)
         return {prompt_id: copy.deepcopy(record.as_history_entry())} if record else {}
 
-    def delete_history(self, prompt_ids):
+    def delete_history(self, prompt_ids: list) -> None:
         """Forget finished prompts by id."""
         with self._lock:
             for prompt_id in prompt_ids:
                 self._history.pop(prompt_id, None)
 
-    def clear_history(self):
+    def clear_history(self) -> None:
         """Forget every finished prompt."""
         with self._lock:
             self._history.clear()
@@ -337,7 +340,15 @@ class PromptQueue:
         jobs += [(_job_from_record(record), record) for record in records]
         return jobs
 
-    def list_jobs(self, statuses=None, limit=None, offset=0, sort_by="created_at", descending=True, workflow_id=None):
+    def list_jobs(
+        self,
+        statuses: list | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        sort_by: str = "created_at",
+        descending: bool = True,
+        workflow_id: str | None = None,
+    ) -> dict:
         """``/api/jobs``: filtered, sorted, paginated job list and its pagination block."""
         jobs = [job for job, _ in self._all_jobs()]
         if statuses is not None:
@@ -367,7 +378,7 @@ class PromptQueue:
         }
         return {"jobs": page, "pagination": pagination}
 
-    def job_detail(self, prompt_id):
+    def job_detail(self, prompt_id: str) -> dict | None:
         """``/api/jobs/{id}``: the job plus outputs, workflow and execution status; None if unknown."""
         for job, source in self._all_jobs():
             if job["id"] != prompt_id:

@@ -8,21 +8,20 @@ websocket sequence (protocol §3.3): ``execution_start``, ``execution_cached``, 
 {node: null}`` and a queue ``status``. Messages leave through a thread-safe ``bus``.
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import struct
 import threading
 import time
 import traceback
+from typing import Any
 
 import numpy as np
 
-from .server_state import HistoryRecord, now_ms
-
-try:  # the executor is written in parallel; the hooks are duck-typed either way
-    from .executor import ExecutionHooks as _HooksBase
-except Exception:  # pragma: no cover - only while host/executor.py is missing
-    _HooksBase = object
+from .executor import ExecutionHooks
+from .server_state import HistoryRecord, PromptItem, now_ms
 
 log = logging.getLogger("framefold.server")
 
@@ -39,14 +38,14 @@ SD_LATENT_RGB = np.array(
 )
 
 
-def full_type_name(exc):
+def full_type_name(exc: BaseException) -> str:
     """``module.QualName`` of an exception's class (bare name for builtins), like ComfyUI reports it."""
     cls = type(exc)
     module = cls.__module__
     return cls.__qualname__ if module in (None, "builtins") else f"{module}.{cls.__qualname__}"
 
 
-def latent_to_rgb(latent):
+def latent_to_rgb(latent: Any) -> np.ndarray:
     """A uint8 RGB image ``[H,W,3]`` of the first frame of a latent ``[F,C,h,w]`` (or ``[C,h,w]``)."""
     array = latent.detach().float().cpu().numpy() if hasattr(latent, "detach") else np.asarray(latent, np.float32)
     if array.ndim == 5:  # [B,C,T,h,w] video latents
@@ -72,7 +71,7 @@ def latent_to_rgb(latent):
     return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def encode_preview_jpeg(latent, max_side=PREVIEW_MAX_SIDE, quality=80):
+def encode_preview_jpeg(latent: Any, max_side: int = PREVIEW_MAX_SIDE, quality: int = 80) -> bytes:
     """JPEG bytes of a latent preview, upscaled so its longer side is at most ``max_side``."""
     import cv2
 
@@ -87,7 +86,7 @@ def encode_preview_jpeg(latent, max_side=PREVIEW_MAX_SIDE, quality=80):
     return data.tobytes()
 
 
-def preview_frame(jpeg, metadata=None):
+def preview_frame(jpeg: bytes, metadata: dict | None = None) -> bytes:
     """A binary websocket frame: type 4 (with metadata JSON) when ``metadata`` is given, else type 1."""
     if metadata is None:
         return struct.pack(">II", BINARY_PREVIEW_IMAGE, 1) + jpeg
@@ -95,7 +94,7 @@ def preview_frame(jpeg, metadata=None):
     return struct.pack(">II", BINARY_PREVIEW_WITH_METADATA, len(meta)) + meta + jpeg
 
 
-class RunMessages(_HooksBase):
+class RunMessages(ExecutionHooks):
     """Executor hooks for one queued prompt: websocket messages plus what the history needs."""
 
     def __init__(self, item, bus):
@@ -113,7 +112,7 @@ class RunMessages(_HooksBase):
         self._last_preview = 0.0
 
     # -- helpers -------------------------------------------------------------------------------
-    def send(self, kind, data):
+    def send(self, kind: str, data: dict) -> None:
         """Send a JSON message to the prompt's client."""
         if self.sid:
             self.bus.send(kind, data, self.sid)
@@ -136,14 +135,14 @@ class RunMessages(_HooksBase):
             "progress_state", {"prompt_id": self.item.prompt_id, "nodes": {k: dict(v) for k, v in self.nodes.items()}}
         )
 
-    def executing_message(self):
+    def executing_message(self) -> dict | None:
         """The current ``executing`` message (for a client that reconnects mid-run), or None."""
         if self.current_node is None:
             return None
         return {"node": self.current_node, "display_node": self.current_node, "prompt_id": self.item.prompt_id}
 
     # -- hooks ---------------------------------------------------------------------------------
-    def execution_start(self, prompt_id):
+    def execution_start(self, prompt_id: str | None) -> None:
         """Run begins."""
         if self.on_start is not None:
             self.on_start(self.item.prompt_id)
@@ -151,7 +150,7 @@ class RunMessages(_HooksBase):
         self.history_messages.append(["execution_start", data])
         self.send("execution_start", data)
 
-    def execution_cached(self, prompt_id, node_ids):
+    def execution_cached(self, prompt_id: str | None, node_ids: list) -> None:
         """Nodes whose outputs come from the cache."""
         ids = [str(n) for n in node_ids or []]
         data = {"nodes": ids, "prompt_id": self.item.prompt_id, "timestamp": now_ms()}
@@ -160,7 +159,7 @@ class RunMessages(_HooksBase):
             self.nodes[node_id] = self._node_entry(node_id, "finished", 1, 1)
         self.send("execution_cached", data)
 
-    def node_start(self, prompt_id, node_id):
+    def node_start(self, prompt_id: str | None, node_id: str) -> None:
         """A node starts: outline it and announce it."""
         node_id = str(node_id)
         self.current_node = node_id
@@ -168,7 +167,7 @@ class RunMessages(_HooksBase):
         self._send_progress_state()
         self.send("executing", {"node": node_id, "display_node": node_id, "prompt_id": self.item.prompt_id})
 
-    def node_progress(self, prompt_id, node_id, value, max_value, preview):
+    def node_progress(self, prompt_id: str | None, node_id: str, value: int, max_value: int, preview: Any) -> None:
         """A progress step (throttled, first/last always sent) and an optional latent preview."""
         node_id = str(node_id)
         now = time.monotonic()
@@ -201,7 +200,7 @@ class RunMessages(_HooksBase):
         else:
             self.bus.send_bytes(preview_frame(jpeg), self.sid)
 
-    def node_finished(self, prompt_id, node_id):
+    def node_finished(self, prompt_id: str | None, node_id: str) -> None:
         """A node is done: its outline turns to finished."""
         node_id = str(node_id)
         entry = self.nodes.get(node_id)
@@ -209,7 +208,7 @@ class RunMessages(_HooksBase):
         self.nodes[node_id] = self._node_entry(node_id, "finished", max_value, max_value)
         self._send_progress_state()
 
-    def node_executed(self, prompt_id, node_id, ui):
+    def node_executed(self, prompt_id: str | None, node_id: str, ui: dict) -> None:
         """A node produced a ui dict (also re-sent for cached output nodes)."""
         node_id = str(node_id)
         if not ui:
@@ -220,7 +219,15 @@ class RunMessages(_HooksBase):
             "executed", {"node": node_id, "display_node": node_id, "output": ui, "prompt_id": self.item.prompt_id}
         )
 
-    def execution_error(self, prompt_id, node_id, node_type, exception, traceback_lines, executed):
+    def execution_error(
+        self,
+        prompt_id: str | None,
+        node_id: str,
+        node_type: str,
+        exception: BaseException,
+        traceback_lines: list,
+        executed: list,
+    ) -> None:
         """The run failed in a node."""
         self.terminal = (
             "execution_error",
@@ -238,8 +245,10 @@ class RunMessages(_HooksBase):
             },
         )
 
-    def execution_interrupted(self, prompt_id, node_id, node_type, executed):
-        """The user stopped the run."""
+    def execution_interrupted(
+        self, prompt_id: str | None, node_id: str, node_type: str, executed: list, message: str | None = None
+    ) -> None:
+        """The user stopped the run; ``message`` says what was kept (e.g. where the latents were saved)."""
         self.terminal = (
             "execution_interrupted",
             {
@@ -248,23 +257,24 @@ class RunMessages(_HooksBase):
                 "node_id": str(node_id or ""),
                 "node_type": str(node_type or ""),
                 "executed": [str(n) for n in executed or []],
+                **({"exception_message": str(message)} if message else {}),
             },
         )
 
-    def execution_success(self, prompt_id):
+    def execution_success(self, prompt_id: str | None) -> None:
         """Every requested output ran."""
         self.terminal = ("execution_success", {"prompt_id": self.item.prompt_id, "timestamp": now_ms()})
 
     # -- end of run ----------------------------------------------------------------------------
-    def finish(self, result):
-        """Send the terminal message and build the history record from ``result``."""
+    def finish(self, result: Any) -> HistoryRecord:
+        """The history record of ``result``; the terminal message is sent by :meth:`send_terminal`, after
+        the caller has stored the record (a client that reacts to ``execution_success`` finds its history)."""
         self.current_node = None
         status = getattr(result, "status", "error")
         if self.terminal is None or self.terminal[0] == "execution_success" and status != "success":
             self.terminal = self._terminal_from_result(result)
         kind, data = self.terminal
         self.history_messages.append([kind, data])
-        self.send(kind, data)
         outputs = dict(self.outputs)
         for node_id, ui in (getattr(result, "outputs", None) or {}).items():
             if ui and str(node_id) not in outputs:
@@ -285,6 +295,11 @@ class RunMessages(_HooksBase):
             error=data if kind == "execution_error" else None,
         )
 
+    def send_terminal(self) -> None:
+        """Send the run's terminal message (success, error or interrupted)."""
+        kind, data = self.terminal
+        self.send(kind, data)
+
     def _terminal_from_result(self, result):
         """The terminal message when the hooks did not provide one (e.g. validation failed at run time)."""
         status = getattr(result, "status", "error")
@@ -298,6 +313,7 @@ class RunMessages(_HooksBase):
                 "node_id": str(error.get("node_id") or ""),
                 "node_type": str(error.get("node_type") or ""),
                 "executed": [str(n) for n in getattr(result, "executed", None) or []],
+                **({"exception_message": str(error["exception_message"])} if error.get("exception_message") else {}),
             }
         message = error.get("exception_message") or error.get("message") or "execution failed"
         details = error.get("details")
@@ -346,12 +362,12 @@ class QueueWorker:
         self._free_requested = threading.Event()
         self._interrupted_id = None
 
-    def start(self):
+    def start(self) -> None:
         """Start the worker thread (daemon: it never blocks interpreter exit)."""
         self._thread = threading.Thread(target=self._loop, name="framefold-queue-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout=5.0):
+    def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to stop after the current prompt and interrupt that prompt."""
         self._stop.set()
         self.queue.close()
@@ -360,7 +376,7 @@ class QueueWorker:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def interrupt(self, prompt_id=None):
+    def interrupt(self, prompt_id: str | None = None) -> bool:
         """Interrupt the running prompt (only ``prompt_id`` if given); True when something was running."""
         current = self.current
         if current is None or (prompt_id and current.item.prompt_id != prompt_id):
@@ -374,7 +390,7 @@ class QueueWorker:
         if self._interrupted_id == prompt_id:
             self.executor.interrupt()
 
-    def request_free(self):
+    def request_free(self) -> None:
         """Clear the executor's cache before the next prompt (never during a run)."""
         self._free_requested.set()
 
@@ -397,7 +413,7 @@ class QueueWorker:
                 log.exception("queue worker failed on prompt %s", item.prompt_id)
                 self.current = None
 
-    def run_one(self, item):
+    def run_one(self, item: PromptItem) -> None:
         """Run one prompt and send its messages in ComfyUI's order."""
         messages = RunMessages(item, self.bus)
         messages.on_start = self._reapply_interrupt
@@ -415,6 +431,7 @@ class QueueWorker:
             result = _CrashResult(exc)
         record = messages.finish(result)
         self.queue.finish(record)
+        messages.send_terminal()
         self.current = None
         messages.send("executing", {"node": None, "prompt_id": item.prompt_id})
         self.queue.notify_changed()

@@ -4,11 +4,14 @@ Every problem is collected (not just the first): unknown classes, missing or bad
 type mismatches, literal coercion, ranges, combo choices, ``VALIDATE_INPUTS`` and cycles.
 """
 
+from __future__ import annotations
+
 import inspect
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from .registry import combo_choices, input_options, input_type_name
+from .registry import NodeRegistry, combo_choices, input_options, input_type_name
 from .workflow import WorkflowError, is_link, normalize_api
 
 
@@ -21,10 +24,10 @@ class ValidationResult:
     """
 
     ok: bool
-    error: dict = None
+    error: dict | None = None
     node_errors: dict = field(default_factory=dict)
     outputs: list = field(default_factory=list)
-    prompt: dict = None
+    prompt: dict | None = None
 
 
 def _error(kind, message, details="", **extra):
@@ -32,7 +35,7 @@ def _error(kind, message, details="", **extra):
     return {"type": kind, "message": message, "details": details, "extra_info": extra}
 
 
-def types_match(output_type, input_type):
+def types_match(output_type: Any, input_type: Any) -> bool:
     """Whether an output socket type may feed an input type (``*`` matches all; comma lists intersect)."""
     a = "COMBO" if isinstance(output_type, (list, tuple)) else str(output_type)
     b = str(input_type)
@@ -41,7 +44,7 @@ def types_match(output_type, input_type):
     return bool(set(a.split(",")) & set(b.split(",")))
 
 
-def coerce_literal(value, spec):
+def coerce_literal(value: Any, spec: Any) -> tuple[Any, str | None]:
     """``(coerced_value, None)`` or ``(None, reason)`` for a literal given to an input of ``spec``."""
     kind = input_type_name(spec)
     if kind == "INT":
@@ -60,14 +63,17 @@ def coerce_literal(value, spec):
     if kind == "FLOAT":
         if isinstance(value, bool):
             return None, f"expected a number, got {value!r}"
-        if isinstance(value, (int, float)):
-            return float(value), None
-        if isinstance(value, str):
-            try:
-                return float(value.strip()), None
-            except ValueError:
-                pass
-        return None, f"expected a number, got {value!r}"
+        number = None
+        try:
+            if isinstance(value, (int, float)):
+                number = float(value)
+            elif isinstance(value, str):
+                number = float(value.strip())
+        except (ValueError, OverflowError):  # not a number, or an integer beyond float range
+            pass
+        if number is not None and math.isfinite(number):
+            return number, None
+        return None, f"expected a finite number, got {value!r}"
     if kind == "STRING":
         if isinstance(value, str):
             return value, None
@@ -85,6 +91,22 @@ def coerce_literal(value, spec):
     if kind == "COMBO":
         return value, None
     return None, f"expected a link from a node's {kind} output, got the literal {value!r}"
+
+
+def _on_step(value: int, options: dict) -> bool:
+    """Whether an INT lies on its widget's ``step`` grid, counted from ``min`` (the canvas rounds to it)."""
+    step = options.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step <= 1:
+        return True
+    base = options.get("min", 0)
+    return not isinstance(base, int) or (value - base) % step == 0
+
+
+def _nearest_steps(value: int, options: dict) -> str:
+    """The allowed values on either side of ``value``, for the message."""
+    step, base = options["step"], options.get("min", 0)
+    below = value - (value - base) % step
+    return f"{below} or {below + step}"
 
 
 def _validate_inputs_params(cls):
@@ -208,6 +230,17 @@ def _check_node(node_id, node, prompt, registry):
                             received_value=value,
                         )
                     )
+                elif kind == "INT" and not _on_step(value, options):
+                    errors.append(
+                        _error(
+                            "value_not_on_step",
+                            f"Value {value} is not on the widget's step of {options['step']} "
+                            f"(counted from {options.get('min', 0)}); nearest allowed: {_nearest_steps(value, options)}",
+                            name,
+                            input_name=name,
+                            received_value=value,
+                        )
+                    )
             elif kind == "COMBO":
                 choices = combo_choices(spec)
                 if value not in choices:
@@ -262,7 +295,7 @@ def _ancestors(prompt, roots):
     return seen
 
 
-def find_cycles(prompt, node_ids):
+def find_cycles(prompt: dict, node_ids: set | list) -> set:
     """Ids of nodes (among ``node_ids``) that sit on a dependency cycle."""
     graph = {
         n: [str(v[0]) for v in (prompt[n].get("inputs") or {}).values() if is_link(v) and str(v[0]) in node_ids]
@@ -313,13 +346,13 @@ def find_cycles(prompt, node_ids):
     return cyclic
 
 
-def validate_prompt(prompt, registry, targets=None):
+def validate_prompt(prompt: Any, registry: NodeRegistry, targets: list | None = None) -> ValidationResult:
     """Validate an API prompt; every problem is reported at once in ``node_errors``."""
     try:
         prompt = normalize_api(prompt)
     except WorkflowError as exc:
         return ValidationResult(False, _error("invalid_prompt", "Invalid prompt", str(exc)), {}, [], None)
-    node_errors = {}
+    node_errors: dict = {}
 
     def add(node_id, errors):
         if errors:
@@ -404,7 +437,7 @@ def validate_prompt(prompt, registry, targets=None):
 
 def _id_key(node_id):
     """Sort node ids numerically where possible ("2" before "10")."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in str(node_id).split(":"))
+    return tuple((0, int(p), "") if p.isascii() and p.isdigit() else (1, 0, p) for p in str(node_id).split(":"))
 
 
 def _summary(node_errors):
@@ -416,7 +449,7 @@ def _summary(node_errors):
     )
 
 
-def format_validation(result):
+def format_validation(result: Any) -> str:
     """Human-readable rendering of a ValidationResult for the terminal."""
     lines = []
     if result.error:

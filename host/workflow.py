@@ -8,12 +8,26 @@ Subgraphs are flattened: inner node ids become ``"<outer id>:<inner id>"`` like 
 ``api_to_ui`` builds a canvas-loadable graph (version 0.4) from an API graph, laid out on a grid.
 """
 
+from __future__ import annotations
+
 import copy
 import json
+import re
 import uuid
 from pathlib import Path
+from typing import Any
 
-from .registry import combo_choices, input_options, input_type_name, is_widget
+from .registry import NodeRegistry, combo_choices, input_options, input_type_name, is_widget
+from .workflow_input import (
+    MAX_NODES,
+    MAX_SUBGRAPH_DEPTH,
+    MAX_WORKFLOW_BYTES,
+    WorkflowError,
+    api_shape_problems,
+    check_json_tree,
+    parse_json_text,
+    ui_shape_problems,
+)
 
 VIRTUAL_TYPES = ("Note", "MarkdownNote", "Reroute", "PrimitiveNode")
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize", "increment-wrap")
@@ -22,18 +36,14 @@ MODE_BYPASS = 4
 _PASSTHROUGH = "__passthrough__"
 
 
-class WorkflowError(ValueError):
-    """A workflow file that cannot be read or converted; the message lists every problem found."""
-
-    def __init__(self, problems):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("\n".join(self.problems))
+__all__ = ["WorkflowError", "load_workflow", "ui_to_api", "api_to_ui", "normalize_api", "convert_file"]
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
 # --------------------------------------------------------------------------- format detection
 
 
-def detect_format(data):
+def detect_format(data: Any) -> str:
     """``"ui"`` for a canvas graph (has a ``nodes`` array), ``"api"`` for a prompt (or ``{"prompt": ...}``)."""
     if isinstance(data, dict) and isinstance(data.get("nodes"), list):
         return "ui"
@@ -48,7 +58,7 @@ def detect_format(data):
     )
 
 
-def unwrap_api(data):
+def unwrap_api(data: Any) -> Any:
     """The API graph itself from an API graph or a ``{"prompt": {...}}`` request body."""
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict) and "class_type" not in data.get("prompt", {}):
         inner = data["prompt"]
@@ -57,14 +67,14 @@ def unwrap_api(data):
     return data
 
 
-def unwrap_value(value):
+def unwrap_value(value: Any) -> Any:
     """Unwrap a ``{"__value__": [...]}`` literal (how the canvas sends array literals)."""
     if isinstance(value, dict) and "__value__" in value:
         return value["__value__"]
     return value
 
 
-def is_link(value):
+def is_link(value: Any) -> bool:
     """True for an API-format link ``[origin_id, output_index]``."""
     return (
         isinstance(value, (list, tuple))
@@ -76,15 +86,17 @@ def is_link(value):
     )
 
 
-def normalize_api(data):
+def normalize_api(data: Any) -> dict:
     """A copy of an API graph with string ids, string link origins and ``__value__`` literals unwrapped."""
     prompt = unwrap_api(data)
     if not isinstance(prompt, dict):
         raise WorkflowError("an API prompt must be a JSON object of nodes")
+    check_json_tree(prompt, "prompt")
+    problems = api_shape_problems(prompt)
+    if problems:
+        raise WorkflowError(problems)
     out = {}
     for node_id, node in prompt.items():
-        if not isinstance(node, dict):
-            raise WorkflowError(f"node {node_id}: expected an object with 'class_type' and 'inputs'")
         node = copy.deepcopy(node)
         inputs = {}
         for name, value in (node.get("inputs") or {}).items():
@@ -97,56 +109,80 @@ def normalize_api(data):
     return out
 
 
+MAX_PNG_BYTES = 512 * 1024 * 1024  # a PNG is read whole to find its text chunks
 MEDIA_SUFFIXES = (".png", ".mp4", ".mov", ".webm", ".mkv")
 
 
-def read_embedded_workflow(path):
+def read_embedded_workflow(path: str | Path) -> Any:
     """The graph embedded in a PNG or video file like ComfyUI embeds it (``workflow`` preferred, else ``prompt``)."""
     path = Path(path)
+    texts = _media_texts(path)
+    texts = {str(k).lower(): v for k, v in texts.items()}  # Matroska tags come back upper-case
+    for key in ("workflow", "prompt"):
+        if texts.get(key):
+            return parse_json_text(texts[key], f"{path}: the embedded '{key}'")
+    raise WorkflowError(f"{path}: no embedded 'workflow' or 'prompt' metadata")
+
+
+def _media_texts(path: Path) -> dict:
+    """The text metadata of a PNG or a video container; WorkflowError when the file is not one."""
     if path.suffix.lower() == ".png":
+        if path.stat().st_size > MAX_PNG_BYTES:
+            raise WorkflowError(f"{path}: larger than {MAX_PNG_BYTES} bytes; not read for an embedded workflow")
+        import struct
+        import zlib
+
         from ..pipelines.video.png import read_png_text
 
-        texts = read_png_text(path.read_bytes())
-    else:
-        import av
+        try:
+            return read_png_text(path.read_bytes())
+        except (ValueError, struct.error, zlib.error, IndexError) as exc:
+            raise WorkflowError(f"{path}: not a readable PNG ({exc})") from None
+    import av
 
+    try:
         with av.open(str(path)) as container:
             texts = dict(container.metadata)
             for stream in container.streams:
                 texts.update({k: v for k, v in stream.metadata.items() if k not in texts})
-    texts = {str(k).lower(): v for k, v in texts.items()}  # Matroska tags come back upper-case
-    for key in ("workflow", "prompt"):
-        if texts.get(key):
-            try:
-                return json.loads(texts[key])
-            except json.JSONDecodeError as exc:
-                raise WorkflowError(f"{path}: the embedded '{key}' is not valid JSON ({exc})") from None
-    raise WorkflowError(f"{path}: no embedded 'workflow' or 'prompt' metadata")
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise WorkflowError(f"{path}: not a readable video ({exc})") from None
+    return texts
 
 
-def load_workflow(source, registry):
+def read_workflow_data(source: "str | Path | bytes | dict") -> Any:
+    """The parsed, limit-checked JSON of a workflow path (JSON, PNG or video), JSON text/bytes or object."""
+    if isinstance(source, (bytes, bytearray)):
+        return parse_json_text(bytes(source), "workflow")
+    if isinstance(source, str) and source.lstrip().startswith("{"):
+        return parse_json_text(source, "workflow")
+    if not isinstance(source, (str, Path)):
+        check_json_tree(source, "workflow")
+        return source
+    path = Path(source)
+    try:
+        if not path.is_file():
+            raise WorkflowError(f"workflow file not found: {source}" + (" (it is a folder)" if path.is_dir() else ""))
+        if path.suffix.lower() in MEDIA_SUFFIXES:
+            return read_embedded_workflow(path)
+        if path.stat().st_size > MAX_WORKFLOW_BYTES:
+            raise WorkflowError(f"{source}: larger than the limit of {MAX_WORKFLOW_BYTES} bytes")
+        return parse_json_text(path.read_bytes(), str(source))
+    except OSError as exc:
+        raise WorkflowError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+
+
+def load_workflow(source: "str | Path | bytes | dict", registry: NodeRegistry) -> "tuple[dict, dict | None]":
     """``(api_prompt, ui_graph_or_None)`` from a path (JSON, or PNG/video with an embedded graph), JSON text
-    or an already parsed object."""
-    data = source
-    if isinstance(source, (str, Path)) and Path(str(source)).suffix.lower() in MEDIA_SUFFIXES:
-        if not Path(source).is_file():
-            raise WorkflowError(f"workflow file not found: {source}")
-        data = read_embedded_workflow(source)
-    elif isinstance(source, (str, Path)) and not (isinstance(source, str) and source.lstrip().startswith("{")):
-        try:
-            data = json.loads(Path(source).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise WorkflowError(f"workflow file not found: {source}") from None
-        except json.JSONDecodeError as exc:
-            raise WorkflowError(f"{source}: not valid JSON ({exc})") from None
-    elif isinstance(source, str):
-        data = json.loads(source)
+    or bytes, or an already parsed object. Any input gives a workflow or a WorkflowError."""
+    data = read_workflow_data(source)
     if detect_format(data) == "ui":
         return ui_to_api(data, registry), data
     ui = None
     if isinstance(data, dict) and isinstance(data.get("extra_data"), dict):  # a saved POST /prompt body
-        ui = (data["extra_data"].get("extra_pnginfo") or {}).get("workflow")
-    return normalize_api(data), ui if isinstance(ui, dict) else None
+        pnginfo = data["extra_data"].get("extra_pnginfo")
+        ui = pnginfo.get("workflow") if isinstance(pnginfo, dict) else None
+    return normalize_api(data), ui if isinstance(ui, dict) and isinstance(ui.get("nodes"), list) else None
 
 
 # --------------------------------------------------------------------------- UI -> API
@@ -197,15 +233,24 @@ def _flat_inputs(node, links, prefix):
 def _flatten(graph):
     """All nodes of the graph, subgraph instances expanded, as ``{global_id: flat_node}``."""
     defs = {d["id"]: d for d in ((graph.get("definitions") or {}).get("subgraphs") or [])}
-    flat = {}
+    flat: dict = {}
     _add_level(graph.get("nodes") or [], _graph_links(graph), "", defs, flat, ())
     return flat
+
+
+def _count_node(flat, gid):
+    """Refuse a graph that expands past ``MAX_NODES`` nodes (nested subgraphs multiply)."""
+    if len(flat) >= MAX_NODES:
+        raise WorkflowError(
+            f"node {gid}: the graph expands to more than the limit of {MAX_NODES} nodes (subgraphs are expanded)"
+        )
 
 
 def _add_level(nodes, links, prefix, defs, flat, stack):
     """Add one graph level to ``flat``; a subgraph instance becomes pass-through nodes around its inner nodes."""
     for node in nodes:
         gid = prefix + str(node["id"])
+        _count_node(flat, gid)
         entry = {
             "id": gid,
             "type": node.get("type"),
@@ -222,6 +267,8 @@ def _add_level(nodes, links, prefix, defs, flat, stack):
             continue
         if definition["id"] in stack:
             raise WorkflowError(f"node {gid}: subgraph {definition.get('name', definition['id'])} contains itself")
+        if len(stack) >= MAX_SUBGRAPH_DEPTH:
+            raise WorkflowError(f"node {gid}: subgraphs nested deeper than the limit of {MAX_SUBGRAPH_DEPTH} levels")
         inner_prefix = gid + ":"
         inner_links = _graph_links(definition)
         by_name = {i["name"]: i for i in entry["inputs"]}
@@ -240,6 +287,7 @@ def _add_level(nodes, links, prefix, defs, flat, stack):
             if match is not None and match["source"] is None and match["name"] in promoted:
                 side["value"] = promoted[match["name"]]
             side_in.append(side)
+        _count_node(flat, inner_prefix + "-10")
         flat[inner_prefix + "-10"] = {
             "id": inner_prefix + "-10",
             "type": _PASSTHROUGH,
@@ -300,37 +348,39 @@ def _bypass_input(node, slot):
     return None
 
 
-def _resolve(flat, source, seen=()):
-    """Follow a link origin through reroutes, bypassed nodes and subgraph borders.
+def _resolve(flat, source):
+    """Follow a link origin through reroutes, bypassed nodes and subgraph borders (iteratively: a chain of
+    any length is fine).
 
     Returns ``("link", node_id, slot)``, ``("value", v)`` for a PrimitiveNode, or None when the
     origin was dropped (muted, missing, or a bypassed node with nothing to pass through).
     """
-    if source is None:
-        return None
-    gid, slot = source
-    if source in seen:
-        raise WorkflowError(f"node {gid}: reroutes or bypassed nodes form a loop")
-    seen = seen + (source,)
-    node = flat.get(gid)
-    if node is None:
-        return None
-    kind = node["type"]
-    if kind in (_PASSTHROUGH, "Reroute"):
-        index = 0 if kind == "Reroute" else slot
-        inp = node["inputs"][index] if index < len(node["inputs"]) else None
-        if inp is not None and inp["source"] is None and "value" in inp:
-            return ("value", inp["value"])
-        return _resolve(flat, inp["source"], seen) if inp else None
-    if kind == "PrimitiveNode":
-        values = node.get("widgets_values") or []
-        return ("value", values[0]) if values else None
-    if kind in ("Note", "MarkdownNote") or node["mode"] == MODE_MUTED:
-        return None
-    if node["mode"] == MODE_BYPASS:
-        inp = _bypass_input(node, slot)
-        return _resolve(flat, inp["source"], seen) if inp else None
-    return ("link", gid, slot)
+    seen = set()
+    while source is not None:
+        gid, slot = source
+        if source in seen:
+            raise WorkflowError(f"node {gid}: reroutes or bypassed nodes form a loop")
+        seen.add(source)
+        node = flat.get(gid)
+        if node is None:
+            return None
+        kind = node["type"]
+        if kind in (_PASSTHROUGH, "Reroute"):
+            index = 0 if kind == "Reroute" else slot
+            inp = node["inputs"][index] if 0 <= index < len(node["inputs"]) else None
+            if inp is not None and inp["source"] is None and "value" in inp:
+                return ("value", inp["value"])
+        elif kind == "PrimitiveNode":
+            values = node.get("widgets_values") or []
+            return ("value", values[0]) if isinstance(values, list) and values else None
+        elif kind in ("Note", "MarkdownNote") or node["mode"] == MODE_MUTED:
+            return None
+        elif node["mode"] == MODE_BYPASS:
+            inp = _bypass_input(node, slot)
+        else:
+            return ("link", gid, slot)
+        source = inp["source"] if inp else None
+    return None
 
 
 def _json_type_fits(value, spec):
@@ -391,10 +441,14 @@ def _wrap_literal(value):
     return {"__value__": list(value)} if isinstance(value, (list, tuple)) else value
 
 
-def ui_to_api(ui_graph, registry):
+def ui_to_api(ui_graph: dict, registry: NodeRegistry) -> dict:
     """Convert a canvas (UI format) graph to an API prompt; raises WorkflowError listing all problems."""
     if detect_format(ui_graph) != "ui":
         raise WorkflowError("ui_to_api expects a UI-format graph (an object with a 'nodes' array)")
+    check_json_tree(ui_graph, "workflow")
+    shape = ui_shape_problems(ui_graph)
+    if shape:
+        raise WorkflowError(shape)
     flat = _flatten(ui_graph)
     problems = []
     prompt = {}
@@ -439,10 +493,10 @@ def ui_to_api(ui_graph, registry):
 def _numeric_ids(prompt):
     """Map API node ids to the integer ids a 0.4 canvas graph needs (numeric ids are kept)."""
     mapping = {}
-    taken = {int(i) for i in prompt if str(i).isdigit()}
+    taken = {int(i) for i in prompt if _ASCII_DIGITS.fullmatch(str(i))}
     next_id = max(taken, default=0) + 1
     for node_id in prompt:
-        if str(node_id).isdigit():
+        if _ASCII_DIGITS.fullmatch(str(node_id)):
             mapping[node_id] = int(node_id)
         else:
             mapping[node_id] = next_id
@@ -452,19 +506,24 @@ def _numeric_ids(prompt):
 
 def _depths(prompt):
     """Column of each node for the grid layout: longest chain of links leading to it."""
-    depth = {}
-
-    def visit(node_id, stack=()):
-        if node_id in depth:
-            return depth[node_id]
-        if node_id in stack or node_id not in prompt:
-            return 0
-        parents = [v[0] for v in prompt[node_id]["inputs"].values() if is_link(v)]
-        depth[node_id] = 1 + max((visit(p, stack + (node_id,)) for p in parents), default=-1)
-        return depth[node_id]
-
-    for node_id in prompt:
-        visit(node_id)
+    depth: dict = {}
+    for start in prompt:
+        # Iterative depth-first walk: a chain of thousands of nodes must not hit the recursion limit.
+        work, on_path = [start], set()
+        while work:
+            node_id = work[-1]
+            if node_id in depth:
+                work.pop()
+                continue
+            on_path.add(node_id)
+            parents = [v[0] for v in prompt[node_id]["inputs"].values() if is_link(v) and v[0] in prompt]
+            pending = [p for p in parents if p not in depth and p not in on_path]
+            if pending:
+                work.extend(pending)
+                continue
+            depth[node_id] = 1 + max((depth.get(p, 0) for p in parents), default=-1)
+            on_path.discard(node_id)
+            work.pop()
     return depth
 
 
@@ -488,7 +547,7 @@ def _output_type(registry, class_type, slot):
     return "COMBO" if isinstance(outputs[slot], (list, tuple)) else outputs[slot]
 
 
-def api_to_ui(api_prompt, registry):
+def api_to_ui(api_prompt: dict, registry: NodeRegistry) -> dict:
     """A canvas-loadable UI graph (version 0.4) for an API prompt, nodes placed on a grid by depth."""
     prompt = normalize_api(api_prompt)
     problems = [
@@ -501,9 +560,11 @@ def api_to_ui(api_prompt, registry):
     ids = _numeric_ids(prompt)
     depth = _depths(prompt)
     order = sorted(prompt, key=lambda i: (depth[i], ids[i]))
-    rows = {}
-    nodes, links, out_links = [], [], {}
-    pending = []  # (target ui node, input index, origin api id, origin slot)
+    rows: dict = {}
+    nodes: list = []
+    links: list = []
+    out_links: dict = {}
+    pending: list = []  # (target ui node, input index, origin api id, origin slot)
     for position, node_id in enumerate(order):
         api_node = prompt[node_id]
         kind = api_node["class_type"]
@@ -513,11 +574,11 @@ def api_to_ui(api_prompt, registry):
         unknown = [n for n in api_node["inputs"] if n not in specs and n not in types["hidden"]]
         if unknown:
             problems.append(f"node {node_id} ({kind}): inputs {unknown} are not inputs of this class")
-        inputs_ui = []
+        inputs_ui: list = []
         for name, spec, section in [x for x in ordered if not is_widget(x[1])] + [
             x for x in ordered if is_widget(x[1])
         ]:
-            entry = {"name": name, "localized_name": name, "type": input_type_name(spec), "link": None}
+            entry: dict[str, Any] = {"name": name, "localized_name": name, "type": input_type_name(spec), "link": None}
             if is_widget(spec):
                 entry["widget"] = {"name": name}
             elif section == "optional":
@@ -601,7 +662,7 @@ def api_to_ui(api_prompt, registry):
     }
 
 
-def convert_file(source, destination, to, registry):
+def convert_file(source: str | Path, destination: str | Path, to: str, registry: NodeRegistry) -> Path:
     """Convert a workflow file to ``to`` (``"ui"`` or ``"api"``) and write it atomically."""
     if to not in ("ui", "api"):
         raise WorkflowError(f"--to must be 'ui' or 'api', got {to!r}")

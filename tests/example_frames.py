@@ -34,31 +34,36 @@ def capture_example_frames(path, output_dir):
     from framefold.host.cli import main as framefold_main
     from framefold.pipelines.video import io as video_io
 
-    original = video_io.write_video
+    originals = {"write_video": video_io.write_video, "write_video_numbered": video_io.write_video_numbered}
     captured = []
 
     def recording_write_video(frames, path, *args, **kwargs):
         name = re.sub(r"_\d+_(\.\w+)?$", "", Path(path).name)
         captured.append((name, frames.detach().clone()))
-        return original(frames, path, *args, **kwargs)
+        return originals["write_video"](frames, path, *args, **kwargs)
 
+    def recording_write_video_numbered(frames, directory, base_name, *args, **kwargs):
+        captured.append((base_name, frames.detach().clone()))
+        return originals["write_video_numbered"](frames, directory, base_name, *args, **kwargs)
+
+    recorders = {"write_video": recording_write_video, "write_video_numbered": recording_write_video_numbered}
     patched = [
         (module, name)
         for module in list(sys.modules.values())
         if module is not None and (module.__name__ or "").startswith("framefold")
-        for name in ("write_video",)
+        for name, original in originals.items()
         if getattr(module, name, None) is original
     ]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the fixture was made with one thread; float sums differ with more
     try:
         for module, name in patched:
-            setattr(module, name, recording_write_video)
+            setattr(module, name, recorders[name])
         code = framefold_main(["run", str(path), "--output-dir", str(output_dir), "--quiet"])
     finally:
         torch.set_num_threads(threads)
         for module, name in patched:
-            setattr(module, name, original)
+            setattr(module, name, originals[name])
     if code != 0:
         raise RuntimeError(f"{path.name}: framefold run exited {code}")
     return captured

@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from test_browser_canvas import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PageLog, _boot
+from test_browser_canvas import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PageLog, _boot, browser_mark
 from test_server_support import ServerThread
 
 from framefold.host.cli import main as cli_main
@@ -20,6 +20,8 @@ from framefold.host.server import create_app
 from framefold.host.workflow import ui_to_api
 from framefold.nodes import _folders
 from framefold.pipelines.video import read_video
+
+pytestmark = browser_mark()
 
 EXAMPLE = "text_to_video"
 SAVE_NODE_ID = 9

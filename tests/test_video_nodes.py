@@ -9,6 +9,7 @@ import torch
 from framefold.nodes import _folders, frame_resize
 from framefold.nodes import frames as frame_nodes
 from framefold.nodes import video as video_nodes
+from framefold.nodes import video_save as save_nodes
 from framefold.nodes._errors import NodeInputError
 from framefold.pipelines.video import read_video, read_video_metadata, write_video
 
@@ -39,7 +40,7 @@ def frames(n=8, seed=0, h=48, w=64):
 
 def save(images=None, fmt="mp4", prefix="sub/clip", **kwargs):
     """Run the save node with the test graph as hidden inputs."""
-    node = video_nodes.FrameFoldSaveVideo()
+    node = save_nodes.FrameFoldSaveVideo()
     return node.save(
         frames() if images is None else images,
         12.0,
@@ -126,7 +127,7 @@ def test_prefix_must_stay_inside_output(io_dirs, prefix):
 
 
 def test_save_rejects_bad_crf_and_empty_batch(io_dirs):
-    node = video_nodes.FrameFoldSaveVideo()
+    node = save_nodes.FrameFoldSaveVideo()
     with pytest.raises(NodeInputError, match="input 'crf': 0..51 for mp4"):
         node.save(frames(), 8.0, "x", "mp4", 60, False)
     with pytest.raises(NodeInputError, match="input 'images'"):

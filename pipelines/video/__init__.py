@@ -6,7 +6,15 @@ functions that need them), so importing this package stays cheap.
 """
 
 from .frames import concat_videos, pad_to_even, resize_frames, reverse_frames, select_frames, video_info
-from .io import FORMATS, VIDEO_EXTENSIONS, VideoReadError, read_video, read_video_metadata, write_video
+from .io import (
+    FORMATS,
+    VIDEO_EXTENSIONS,
+    VideoReadError,
+    read_video,
+    read_video_metadata,
+    write_video,
+    write_video_numbered,
+)
 from .provenance import build_provenance
 
 __all__ = [
@@ -23,4 +31,5 @@ __all__ = [
     "select_frames",
     "video_info",
     "write_video",
+    "write_video_numbered",
 ]

@@ -11,6 +11,8 @@ FFmpeg enum codes (AVColorSpace / AVColorRange / AVColorPrimaries / AVColorTrans
 are used for tagging and for reading the tags of decoded frames.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 # (Kr, Kb) per matrix name.
@@ -28,7 +30,7 @@ RANGE_LIMITED, RANGE_FULL = 1, 2  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
 BT709_CODE = 1  # AVCOL_PRI_BT709 = AVCOL_TRC_BT709 = AVCOL_SPC_BT709 = 1
 
 
-def default_matrix(width, height):
+def default_matrix(width: int, height: int) -> str:
     """Matrix assumed for an untagged stream: BT.709 for HD and larger (>= 1280x720), BT.601 below."""
     return "bt709" if width >= 1280 or height >= 720 else "bt601"
 
@@ -50,7 +52,9 @@ def _range_scales(bits, full_range):
     return 219.0 * s, 16.0 * s, 224.0 * s, 128.0 * s
 
 
-def rgb_to_ycbcr(rgb, *, matrix="bt709", full_range=False, bits=8):
+def rgb_to_ycbcr(
+    rgb: np.ndarray, *, matrix: str = "bt709", full_range: bool = False, bits: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """R'G'B' float [...,3] in 0..1 -> (Y, Cb, Cr) float code values (not yet rounded or subsampled)."""
     kr, kg, kb = _coefficients(matrix)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -61,7 +65,9 @@ def rgb_to_ycbcr(rgb, *, matrix="bt709", full_range=False, bits=8):
     return y * ys + yo, pb * cs + co, pr * cs + co
 
 
-def ycbcr_to_rgb(y, cb, cr, *, matrix="bt709", full_range=False, bits=8):
+def ycbcr_to_rgb(
+    y: np.ndarray, cb: np.ndarray, cr: np.ndarray, *, matrix: str = "bt709", full_range: bool = False, bits: int = 8
+) -> np.ndarray:
     """Code values (Y, Cb, Cr) of equal shape -> R'G'B' float32 [...,3] clipped to 0..1."""
     kr, kg, kb = _coefficients(matrix)
     ys, yo, cs, co = _range_scales(bits, full_range)

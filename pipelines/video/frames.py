@@ -1,5 +1,7 @@
 """Frame-batch utilities on IMAGE tensors ``[F, H, W, C]`` float32 in 0..1."""
 
+from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -8,7 +10,7 @@ RESIZE_MODES = ("stretch", "crop", "pad")
 INTERPOLATIONS = ("auto", "area", "bilinear", "bicubic", "nearest")
 
 
-def check_frames(frames, what="frames"):
+def check_frames(frames: torch.Tensor, what: str = "frames") -> torch.Tensor:
     """Raise a clear error unless ``frames`` is a float tensor [F, H, W, C] with at least one frame."""
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
@@ -18,7 +20,7 @@ def check_frames(frames, what="frames"):
     return frames
 
 
-def target_size(width, height, new_width, new_height):
+def target_size(width: int, height: int, new_width: int, new_height: int) -> tuple[int, int]:
     """(w, h) for a resize where 0 keeps the source value, or keeps the aspect ratio if the other is set."""
     if new_width < 0 or new_height < 0:
         raise ValueError(f"resize size must be >= 0 (0 = keep), got {new_width}x{new_height}")
@@ -47,7 +49,9 @@ def _interpolate(frames, width, height, interpolation):
     return rearrange(x, "f c h w -> f h w c").clamp(0.0, 1.0)
 
 
-def resize_frames(frames, width=0, height=0, *, mode="stretch", interpolation="auto"):
+def resize_frames(
+    frames: torch.Tensor, width: int = 0, height: int = 0, *, mode: str = "stretch", interpolation: str = "auto"
+) -> torch.Tensor:
     """Resize frames to ``width`` x ``height`` (0 = keep / follow aspect).
 
     Modes when both sizes are given: ``stretch`` scales to the exact size (aspect may change);
@@ -74,7 +78,7 @@ def resize_frames(frames, width=0, height=0, *, mode="stretch", interpolation="a
     return out
 
 
-def select_frames(frames, start=0, count=0, stride=1):
+def select_frames(frames: torch.Tensor, start: int = 0, count: int = 0, stride: int = 1) -> torch.Tensor:
     """Every ``stride``-th frame from index ``start`` (negative counts from the end), at most ``count`` (0 = all)."""
     check_frames(frames)
     n = frames.shape[0]
@@ -89,7 +93,7 @@ def select_frames(frames, start=0, count=0, stride=1):
     return picked[:count] if count else picked
 
 
-def concat_videos(videos, *, mode="stretch", interpolation="auto"):
+def concat_videos(videos: list, *, mode: str = "stretch", interpolation: str = "auto") -> torch.Tensor:
     """Frames of all ``videos`` one after another; later clips are resized to the first clip's size."""
     if not videos:
         raise ValueError("concat_videos needs at least one video")
@@ -104,12 +108,12 @@ def concat_videos(videos, *, mode="stretch", interpolation="auto"):
     return torch.cat(parts, dim=0)
 
 
-def reverse_frames(frames):
+def reverse_frames(frames: torch.Tensor) -> torch.Tensor:
     """The frames in reverse order."""
     return check_frames(frames).flip(0)
 
 
-def pad_to_even(frames):
+def pad_to_even(frames: torch.Tensor) -> torch.Tensor:
     """Pad the last row and/or column by edge replication so height and width are even."""
     h, w = frames.shape[1], frames.shape[2]
     pad_h, pad_w = h % 2, w % 2
@@ -120,10 +124,15 @@ def pad_to_even(frames):
     return rearrange(x, "f c h w -> f h w c")
 
 
-def video_info(frames, fps=None):
+def video_info(frames: torch.Tensor, fps: float | None = None) -> dict:
     """{"frames", "width", "height", "channels"} (+ "fps", "seconds" when fps is given) of a frame batch."""
     check_frames(frames)
-    info = {"frames": frames.shape[0], "width": frames.shape[2], "height": frames.shape[1], "channels": frames.shape[3]}
+    info: dict = {
+        "frames": frames.shape[0],
+        "width": frames.shape[2],
+        "height": frames.shape[1],
+        "channels": frames.shape[3],
+    }
     if fps:
         info["fps"] = float(fps)
         info["seconds"] = frames.shape[0] / float(fps)

@@ -28,21 +28,31 @@ JSON-encoded. ComfyUI's keys are ``prompt`` (API graph) and ``workflow`` (UI gra
 
 Every write goes to a hidden temporary name in the destination folder and is renamed into place
 only once complete, so a failed write never leaves a file (or folder) under the final name.
+:func:`write_video_numbered` gives the finished file the next free ``<prefix>_<n>_`` name atomically
+(``naming.claim_numbered_name``), so parallel runs never overwrite each other.
+
+Deterministic encoding (``deterministic=True``, or :func:`set_deterministic_encoding` for the
+process): single-threaded encoders and bit-exact muxing (no encoder version string, no random
+Matroska UIDs), so the same frames give byte-identical files in any process. Multi-threaded x264
+and VP9 otherwise produce slightly different bytes (and pixels) run to run.
 """
+
+from __future__ import annotations
 
 import json
 import os
 import re
 import shutil
-import uuid
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import colour
 from .frames import check_frames, pad_to_even, resize_frames
+from .naming import claim_numbered_name, temp_name
 from .png import decode_png, encode_png, read_png_text
 
 FORMATS = ("mp4", "webm", "gif", "png")
@@ -53,6 +63,20 @@ MAX_CRF = {"mp4": 51, "webm": 63}
 JSON_METADATA_KEYS = ("prompt", "workflow", "framefold")
 PNG_FRAME_PATTERN = "frame_{:05d}.png"
 DEFAULT_FPS = 24.0
+
+_deterministic_default = False
+
+
+def set_deterministic_encoding(enabled: bool) -> None:
+    """Make ``write_video`` encode deterministically by default in this process (``framefold run`` does)."""
+    global _deterministic_default
+    _deterministic_default = bool(enabled)
+
+
+def deterministic_encoding() -> bool:
+    """Whether ``write_video`` encodes deterministically when not told otherwise."""
+    return _deterministic_default
+
 
 _PLANAR_YUV = re.compile(r"^yuv(j?)(420|422|440|444|411|410)p(\d+)?(le|be)?$")
 
@@ -167,7 +191,16 @@ def _iter_container(path, info):
             raise VideoReadError(f"{path}: decoding failed ({err}); the video file may be corrupt") from err
 
 
-def read_video(path, *, start=0, end=None, stride=1, max_frames=None, size=None, resize_mode="crop"):
+def read_video(
+    path: str | Path,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    stride: int = 1,
+    max_frames: int | None = None,
+    size: tuple[int, int] | None = None,
+    resize_mode: str = "crop",
+) -> tuple[torch.Tensor, float, dict]:
     """Decode frames ``start, start+stride, ...`` (before ``end``, at most ``max_frames``) of a video.
 
     ``path`` is a video file or a folder of PNG frames. ``size`` = (width, height) resizes each
@@ -182,7 +215,7 @@ def read_video(path, *, start=0, end=None, stride=1, max_frames=None, size=None,
         raise ValueError(f"bad frame selection start={start} end={end} stride={stride} max_frames={max_frames}")
     if not path.exists():
         raise VideoReadError(f"{path}: no such file or folder; expected {_expected_kinds()}")
-    info = {"path": str(path)}
+    info: dict[str, Any] = {"path": str(path)}
     frames_iter = _iter_png_sequence(path, info) if path.is_dir() else _iter_container(path, info)
     collected = _FrameCollector(start, end, stride, max_frames)
     index = -1
@@ -252,7 +285,7 @@ class _FrameCollector:
         return torch.cat([filled, torch.stack(self.items)]) if self.items else filled
 
 
-def read_video_metadata(path):
+def read_video_metadata(path: str | Path) -> dict:
     """The metadata of a saved video (container tags) or PNG frame/folder (text chunks).
 
     Keys are lower-cased (Matroska upper-cases tag names); values of ``prompt``, ``workflow`` and
@@ -304,7 +337,7 @@ def _quantize_codes(x, bits=8):
     return np.clip(np.rint(x), 0, 2**bits - 1).astype(np.uint8)
 
 
-def yuv_video_frame(rgb, pix_fmt):
+def yuv_video_frame(rgb: np.ndarray, pix_fmt: str) -> Any:
     """A PyAV frame (yuv420p or yuv444p, BT.709 limited range, tagged) of an RGB float [H,W,3] array."""
     import av
 
@@ -347,7 +380,7 @@ def _nearest_entries(colours, palette):
     return out
 
 
-def gif_palette_indices(frames_uint8, max_samples=200_000):
+def gif_palette_indices(frames_uint8: np.ndarray, max_samples: int = 200_000) -> tuple[np.ndarray, np.ndarray]:
     """(indices uint8 [F,H,W], palette uint8 [256,3]) - one median-cut palette for the whole clip.
 
     Pixels map to the nearest entry through a 6-bit-per-channel lookup table (fast for any clip);
@@ -374,33 +407,38 @@ def gif_palette_indices(frames_uint8, max_samples=200_000):
     return indices.reshape(frames_uint8.shape[:-1]), full
 
 
-def _codec_options(fmt, crf, lossless):
+def _codec_options(fmt, crf, lossless, deterministic=False):
     """(codec name, pixel format, encoder options) for mp4/webm/gif."""
+    exact = {"threads": "1", "flags": "+bitexact"} if deterministic else {}
     if fmt == "gif":
-        return "gif", "pal8", {}
+        return "gif", "pal8", exact
     if crf is None:
         crf = DEFAULT_CRF[fmt]
     if not 0 <= int(crf) <= MAX_CRF[fmt]:
         raise ValueError(f"crf for {fmt} must be in 0..{MAX_CRF[fmt]}, got {crf}")
     if fmt == "mp4":
         opts = {"qp": "0"} if lossless else {"crf": str(int(crf))}
-        return "libx264", "yuv444p" if lossless else "yuv420p", {"preset": "medium", **opts}
+        return "libx264", "yuv444p" if lossless else "yuv420p", {"preset": "medium", **opts, **exact}
     opts = {"lossless": "1"} if lossless else {"crf": str(int(crf)), "b": "0"}
+    threading = {"threads": "1", "row-mt": "0", "flags": "+bitexact"} if deterministic else {"row-mt": "1"}
     return (
         "libvpx-vp9",
         "yuv444p" if lossless else "yuv420p",
-        {"deadline": "good", "cpu-used": "4", "row-mt": "1", **opts},
+        {"deadline": "good", "cpu-used": "4", **threading, **opts},
     )
 
 
-def encode_frames(stream, container, frames, pix_fmt, palette=None):
+def encode_frames(
+    stream: Any, container: Any, frames: torch.Tensor, pix_fmt: str, palette: np.ndarray | None = None
+) -> None:
     """Encode and mux every frame (indices for GIF, float RGB otherwise), then flush the encoder."""
     import av
 
     for i in range(frames.shape[0]):
         if palette is not None:
             argb = np.concatenate([np.full((256, 1), 255, np.uint8), palette], axis=1)
-            frame = av.VideoFrame.from_ndarray((np.ascontiguousarray(frames[i]), argb), format="pal8")
+            indexed: Any = (np.ascontiguousarray(frames[i]), argb)  # PyAV takes (indices, palette) for pal8
+            frame = av.VideoFrame.from_ndarray(indexed, format="pal8")
         else:
             frame = yuv_video_frame(frames[i].numpy(), pix_fmt)
         frame.pts = i
@@ -410,11 +448,11 @@ def encode_frames(stream, container, frames, pix_fmt, palette=None):
         container.mux(packet)
 
 
-def _write_container(frames, tmp, fmt, fps, crf, lossless, text, odd_size):
+def _write_container(frames, tmp, fmt, fps, crf, lossless, text, odd_size, deterministic=False):
     """Encode ``frames`` into the container file ``tmp``."""
     import av
 
-    codec, pix_fmt, options = _codec_options(fmt, crf, lossless)
+    codec, pix_fmt, options = _codec_options(fmt, crf, lossless, deterministic)
     palette = None
     if pix_fmt == "yuv420p" and (frames.shape[1] % 2 or frames.shape[2] % 2):
         if odd_size != "pad":
@@ -425,7 +463,10 @@ def _write_container(frames, tmp, fmt, fps, crf, lossless, text, odd_size):
         frames = pad_to_even(frames)
     if pix_fmt == "pal8":
         frames, palette = gif_palette_indices(np.stack([_to_uint8(f) for f in frames]))
-    container = av.open(str(tmp), "w", format=fmt, options={"movflags": "use_metadata_tags"} if fmt == "mp4" else {})
+    muxer = {"movflags": "use_metadata_tags"} if fmt == "mp4" else {}
+    if deterministic:
+        muxer["fflags"] = "+bitexact"
+    container = av.open(str(tmp), "w", format=fmt, options=muxer)
     try:
         if fmt != "gif":
             for key, value in text.items():
@@ -469,7 +510,7 @@ def _move_into_place(tmp, path):
     if tmp.is_dir() and path.exists():
         if not path.is_dir():
             raise FileExistsError(f"{path}: exists and is not a folder; cannot replace it with a PNG sequence")
-        old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+        old = path.with_name(temp_name(path.name)[: -len(".tmp")] + ".old")
         os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
@@ -477,17 +518,9 @@ def _move_into_place(tmp, path):
         os.replace(tmp, path)
 
 
-def write_video(
-    frames, path, *, format=None, fps=8.0, crf=None, lossless=False, metadata=None, odd_size="pad", overwrite=True
-):
-    """Save frames [F,H,W,C] float 0..1 as mp4 / webm / gif / png sequence; returns the final Path.
-
-    ``format`` defaults from the suffix of ``path`` (a path without a known suffix needs it). ``crf``
-    (mp4 0..51, default 19; webm 0..63, default 32) is the constant-quality level; it must be None
-    for gif/png. See the module docstring for colour, metadata, odd sizes and the atomic write.
-    """
+def _prepare_write(frames, path, format, fps, crf, lossless, odd_size):
+    """Check the arguments of a write; returns (format, frames as float RGB on the CPU)."""
     check_frames(frames)
-    path = Path(path)
     fmt = format or {ext: f for f, ext in FORMAT_EXTENSIONS.items() if ext}.get(path.suffix.lower())
     if fmt not in FORMATS:
         raise ValueError(f"video format must be one of {FORMATS}, got {format!r} for {path}")
@@ -497,24 +530,85 @@ def write_video(
         raise ValueError(f"crf/lossless do not apply to {fmt} ({'always lossless' if fmt == 'png' else 'palette'})")
     if odd_size not in ("pad", "error"):
         raise ValueError(f"odd_size must be 'pad' or 'error', got {odd_size!r}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: already exists (overwrite=False)")
     frames = frames.detach().to("cpu", torch.float32)
     if frames.shape[3] not in (1, 3, 4):
         raise ValueError(f"frames must have 1, 3 or 4 channels, got {frames.shape[3]}")
     if frames.shape[3] == 1:
         frames = frames.expand(-1, -1, -1, 3)
-    frames = frames[..., :3]  # alpha is not stored
+    return fmt, frames[..., :3]  # alpha is not stored
+
+
+def _encode_to_temp(frames, directory, name, fmt, fps, crf, lossless, metadata, odd_size, deterministic):
+    """Encode into a hidden temp file/folder in ``directory``; returns its path (removed again on failure)."""
+    if deterministic is None:
+        deterministic = _deterministic_default
     text = _metadata_strings(metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{FORMAT_EXTENSIONS[fmt]}")
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / temp_name(name, FORMAT_EXTENSIONS[fmt])
     try:
         if fmt == "png":
             _write_png_sequence(frames, tmp, fps, text)
         else:
-            _write_container(frames, tmp, fmt, float(fps), crf, lossless, text, odd_size)
+            _write_container(frames, tmp, fmt, float(fps), crf, lossless, text, odd_size, deterministic)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return tmp
+
+
+def write_video(
+    frames: torch.Tensor,
+    path: "str | Path",
+    *,
+    format: "str | None" = None,
+    fps: float = 8.0,
+    crf: "int | None" = None,
+    lossless: bool = False,
+    metadata: "dict | None" = None,
+    odd_size: str = "pad",
+    overwrite: bool = True,
+    deterministic: "bool | None" = None,
+) -> Path:
+    """Save frames [F,H,W,C] float 0..1 as mp4 / webm / gif / png sequence; returns the final Path.
+
+    ``format`` defaults from the suffix of ``path`` (a path without a known suffix needs it). ``crf``
+    (mp4 0..51, default 19; webm 0..63, default 32) is the constant-quality level; it must be None
+    for gif/png. ``deterministic`` (None: the process default) asks for byte-reproducible encoding.
+    See the module docstring for colour, metadata, odd sizes and the atomic write.
+    """
+    path = Path(path)
+    fmt, frames = _prepare_write(frames, path, format, fps, crf, lossless, odd_size)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists (overwrite=False)")
+    tmp = _encode_to_temp(frames, path.parent, path.name, fmt, fps, crf, lossless, metadata, odd_size, deterministic)
+    try:
         _move_into_place(tmp, path)
     except BaseException:
         _remove(tmp)
         raise
     return path
+
+
+def write_video_numbered(
+    frames: torch.Tensor,
+    directory: "str | Path",
+    base_name: str,
+    *,
+    format: str,
+    fps: float = 8.0,
+    crf: "int | None" = None,
+    lossless: bool = False,
+    metadata: "dict | None" = None,
+    odd_size: str = "pad",
+    deterministic: "bool | None" = None,
+) -> Path:
+    """Like :func:`write_video`, named ``<base_name>_<n>_.<ext>`` in ``directory`` with the next free ``n``,
+    claimed atomically once the file is complete (parallel writers never share or overwrite a name)."""
+    directory = Path(directory)
+    fmt, frames = _prepare_write(frames, directory / base_name, format, fps, crf, lossless, odd_size)
+    tmp = _encode_to_temp(frames, directory, base_name, fmt, fps, crf, lossless, metadata, odd_size, deterministic)
+    try:
+        return claim_numbered_name(tmp, directory, base_name, FORMAT_EXTENSIONS[fmt])
+    except BaseException:
+        _remove(tmp)
+        raise

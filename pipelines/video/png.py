@@ -4,8 +4,11 @@ Pixels are encoded/decoded by OpenCV; the text chunks are spliced in and read ou
 on the chunk stream: ``tEXt`` when the value is Latin-1, ``iTXt`` (UTF-8) otherwise.
 """
 
+from __future__ import annotations
+
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +29,7 @@ def _text_chunk(key, value):
         return _chunk(b"iTXt", key_bytes + b"\0\0\0\0\0" + value.encode("utf-8"))
 
 
-def encode_png(rgb_uint8, text=None, *, compression=4):
+def encode_png(rgb_uint8: np.ndarray, text: dict | None = None, *, compression: int = 4) -> bytes:
     """PNG bytes of an RGB uint8 [H,W,3] image, with ``text`` {key: str} as chunks after IHDR."""
     import cv2
 
@@ -41,7 +44,19 @@ def encode_png(rgb_uint8, text=None, *, compression=4):
     return data[:ihdr_end] + extra + data[ihdr_end:]
 
 
-def read_png_text(data):
+MAX_TEXT_BYTES = 64 * 1024 * 1024  # one decompressed text chunk (a workflow is far smaller)
+
+
+def _inflate(data: bytes) -> bytes:
+    """zlib-decompress a text chunk, refusing one that expands past MAX_TEXT_BYTES (a decompression bomb)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, MAX_TEXT_BYTES)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"a compressed text chunk expands to more than {MAX_TEXT_BYTES} bytes")
+    return out
+
+
+def read_png_text(data: bytes) -> dict[str, str]:
     """{key: str} of the tEXt, zTXt and iTXt chunks of PNG bytes."""
     if not data.startswith(PNG_SIGNATURE):
         raise ValueError("not a PNG file (bad signature)")
@@ -55,19 +70,19 @@ def read_png_text(data):
             out[key.decode("latin-1")] = value.decode("latin-1")
         elif kind == b"zTXt":
             key, _, rest = body.partition(b"\0")
-            out[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+            out[key.decode("latin-1")] = _inflate(rest[1:]).decode("latin-1")
         elif kind == b"iTXt":
             key, _, rest = body.partition(b"\0")
             compressed = rest[0] == 1
             _lang, _, rest = rest[2:].partition(b"\0")
             _translated, _, text = rest.partition(b"\0")
-            out[key.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode("utf-8")
+            out[key.decode("latin-1")] = (_inflate(text) if compressed else text).decode("utf-8")
         elif kind == b"IEND":
             break
     return out
 
 
-def decode_png(path):
+def decode_png(path: str | Path) -> np.ndarray:
     """RGB float32 [H,W,3] in 0..1 of a PNG file (8- or 16-bit; alpha dropped, gray expanded)."""
     import cv2
 

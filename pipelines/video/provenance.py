@@ -5,9 +5,12 @@ graph cannot know (library versions, device) and lifts the replay-relevant value
 (seeds, dtypes, attention backends) so they can be read without walking it.
 """
 
+from __future__ import annotations
+
 import platform
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -19,7 +22,7 @@ PROMPT_FIELDS = {
 }
 
 
-def framefold_version():
+def framefold_version() -> str:
     """The installed framefold version, else the one in the package's pyproject.toml, else 'unknown'."""
     try:
         from importlib.metadata import version
@@ -35,20 +38,20 @@ def framefold_version():
         return "unknown"
 
 
-def default_device_name():
+def default_device_name() -> str:
     """A readable name of the device torch would compute on: the CUDA GPU if present, else 'cpu'."""
     if torch.cuda.is_available():
         return f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
     return "cpu"
 
 
-def values_from_prompt(prompt):
+def values_from_prompt(prompt: Any) -> dict:
     """{field: [{"node", "class_type", "input", "value"}...]} for seeds/dtypes/backends set as widget values.
 
     Linked inputs (``[node_id, slot]`` lists) are skipped: their value lives in the upstream node,
     which is itself scanned.
     """
-    found = {field: [] for field in PROMPT_FIELDS}
+    found: dict[str, list] = {field: [] for field in PROMPT_FIELDS}
     if not isinstance(prompt, dict):
         return found
     for node_id, node in prompt.items():
@@ -64,7 +67,14 @@ def values_from_prompt(prompt):
     return found
 
 
-def build_provenance(prompt=None, *, device=None, dtype=None, attention_backend=None, extra=None):
+def build_provenance(
+    prompt: Any = None,
+    *,
+    device: str | None = None,
+    dtype: Any = None,
+    attention_backend: Any = None,
+    extra: dict | None = None,
+) -> dict:
     """The provenance record: versions, device, and the seeds/dtypes/backends of the prompt graph.
 
     ``device``, ``dtype`` and ``attention_backend`` override what is found or assumed when the caller
