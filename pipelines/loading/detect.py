@@ -15,6 +15,7 @@ STANDALONE_VAE = "standalone_vae"
 MOTION_MODULE = "motion_module"
 CONTROLNET = "controlnet"
 CLIP_TEXT = "clip_text"
+RIFE = "rife"
 UNKNOWN = "unknown"
 
 FORMATS = (
@@ -27,6 +28,7 @@ FORMATS = (
     MOTION_MODULE,
     CONTROLNET,
     CLIP_TEXT,
+    RIFE,
     UNKNOWN,
 )
 
@@ -40,6 +42,7 @@ LOADER_FOR_FORMAT = {
     MOTION_MODULE: "FrameFold Load Motion Module",
     CONTROLNET: "FrameFold Load ControlNet",
     CLIP_TEXT: "a text-encoder loader (a standalone CLIP file is not a full checkpoint)",
+    RIFE: "FrameFold Load Frame Interpolation Model",
 }
 
 DESCRIPTION = {
@@ -52,6 +55,7 @@ DESCRIPTION = {
     MOTION_MODULE: "an AnimateDiff motion module",
     CONTROLNET: "a ControlNet",
     CLIP_TEXT: "a CLIP text encoder",
+    RIFE: "a RIFE frame-interpolation model (IFNet)",
     UNKNOWN: "a file of unknown format",
 }
 
@@ -111,6 +115,8 @@ def detect_format(state_dict, metadata=None) -> str:
         return STANDALONE_VAE
     if _has_key_part(keys, "encoder.layers.0.self_attn.q_proj.weight") and _has_key_part(keys, "token_embedding"):
         return CLIP_TEXT
+    if _has_prefix(keys, "block0.conv0.") and _has_prefix(keys, "block1.") and _has_key_part(keys, ".lastconv."):
+        return RIFE
     return UNKNOWN
 
 
