@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from framefold.pipelines import progress
-from framefold.pipelines.interpolation import interpolate
-from framefold.pipelines.interpolation import driver, timing
+from framefold.pipelines.interpolation import driver, interpolate, timing
 
 
 def _clip(frames=5, size=16, seed=0):

@@ -62,7 +62,10 @@ def draw_batch(pool: np.ndarray, batch: int, rng: np.random.Generator):
         first, last, mid, t = clip[i], clip[i + gap], clip[i + j], j / gap
         if rng.random() < 0.5:
             first, last, t = last, first, 1 - t
-        a.append(first), b.append(last), g.append(mid), ts.append(t)
+        a.append(first)
+        b.append(last)
+        g.append(mid)
+        ts.append(t)
     stack = [torch.from_numpy(np.stack(x)).permute(0, 3, 1, 2).float() / 255 for x in (a, b, g)]
     if rng.random() < 0.5:
         stack = [x.flip(-1) for x in stack]

@@ -40,7 +40,7 @@ def dis_flow_pair(a: np.ndarray, b: np.ndarray, preset: str = "medium"):
 
     if preset not in PRESETS:
         raise ValueError(f"DIS preset must be one of {PRESETS}, got {preset!r}")
-    dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
+    dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))  # type: ignore[attr-defined]
     ga, gb = _gray_uint8(a), _gray_uint8(b)
     return dis.calc(ga, gb, None), dis.calc(gb, ga, None)
 

@@ -187,7 +187,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> Tuple[torch.Tensor, Tuple
 
 def ifnet_config_from_state_dict(state_dict: Dict[str, torch.Tensor]) -> IFNetConfig:
     """Block widths and ResConv counts from key names and shapes (``blockN.conv0.1.0.weight`` is ``[c, c/2, 3, 3]``)."""
-    widths = []
+    widths: List[int] = []
     while f"block{len(widths)}.conv0.1.0.weight" in state_dict:
         widths.append(int(state_dict[f"block{len(widths)}.conv0.1.0.weight"].shape[0]))
     resconvs = 0
