@@ -1,5 +1,7 @@
 """Diffusion in-betweening node: the video model makes the frames between key-frame latents."""
 
+from typing import Optional, Tuple
+
 import torch
 
 from ..pipelines.interpolation.diffusion import inbetween, key_positions
@@ -19,7 +21,7 @@ class FrameFoldDiffusionInbetween:
     """Key frames (a LATENT of K frames) -> (K - 1) x multiplier + 1 frames; the keys stay exactly as given."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> dict:
         """Model, prompts, key latents, multiplier and the sampler widgets; context windows optional."""
         return {
             "required": {
@@ -85,19 +87,19 @@ class FrameFoldDiffusionInbetween:
     @with_host_progress
     def inbetween(
         self,
-        model,
-        positive,
-        negative,
-        keyframes,
-        multiplier,
-        seed,
-        steps,
-        cfg,
-        sampler_name,
-        scheduler,
-        denoise,
-        context=None,
-    ):
+        model: DiffusionModel,
+        positive: Conditioning,
+        negative: Conditioning,
+        keyframes: dict,
+        multiplier: int,
+        seed: int,
+        steps: int,
+        cfg: float,
+        sampler_name: str,
+        scheduler: str,
+        denoise: float,
+        context: Optional[ContextOptions] = None,
+    ) -> Tuple[dict]:
         """Draw the noise, build the guided denoiser, run the in-betweening sampler."""
         name = type(self).__name__
         keys = self._check(model, positive, negative, keyframes, multiplier, context)

@@ -1,5 +1,7 @@
 """Frame interpolation nodes: load a RIFE model, interpolate an IMAGE batch (optical flow or RIFE)."""
 
+from typing import Optional, Tuple
+
 import torch
 
 from ..pipelines.interpolation import DEFAULT_SCENE_CUT_THRESHOLD, interpolate
@@ -22,7 +24,7 @@ class FrameFoldLoadFrameInterpolationModel:
     """Load a RIFE 4.7 IFNet (rife47.pth, rife49.pth, Practical-RIFE flownet) from ``frame_interpolation``."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> dict:
         """A combo over the frame_interpolation files."""
         return {
             "required": {
@@ -39,7 +41,7 @@ class FrameFoldLoadFrameInterpolationModel:
     CATEGORY = CATEGORY
     DESCRIPTION = "Loads a RIFE 4.7 frame-interpolation model (fp32); other RIFE versions are refused by name."
 
-    def load(self, model_name):
+    def load(self, model_name: str) -> Tuple[IFNet]:
         """Read the file and build the IFNet."""
         name = type(self).__name__
         try:
@@ -57,7 +59,7 @@ class FrameFoldInterpolateFrames:
     """Make in-between frames: (N - 1) x multiplier + 1 frames, first and last kept exactly."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> dict:
         """Frames, method, multiplier or target fps, scene-cut threshold, RIFE options."""
         return {
             "required": {
@@ -140,16 +142,16 @@ class FrameFoldInterpolateFrames:
     @with_host_progress
     def interpolate(
         self,
-        images,
-        method,
-        multiplier,
-        fps,
-        target_fps=0.0,
-        scene_cut_threshold=DEFAULT_SCENE_CUT_THRESHOLD,
-        interpolation_model=None,
-        rife_scale="1.0",
-        rife_ensemble=False,
-    ):
+        images: torch.Tensor,
+        method: str,
+        multiplier: int,
+        fps: float,
+        target_fps: float = 0.0,
+        scene_cut_threshold: float = DEFAULT_SCENE_CUT_THRESHOLD,
+        interpolation_model: Optional[IFNet] = None,
+        rife_scale: str = "1.0",
+        rife_ensemble: bool = False,
+    ) -> Tuple[torch.Tensor, int, float]:
         """Check the inputs, build the pair interpolator, run the pipeline."""
         name = type(self).__name__
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):

@@ -15,7 +15,7 @@ For a pair ``(I0, I1)`` and a time ``t``:
 Two identical frames give zero flow and therefore the same frame back, exactly.
 """
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ def _gray_uint8(frame: np.ndarray) -> np.ndarray:
     return np.clip(np.round(luma * 255.0), 0, 255).astype(np.uint8)
 
 
-def dis_flow_pair(a: np.ndarray, b: np.ndarray, preset: str = "medium"):
+def dis_flow_pair(a: np.ndarray, b: np.ndarray, preset: str = "medium") -> Tuple[np.ndarray, np.ndarray]:
     """``(F01, F10)`` float32 ``[H, W, 2]`` (x, y pixel offsets) between two float frames by DIS flow."""
     import cv2
 
@@ -45,7 +45,7 @@ def dis_flow_pair(a: np.ndarray, b: np.ndarray, preset: str = "medium"):
     return dis.calc(ga, gb, None), dis.calc(gb, ga, None)
 
 
-def _grid(h: int, w: int):
+def _grid(h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
     """Pixel coordinate maps ``(x, y)`` float32 ``[H, W]``."""
     return np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
 

@@ -5,6 +5,7 @@
 
 import json
 from pathlib import Path
+from typing import Any, Mapping, Optional
 
 SD_CHECKPOINT = "sd_checkpoint"
 FRAMEFOLD_CHECKPOINT = "framefold_checkpoint"
@@ -96,7 +97,7 @@ def motion_module_version(state_dict) -> str:
     return "unknown"
 
 
-def detect_format(state_dict, metadata=None) -> str:
+def detect_format(state_dict: Mapping[str, Any], metadata: Optional[Mapping[str, Any]] = None) -> str:
     """One of :data:`FORMATS` from the key names (and the ``framefold`` metadata entry)."""
     keys = list(state_dict)
     if (metadata or {}).get("framefold") is not None and _has_prefix(keys, "model.diffusion_model."):
