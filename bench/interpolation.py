@@ -1,17 +1,21 @@
 """Benchmark of frame interpolation: quality against ground truth, memory against frame count, speed.
 
     python bench/interpolation.py [--clips 8] [--threads 1] [--skip-diffusion] [--device cpu|cuda]
+                                  [--parts quality,memory,speed]
 
 Quality: procedural clips (``pipelines.synthetic``) rendered with 33 frames at 64x64; every other frame is
 dropped, the 17 left are interpolated 2x back to 33, and the 16 dropped frames are compared with what each
 method made (PSNR over all of them, mean SSIM on luma). Methods: repeat and linear blend (naive baselines),
 DIS flow, the tiny in-project RIFE (plain and ensemble), and diffusion in-betweening with the default model
-(keys VAE-encoded, held; the caption as the prompt; 16-frame context windows). The diffusion row's ceiling is
+(keys VAE-encoded, held; the caption as the prompt; 16-frame context windows; denoise 1 = new frames from noise,
+0.5 = a refinement of the keys' linear blend). The diffusion row's ceiling is
 the VAE round trip of the ground truth (printed beside it). Every method's output is checked for the
 frame-count rule and for exact first and last frames.
 
-Memory: peak resident memory above the start, in a fresh process per run, while 32 and 256 frames (128x128)
-are interpolated 2x and streamed (frames consumed as they come) -- flat in the frame count means the same figure.
+Memory: working memory -- peak resident memory minus the memory before the input existed minus the input's
+bytes -- in a fresh process per run, while 32 and 256 frames (128x128) are interpolated 2x and streamed (frames
+consumed as they come); flat in the frame count means the same figure. (``interpolate_frames`` adds only its
+one output tensor to this.)
 
 Speed: 2x interpolation of 64 frames at 512x512 with the flow method (and RIFE on ``--device``).
 Prints figures; passes or fails nothing.
@@ -41,7 +45,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--skip-diffusion", action="store_true")
     p.add_argument("--diffusion-clips", type=int, default=2, help="clips for the (slow) diffusion row")
     p.add_argument("--diffusion-steps", type=int, default=10)
+    p.add_argument("--diffusion-denoise", default="1.0,0.5", help="denoise strengths of the diffusion rows")
     p.add_argument("--device", default="cpu", help="device for the RIFE speed run")
+    p.add_argument("--parts", default="quality,memory,speed", help="comma-separated subset to run")
     p.add_argument("--memory-child", nargs=3, metavar=("METHOD", "FRAMES", "SIZE"), help=argparse.SUPPRESS)
     return p.parse_args()
 
@@ -99,7 +105,9 @@ def load_default_model():
     return model.with_options(unet=model.unet.with_motion(module), frame_window=module.max_frames), text_encoder, vae
 
 
-def diffusion_inbetween_clip(bundle, keys: torch.Tensor, caption: str, steps: int, seed: int = 0) -> torch.Tensor:
+def diffusion_inbetween_clip(
+    bundle, keys: torch.Tensor, caption: str, steps: int, strength: float = 1.0, seed: int = 0
+) -> torch.Tensor:
     """Keys [K, 64, 64, 3] -> 2x frames through VAE encode, diffusion in-betweening, VAE decode."""
     from framefold.pipelines.interpolation.diffusion import inbetween
     from framefold.pipelines.sampling import schedules
@@ -113,9 +121,9 @@ def diffusion_inbetween_clip(bundle, keys: torch.Tensor, caption: str, steps: in
     noise = torch.randn((frames, *latents.shape[1:]), generator=generator)
     context = ContextOptions(16, 4, 1, False, "pyramid")
     denoiser = GuidedDenoiser(model, text_encoder.encode(caption), text_encoder.encode(""), 4.5, context=context)
-    sigmas = schedules.denoise_sigmas(schedules.alphas_cumprod_from_config(model.schedule), steps, "trailing", 1.0)
+    sigmas = schedules.denoise_sigmas(schedules.alphas_cumprod_from_config(model.schedule), steps, "trailing", strength)
     with torch.no_grad():
-        out = inbetween(denoiser, latents, noise, sigmas, multiplier=2, generator=generator)
+        out = inbetween(denoiser, latents, noise, sigmas, multiplier=2, denoise_strength=strength, generator=generator)
         return vae.decode(out)
 
 
@@ -137,17 +145,17 @@ def quality(args: argparse.Namespace) -> None:
         rows[name] = (made, time.perf_counter() - start)
     if not args.skip_diffusion:
         bundle = load_default_model()
-        made, ceiling, start = [], [], time.perf_counter()
-        for clip, caption in clips[: args.diffusion_clips]:
-            out = diffusion_inbetween_clip(bundle, clip[::2], caption, args.diffusion_steps)
-            if out.shape[0] != clip.shape[0]:
-                raise SystemExit(f"diffusion in-between: {out.shape[0]} frames, expected {clip.shape[0]}")
-            made.append(out[1::2])
-        seconds = time.perf_counter() - start
+        subset = clips[: args.diffusion_clips]
+        for strength in [float(x) for x in args.diffusion_denoise.split(",")]:
+            made, start = [], time.perf_counter()
+            for clip, caption in subset:
+                out = diffusion_inbetween_clip(bundle, clip[::2], caption, args.diffusion_steps, strength)
+                if out.shape[0] != clip.shape[0]:
+                    raise SystemExit(f"diffusion in-between: {out.shape[0]} frames, expected {clip.shape[0]}")
+                made.append(out[1::2])
+            rows[f"diffusion denoise {strength}"] = (made, time.perf_counter() - start)
         with torch.no_grad():
-            for clip, _ in clips[: args.diffusion_clips]:
-                ceiling.append(bundle[2].decode(bundle[2].encode(clip[1::2])))
-        rows[f"diffusion ({args.diffusion_steps} steps)"] = (made, seconds)
+            ceiling = [bundle[2].decode(bundle[2].encode(clip[1::2])) for clip, _ in subset]
         rows["(VAE round trip, ceiling)"] = (ceiling, 0.0)
     print("\nquality: 16 dropped frames per clip (33 rendered at 64x64, every other dropped, 2x back)")
     print(f"{'method':28s} {'clips':>5s} {'PSNR dB':>8s} {'SSIM':>7s} {'s/clip':>7s}")
@@ -160,27 +168,39 @@ def quality(args: argparse.Namespace) -> None:
         )
 
 
+def _current_rss_mib() -> float:
+    """Resident memory of this process now (Linux /proc), MiB."""
+    import os
+
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def memory_child(method: str, frames: int, size: int) -> None:
-    """Run in a fresh process: print the peak-RSS growth (MiB) of a streamed 2x interpolation."""
+    """Run in a fresh process: print the working memory (MiB) of a streamed 2x interpolation.
+
+    working = peak RSS - RSS before the input existed - the input's bytes: what the interpolation itself holds.
+    """
     from framefold.pipelines import synthetic
     from framefold.pipelines.interpolation.driver import iter_interpolated
     from framefold.pipelines.interpolation.timing import multiplier_positions
 
+    between = pair_methods()[method]
+    base = _current_rss_mib()
     scene = synthetic.layout_scene("red", "circle", "right", "gradient", 1, frames=frames, size=size)
     clip = torch.from_numpy(synthetic.render_scene(scene))
-    between = pair_methods()[method]
-    between(clip[0], clip[1], [0.5])  # warm up: lazy allocations of the libraries are not per-frame memory
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    input_mib = clip.numel() * 4 / 2**20
     checksum = 0.0
     for _index, frame in iter_interpolated(clip, multiplier_positions(frames, 2), between):
         checksum += float(frame[0, 0, 0])
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"growth_mib": (after - before) / 1024, "checksum": checksum}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"working_mib": peak - base - input_mib, "input_mib": input_mib, "checksum": checksum}))
 
 
 def memory(args: argparse.Namespace) -> None:
-    """Peak memory growth for 32 vs 256 frames, each in its own process."""
-    print("\nmemory: peak RSS growth while streaming a 2x interpolation (128x128), fresh process per run")
+    """Working memory for 32 vs 256 frames, each in its own process."""
+    print("\nmemory: working memory (peak RSS - RSS before the input - input bytes) of a streamed 2x interpolation,")
+    print("128x128 frames, fresh process per run")
     for method in ("flow (DIS)", "tiny RIFE"):
         figures = []
         for frames in (32, 256):
@@ -195,7 +215,7 @@ def memory(args: argparse.Namespace) -> None:
                 "128",
             ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            figures.append(json.loads(out)["growth_mib"])
+            figures.append(json.loads(out)["working_mib"])
         ratio = figures[1] / figures[0] if figures[0] > 0 else float("nan")
         print(f"{method:20s} 32 frames: {figures[0]:7.1f} MiB   256 frames: {figures[1]:7.1f} MiB   ratio {ratio:.2f}")
 
@@ -231,9 +251,10 @@ def main() -> None:
         method, frames, size = args.memory_child
         memory_child(method, int(frames), int(size))
         return
-    quality(args)
-    memory(args)
-    speed(args)
+    parts = set(args.parts.split(","))
+    for name, run in (("quality", quality), ("memory", memory), ("speed", speed)):
+        if name in parts:
+            run(args)
 
 
 if __name__ == "__main__":
