@@ -202,11 +202,39 @@ def image_to_video():
     return graph
 
 
+def interpolate_video():
+    """Temporal super-resolution: the text-to-video clip, 4x frames by optical flow, saved at 32 fps."""
+    graph = _model_nodes("a red circle moving right on a black background")
+    graph["6"] = {
+        "class_type": "FrameFoldEmptyVideoLatent",
+        "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES},
+    }
+    graph["7"] = _sampler(["6", 0], seed=42)
+    graph["8"] = {"class_type": "FrameFoldVAEDecode", "inputs": {"samples": ["7", 0], "vae": ["1", 2]}}
+    graph["9"] = {
+        "class_type": "FrameFoldInterpolateFrames",
+        "inputs": {
+            "images": ["8", 0],
+            "method": "flow",
+            "multiplier": 4,
+            "fps": 8.0,
+            "target_fps": 0.0,
+            "scene_cut_threshold": 0.6,
+        },
+    }
+    _, save = _decode_and_save(None, "FrameFold/interpolate_video")
+    save["inputs"]["images"] = ["9", 0]
+    save["inputs"]["fps"] = ["9", 2]  # 8 fps x 4 = 32 fps, carried from the interpolation node
+    graph["10"] = save
+    return graph
+
+
 EXAMPLES = {
     "text_to_video": text_to_video,
     "long_video_vidrd": long_video_vidrd,
     "noise_prior_comparison": noise_prior_comparison,
     "image_to_video": image_to_video,
+    "interpolate_video": interpolate_video,
 }
 
 

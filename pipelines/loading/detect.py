@@ -5,6 +5,7 @@
 
 import json
 from pathlib import Path
+from typing import Any, Mapping, Optional
 
 SD_CHECKPOINT = "sd_checkpoint"
 FRAMEFOLD_CHECKPOINT = "framefold_checkpoint"
@@ -15,6 +16,7 @@ STANDALONE_VAE = "standalone_vae"
 MOTION_MODULE = "motion_module"
 CONTROLNET = "controlnet"
 CLIP_TEXT = "clip_text"
+RIFE = "rife"
 UNKNOWN = "unknown"
 
 FORMATS = (
@@ -27,6 +29,7 @@ FORMATS = (
     MOTION_MODULE,
     CONTROLNET,
     CLIP_TEXT,
+    RIFE,
     UNKNOWN,
 )
 
@@ -40,6 +43,7 @@ LOADER_FOR_FORMAT = {
     MOTION_MODULE: "FrameFold Load Motion Module",
     CONTROLNET: "FrameFold Load ControlNet",
     CLIP_TEXT: "a text-encoder loader (a standalone CLIP file is not a full checkpoint)",
+    RIFE: "FrameFold Load Frame Interpolation Model",
 }
 
 DESCRIPTION = {
@@ -52,6 +56,7 @@ DESCRIPTION = {
     MOTION_MODULE: "an AnimateDiff motion module",
     CONTROLNET: "a ControlNet",
     CLIP_TEXT: "a CLIP text encoder",
+    RIFE: "a RIFE frame-interpolation model (IFNet)",
     UNKNOWN: "a file of unknown format",
 }
 
@@ -92,7 +97,7 @@ def motion_module_version(state_dict) -> str:
     return "unknown"
 
 
-def detect_format(state_dict, metadata=None) -> str:
+def detect_format(state_dict: Mapping[str, Any], metadata: Optional[Mapping[str, Any]] = None) -> str:
     """One of :data:`FORMATS` from the key names (and the ``framefold`` metadata entry)."""
     keys = list(state_dict)
     if (metadata or {}).get("framefold") is not None and _has_prefix(keys, "model.diffusion_model."):
@@ -111,6 +116,8 @@ def detect_format(state_dict, metadata=None) -> str:
         return STANDALONE_VAE
     if _has_key_part(keys, "encoder.layers.0.self_attn.q_proj.weight") and _has_key_part(keys, "token_embedding"):
         return CLIP_TEXT
+    if _has_prefix(keys, "block0.conv0.") and _has_prefix(keys, "block1.") and _has_key_part(keys, ".lastconv."):
+        return RIFE
     return UNKNOWN
 
 

@@ -1,0 +1,184 @@
+"""Frame interpolation nodes: load a RIFE model, interpolate an IMAGE batch (optical flow or RIFE)."""
+
+from typing import Optional, Tuple
+
+import torch
+
+from ..pipelines.interpolation import DEFAULT_SCENE_CUT_THRESHOLD, interpolate
+from ..pipelines.interpolation.flow import FlowInterpolator
+from ..pipelines.interpolation.ifnet import IFNet
+from ..pipelines.interpolation.rife import RifeInterpolator
+from ..pipelines.loading.rife import load_rife
+from . import _types as T
+from ._comfy import with_host_progress
+from ._errors import NodeInputError
+from ._folders import list_models, resolve_model
+
+CATEGORY = "FrameFold/interpolation"
+FF_INTERPOLATION_MODEL = "FF_INTERPOLATION_MODEL"  # pipelines.interpolation.ifnet.IFNet
+METHODS = ("flow", "rife")
+RIFE_SCALES = ("0.25", "0.5", "1.0", "2.0", "4.0")
+
+
+class FrameFoldLoadFrameInterpolationModel:
+    """Load a RIFE 4.7 IFNet (rife47.pth, rife49.pth, Practical-RIFE flownet) from ``frame_interpolation``."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        """A combo over the frame_interpolation files."""
+        return {
+            "required": {
+                "model_name": (
+                    list_models("frame_interpolation"),
+                    {"tooltip": "RIFE 4.7 file in the frame_interpolation folder (rife47.pth, rife49.pth)."},
+                ),
+            }
+        }
+
+    RETURN_TYPES = (FF_INTERPOLATION_MODEL,)
+    RETURN_NAMES = ("interpolation_model",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Loads a RIFE 4.7 frame-interpolation model (fp32); other RIFE versions are refused by name."
+
+    def load(self, model_name: str) -> Tuple[IFNet]:
+        """Read the file and build the IFNet."""
+        name = type(self).__name__
+        try:
+            path = resolve_model("frame_interpolation", model_name)
+        except FileNotFoundError as e:
+            raise NodeInputError(name, "model_name", str(e)) from e
+        try:
+            model = load_rife(path)
+        except ValueError as e:
+            raise NodeInputError(name, "model_name", f"a RIFE 4.7 file: {e}") from e
+        return (model,)
+
+
+class FrameFoldInterpolateFrames:
+    """Make in-between frames: (N - 1) x multiplier + 1 frames, first and last kept exactly."""
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        """Frames, method, multiplier or target fps, scene-cut threshold, RIFE options."""
+        return {
+            "required": {
+                "images": (T.IMAGE, {"tooltip": "The frames to interpolate, [frames, height, width, channels]."}),
+                "method": (
+                    list(METHODS),
+                    {"default": "flow", "tooltip": "flow: OpenCV DIS optical flow, no weights. rife: a RIFE model."},
+                ),
+                "multiplier": (
+                    T.INT,
+                    {
+                        "default": 2,
+                        "min": 1,
+                        "max": 16,
+                        "tooltip": "N frames -> (N - 1) x multiplier + 1 frames (ignored when target_fps > 0).",
+                    },
+                ),
+                "fps": (T.FLOAT, {"default": 8.0, "min": 0.01, "max": 240.0, "step": 0.01, "tooltip": "Input fps."}),
+                "target_fps": (
+                    T.FLOAT,
+                    {
+                        "default": 0.0,
+                        "min": 0.0,
+                        "max": 240.0,
+                        "step": 0.01,
+                        "tooltip": "0 = use multiplier. Else round((N - 1) x target / fps) + 1 frames over the same "
+                        "duration; the fps output is the exact rate that keeps the duration.",
+                    },
+                ),
+                "scene_cut_threshold": (
+                    T.FLOAT,
+                    {
+                        "default": DEFAULT_SCENE_CUT_THRESHOLD,
+                        "min": 0.0,
+                        "max": 2.0,
+                        "step": 0.01,
+                        "tooltip": "Luma-histogram distance (0..2) above which a pair is a cut: its in-between "
+                        "frames duplicate the nearer frame instead of blending. 2 = never.",
+                    },
+                ),
+            },
+            "optional": {
+                "interpolation_model": (
+                    FF_INTERPOLATION_MODEL,
+                    {"tooltip": "For method rife: a model from FrameFold Load Frame Interpolation Model."},
+                ),
+                "rife_scale": (
+                    list(RIFE_SCALES),
+                    {"default": "1.0", "tooltip": "RIFE flow resolution: 1.0 up to ~1080p, 0.5 for 4K."},
+                ),
+                "rife_ensemble": (
+                    T.BOOLEAN,
+                    {"default": False, "tooltip": "RIFE: also run the reversed pair and average (2x time)."},
+                ),
+            },
+        }
+
+    RETURN_TYPES = (T.IMAGE, T.INT, T.FLOAT)
+    RETURN_NAMES = ("images", "frame_count", "fps")
+    OUTPUT_TOOLTIPS = ("The interpolated frames.", "Their number.", "Their frame rate (wire it into Save Video).")
+    FUNCTION = "interpolate"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "Frame interpolation pair by pair (memory flat in frame count); progress per frame pair."
+
+    def _pair_interpolator(self, method, interpolation_model, rife_scale, rife_ensemble):
+        """The pipeline's pair interpolator for the chosen method."""
+        name = type(self).__name__
+        if method == "flow":
+            return FlowInterpolator()
+        if method != "rife":
+            raise NodeInputError(name, "method", f"one of {list(METHODS)}")
+        if not isinstance(interpolation_model, IFNet):
+            raise NodeInputError(
+                name, "interpolation_model", "a FF_INTERPOLATION_MODEL from Load Frame Interpolation Model (rife)"
+            )
+        if rife_scale not in RIFE_SCALES:
+            raise NodeInputError(name, "rife_scale", f"one of {list(RIFE_SCALES)}")
+        return RifeInterpolator(interpolation_model, scale=float(rife_scale), ensemble=bool(rife_ensemble))
+
+    @with_host_progress
+    def interpolate(
+        self,
+        images: torch.Tensor,
+        method: str,
+        multiplier: int,
+        fps: float,
+        target_fps: float = 0.0,
+        scene_cut_threshold: float = DEFAULT_SCENE_CUT_THRESHOLD,
+        interpolation_model: Optional[IFNet] = None,
+        rife_scale: str = "1.0",
+        rife_ensemble: bool = False,
+    ) -> Tuple[torch.Tensor, int, float]:
+        """Check the inputs, build the pair interpolator, run the pipeline."""
+        name = type(self).__name__
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+            raise NodeInputError(name, "images", "an IMAGE batch [frames, height, width, 1|3|4 channels]")
+        if int(multiplier) != multiplier or multiplier < 1:
+            raise NodeInputError(name, "multiplier", f"a whole number >= 1, got {multiplier}")
+        if fps <= 0:
+            raise NodeInputError(name, "fps", f"a frame rate > 0, got {fps}")
+        if target_fps < 0:
+            raise NodeInputError(name, "target_fps", f"0 (use multiplier) or a frame rate > 0, got {target_fps}")
+        between = self._pair_interpolator(method, interpolation_model, rife_scale, rife_ensemble)
+        frames, out_fps = interpolate(
+            images,
+            between,
+            multiplier=int(multiplier),
+            fps=float(fps),
+            target_fps=float(target_fps) if target_fps > 0 else None,
+            scene_cut_threshold=float(scene_cut_threshold),
+        )
+        return (frames, frames.shape[0], out_fps)
+
+
+NODE_CLASS_MAPPINGS = {
+    "FrameFoldLoadFrameInterpolationModel": FrameFoldLoadFrameInterpolationModel,
+    "FrameFoldInterpolateFrames": FrameFoldInterpolateFrames,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "FrameFoldLoadFrameInterpolationModel": "FrameFold Load Frame Interpolation Model",
+    "FrameFoldInterpolateFrames": "FrameFold Interpolate Frames",
+}
