@@ -3,19 +3,20 @@
 It generalises the image-to-video first-frame hold (:mod:`pipelines.sampling.i2v`): ``K`` key-frame latents are
 placed every ``multiplier`` frames of a ``(K - 1) * multiplier + 1`` frame latent, and after every sampler step
 those frames are replaced by the key latents noised to the current level with their own fixed noise
-(:func:`pipelines.sampling.samplers.hold_frames_hook`), so they end exactly on the keys while the motion module
+(a :class:`pipelines.sampling.hooks.FrameHold`), so they end exactly on the keys while the motion module
 makes the frames between agree with them. The run starts from a latent where the frames between are linear
 blends of their neighbouring keys: with ``denoise < 1`` sampling keeps that much of the blend's layout (and the
 keys are held from the start); at ``denoise = 1`` it starts from pure noise, as text-to-video does.
 
-The only sampler coupling is one step hook passed to the public :func:`pipelines.sampling.samplers.sample`.
+The only sampler coupling is one hook passed to the public :func:`pipelines.sampling.samplers.sample`.
 """
 
 from typing import Callable, List, Optional
 
 import torch
 
-from ..sampling.samplers import hold_frames_hook, sample
+from ..sampling.hooks import FrameHold
+from ..sampling.samplers import sample
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -42,7 +43,7 @@ def blended_start(key_latents: torch.Tensor, multiplier: int) -> torch.Tensor:
 
 
 def inbetween(
-    denoise: Denoiser,
+    denoiser: Denoiser,
     key_latents: torch.Tensor,
     noise: torch.Tensor,
     sigmas: torch.Tensor,
@@ -62,14 +63,14 @@ def inbetween(
     if tuple(noise.shape) != tuple(start.shape):
         raise ValueError(f"noise {tuple(noise.shape)} must have the output's shape {tuple(start.shape)}")
     keys = key_latents.to(noise)
-    hold = hold_frames_hook(positions, keys, noise[positions])
+    hold = FrameHold(frames=tuple(positions), clean=keys, noise=noise[positions])
     return sample(
         sampler,
-        denoise,
+        denoiser,
         noise,
         sigmas,
         latent=start.to(noise),
         denoise_strength=denoise_strength,
         generator=generator,
-        step_hook=hold,
+        hooks=[hold],
     )
