@@ -50,7 +50,8 @@ def test_100_job_sweep_with_10_bad_jobs(tmp_path):
         {"1.ckpt_name": "missing.safetensors", "7.seed": 7},
         {"2.model_name": "missing-motion.safetensors"},
     ]
-    raising = [{"9.filename_prefix": "../escape", "7.seed": seed} for seed in (1, 2, 3)]  # fails in the save node
+    # valid graphs that fail in the sampler after the loaders ran: more frames than the motion module's window
+    raising = [{"6.frames": 24, "8.frame_chunk": 24, "7.seed": seed} for seed in (1, 2, 3)]
     bad = [{"workflow": "tiny.json", **row} for row in invalid_values + missing_models + raising]
     jobs = write_jobs(tmp_path / "jobs.jsonl", good[:45] + bad + good[45:])
     out = tmp_path / "out"
@@ -76,7 +77,7 @@ def test_100_job_sweep_with_10_bad_jobs(tmp_path):
         "model_name",
     }
     raised = [r for r in records if r["status"] == "failed"]
-    assert all(r["error"]["node"] == "9" and r["error"]["class"] == "FrameFoldSaveVideo" for r in raised)
+    assert all(r["error"]["node"] == "7" and r["error"]["class"] == "FrameFoldVideoSampler" for r in raised)
     assert "7 of 100 jobs are invalid" in stderr and "100 jobs: 3 failed, 7 invalid, 90 ok" in stdout
     _check_outputs_match_records(out, [r for r in records if r["status"] == "ok"])
     # one worker process ran all 93 valid jobs: the checkpoint and motion loaders computed once, the

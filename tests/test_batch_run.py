@@ -53,6 +53,7 @@ def test_cli_reports_invalid_jobs_together_and_writes_a_contact_sheet(tmp_path, 
         {"workflow": "tiny.json", "7.seed": 2, "9.format": "mp4"},
         {"workflow": "tiny.json", "7.cfg": "lots"},
         {"workflow": "tiny.json", "9.filename_prefix": "../outside"},
+        {"workflow": "tiny.json", "6.frames": 24, "8.frame_chunk": 24},
     ]
     jobs = write_jobs(tmp_path / "jobs.jsonl", rows)
     out, report = tmp_path / "out", tmp_path / "sheet.html"
@@ -60,15 +61,16 @@ def test_cli_reports_invalid_jobs_together_and_writes_a_contact_sheet(tmp_path, 
     code = main(argv)
     captured = capsys.readouterr()
     assert code == 1
-    assert "1 of 4 jobs are invalid" in captured.err and "node 7 (FrameFoldVideoSampler), input 'cfg'" in captured.err
+    assert "2 of 5 jobs are invalid" in captured.err and "node 7 (FrameFoldVideoSampler), input 'cfg'" in captured.err
+    assert "node 9 (FrameFoldSaveVideo)" in captured.err and "input 'filename_prefix'" in captured.err
     statuses = sorted(r["status"] for r in read_manifest(out))
-    assert statuses == ["failed", "invalid", "ok", "ok"]
+    assert statuses == ["failed", "invalid", "invalid", "ok", "ok"]
     failed = next(r for r in read_manifest(out) if r["status"] == "failed")
-    assert failed["error"]["node"] == "9" and failed["error"]["class"] == "FrameFoldSaveVideo"
-    assert "filename_prefix" in failed["error"]["message"] and failed["computed"][-1] == "9"
+    assert failed["error"]["node"] == "7" and failed["error"]["class"] == "FrameFoldVideoSampler"
+    assert "frames" in failed["error"]["message"] and failed["computed"][-1] == "7"
     page = report.read_text()
-    assert page.count("<img ") == 2 and page.count("<figure") == 4
+    assert page.count("<img ") == 2 and page.count("<figure") == 5
     frames = sorted((tmp_path / "sheet_files").iterdir())
     assert len(frames) == 2 and all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in frames)
-    assert "4 jobs: 1 failed, 1 invalid, 2 ok; ran 3" in captured.out
+    assert "5 jobs: 1 failed, 2 invalid, 2 ok; ran 3" in captured.out
     assert main(argv + ["--dry-run"]) == 1
