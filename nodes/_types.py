@@ -74,12 +74,12 @@ SAMPLER_WIDGET_NAMES = {"sampler": "sampler_name", "spacing": "scheduler", "deno
 
 
 def sampler_widgets(
-    sampler_tooltip: str = SAMPLER_TOOLTIP, scheduler_tooltip: str = SCHEDULER_TOOLTIP
+    sampler_tooltip: str = SAMPLER_TOOLTIP, scheduler_tooltip: str = SCHEDULER_TOOLTIP, spacing: str = "leading"
 ) -> Dict[str, Widget]:
-    """The sampler_name / scheduler widgets (DDIM with leading spacing by default)."""
+    """The sampler_name / scheduler widgets (DDIM by default; ``spacing`` is the scheduler's default)."""
     return {
         "sampler_name": (list(SAMPLERS), {"default": "ddim", "tooltip": sampler_tooltip}),
-        "scheduler": (list(schedules.SPACINGS), {"default": "leading", "tooltip": scheduler_tooltip}),
+        "scheduler": (list(schedules.SPACINGS), {"default": spacing, "tooltip": scheduler_tooltip}),
     }
 
 
