@@ -90,11 +90,22 @@ def test_save_latent_node(folders):
     latents = torch.randn(2, 4, 3, 3)
     ui = FrameFoldSaveLatent().save({"samples": latents}, "clip")
     entry = ui["ui"]["latents"][0]
-    assert entry["filename"] == "clip_00001.latent"
-    (loaded,) = FrameFoldLoadLatent().load("latents/clip_00001.latent [output]")
+    assert entry["filename"] == "clip_00001_.latent"
+    (loaded,) = FrameFoldLoadLatent().load("latents/clip_00001_.latent [output]")
     assert torch.equal(loaded["samples"], latents)
     with pytest.raises(NodeInputError, match="filename_prefix"):
         FrameFoldSaveLatent().save({"samples": latents}, "../x")
+
+
+def test_save_latent_takes_the_next_free_number_and_leaves_no_temp_file(folders):
+    latents = torch.randn(1, 4, 2, 2)
+    out = folders / "output" / "latents"
+    out.mkdir(parents=True)
+    (out / "clip_00003_.latent").write_bytes(b"taken")
+    names = [FrameFoldSaveLatent().save({"samples": latents}, "clip")["ui"]["latents"][0]["filename"] for _ in "ab"]
+    assert names == ["clip_00004_.latent", "clip_00005_.latent"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip_00003_.latent", *names]
+    assert (out / "clip_00003_.latent").read_bytes() == b"taken"
 
 
 def _tiny_checkpoint(path):
