@@ -26,18 +26,11 @@ class FrameFoldDiffusionInbetween:
                     {"default": 2, "min": 1, "max": 16, "tooltip": "Key k lands on frame k x multiplier."},
                 ),
                 "seed": T.seed_widget("Seed of the initial noise (and of the key frames' hold noise)."),
-                "steps": (T.INT, {"default": 20, "min": 1, "max": 1000, "tooltip": "Denoising steps run."}),
+                "steps": T.steps_widget(20, "Denoising steps run."),
                 "cfg": T.cfg_widget(),
                 **T.sampler_widgets(spacing="trailing"),
-                "denoise": (
-                    T.FLOAT,
-                    {
-                        "default": 1.0,
-                        "min": 0.01,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "1 = new content between the keys. Lower keeps more of a linear blend of the keys.",
-                    },
+                "denoise": T.fraction_widget(
+                    "1 = new content between the keys. Lower keeps more of a linear blend of the keys.", low=0.01
                 ),
             },
             "optional": {
@@ -71,15 +64,8 @@ class FrameFoldDiffusionInbetween:
         """Widgets -> InbetweenOptions -> inbetween_video -> the LATENT dict."""
         keys = T.latent_samples(self, keyframes, "keyframes")
         with node_inputs(self, {**T.SAMPLER_WIDGET_NAMES, "key_latents": "keyframes"}):
-            options = InbetweenOptions(
-                steps=steps,
-                cfg=cfg,
-                sampler=sampler_name,
-                spacing=scheduler,
-                seed=int(seed),
-                denoise_strength=float(denoise),
-                multiplier=multiplier,
-            )
+            fields = T.sampling_fields(seed, steps, cfg, sampler_name, scheduler)
+            options = InbetweenOptions(**fields, denoise_strength=float(denoise), multiplier=multiplier)
             out = inbetween_video(model, positive, negative, keys, options, context=context)
         return ({**keyframes, "samples": out},)
 

@@ -192,6 +192,23 @@ def _start_run(
     return _Run(generator, noise, abar, sigmas)
 
 
+def _start_guided_run(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    options: VideoOptions,
+    shape: Sequence[int],
+    noise: Optional[NoisePrior],
+    context: Optional[ContextOptions],
+) -> Tuple[_Run, GuidedDenoiser]:
+    """Check the inputs of a run over a latent of ``shape [F, C, h, w]`` at ``options.denoise_strength``, start it
+    (:func:`_start_run`) and build its guided denoiser."""
+    _check_inputs(model, positive, negative, shape[0], noise)
+    _check_window(model, context, shape[0], "context")
+    run = _start_run(model, options, shape, noise, options.denoise_strength)
+    return run, GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+
+
 def generate_video(
     model: DiffusionModel,
     positive: Conditioning,
@@ -207,10 +224,7 @@ def generate_video(
     noise: the initial-noise prior (default i.i.d.); context: sliding context windows for more frames than the
     motion module's window.
     """
-    _check_inputs(model, positive, negative, latent.shape[0], noise)
-    _check_window(model, context, latent.shape[0], "context")
-    run = _start_run(model, options, latent.shape, noise, options.denoise_strength)
-    denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+    run, denoiser = _start_guided_run(model, positive, negative, options, latent.shape, noise, context)
     out = sample(
         options.sampler,
         denoiser,
@@ -286,10 +300,8 @@ def inbetween_video(
     if not isinstance(key_latents, torch.Tensor) or key_latents.ndim != 4 or key_latents.shape[0] < 2:
         raise OptionError("key_latents", "a latent with at least 2 key frames [K, C, h, w]")
     frames = key_positions(key_latents.shape[0], options.multiplier)[-1] + 1
-    _check_inputs(model, positive, negative, frames)
-    _check_window(model, context, frames, "context")
-    run = _start_run(model, options, (frames, *key_latents.shape[1:]), None, options.denoise_strength)
-    denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+    shape = (frames, *key_latents.shape[1:])
+    run, denoiser = _start_guided_run(model, positive, negative, options, shape, None, context)
     out = inbetween(
         denoiser,
         key_latents.to(device=model.device, dtype=torch.float32),
