@@ -162,3 +162,20 @@ def test_loaders_refuse_wrong_files(folders):
     (vae_dir / "broken.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(NodeInputError, match="input 'vae_name'.*broken.safetensors"):
         FrameFoldVAELoader().load("broken.safetensors", "auto")
+
+
+def test_one_resolver_reads_folder_annotations_and_refuses_escapes(folders):
+    from framefold.nodes._io_files import io_file_verdict, resolve_io_file
+
+    (folders / "output" / "sub").mkdir(parents=True)
+    (folders / "output" / "sub" / "a.latent").write_bytes(b"x")
+    assert (
+        resolve_io_file("N", "latent", "sub/a.latent [output]", ".latent file")
+        == folders / "output" / "sub" / "a.latent"
+    )
+    for name, message in (("../a.latent [output]", "inside the output folder"), ("sub/a.latent", "an existing")):
+        with pytest.raises(NodeInputError, match=f"N: input 'latent': .*{message}"):
+            resolve_io_file("N", "latent", name, ".latent file")
+    assert "a video file inside the output folder" in io_file_verdict(
+        "N", "video", "/etc/passwd [output]", "video file"
+    )
