@@ -1,7 +1,7 @@
 """Video metrics node: flicker, warp error, seam ratios at joins, and PSNR/SSIM against a reference."""
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 
@@ -68,7 +68,7 @@ class FrameFoldVideoMetrics:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, join_indices: str = "") -> Any:
+    def VALIDATE_INPUTS(cls, join_indices: str = "") -> Union[bool, str]:
         """Refuse join indices that cannot parse, or that no video allows (below 1), before anything is computed."""
         try:
             joins = parse_join_indices(join_indices)
