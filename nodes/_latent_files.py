@@ -1,58 +1,43 @@
-"""The ``.latent`` files of the input and output folders: new names, the list a node offers, and resolving a name.
+"""The ``.latent`` files of the input and output folders: saving under a new numbered name, and the list a node offers.
 
-Files are written under ``output/latents/``; names from the output folder carry an ``" [output]"`` suffix.
+Files are written under ``output/latents/``; names from the output folder carry an ``" [output]"`` suffix, which
+``nodes/_io_files.py`` ``resolve_io_file`` reads back.
 """
 
-import os
 from pathlib import Path
 from typing import List
 
-from ..pipelines.loading.files import LATENT_EXTENSION
-from ..pipelines.paths import PathRefused, contained_path
-from ._errors import NodeInputError
+import torch
+
+from ..pipelines.loading.files import LATENT_EXTENSION, save_latent_file
+from ..pipelines.video.naming import claim_numbered_name, temp_name
 from ._folders import io_dir
+from ._io_files import list_io_files
 
 LATENT_SUBFOLDER = "latents"
+LATENT_KIND = ".latent file"  # what a latent input expects, for resolve_io_file's messages
 _FOLDER_TAGS = {"input": "", "output": " [output]"}
 
 
-def unique_latent_path(prefix: str) -> Path:
-    """A new ``output/latents/<prefix>_<n>.latent`` path (counter above existing files)."""
+def save_numbered_latent(prefix: str, samples: torch.Tensor) -> Path:
+    """Write ``samples`` to the next free ``output/latents/<prefix>_<00001>_.latent`` (ComfyUI's Save Latent names).
+
+    The file is written completely under a hidden temp name, then takes its number with an atomic create
+    (``pipelines/video/naming.py`` ``claim_numbered_name``), so concurrent saves never overwrite each other.
+    """
     folder = io_dir("output") / LATENT_SUBFOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while (folder / f"{prefix}_{n:05d}{LATENT_EXTENSION}").exists():
-        n += 1
-    return folder / f"{prefix}_{n:05d}{LATENT_EXTENSION}"
+    tmp = folder / temp_name(prefix + LATENT_EXTENSION, LATENT_EXTENSION)
+    try:
+        save_latent_file(tmp, samples)
+        return claim_numbered_name(tmp, folder, prefix, LATENT_EXTENSION)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def list_latent_files() -> List[str]:
     """'.latent' files of the input folder (plain names) and the output folder (' [output]' suffix)."""
-    names = []
+    names: List[str] = []
     for folder, tag in _FOLDER_TAGS.items():
-        base = io_dir(folder, create=False)
-        found = []
-        for root, dirs, files in os.walk(base):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            for name in files:
-                if name.endswith(LATENT_EXTENSION) and not name.startswith("."):
-                    found.append((Path(root) / name).relative_to(base).as_posix() + tag)
-        names += sorted(found)
+        names += list_io_files(folder, lambda name: name.endswith(LATENT_EXTENSION), tag)
     return names
-
-
-def resolve_latent_file(node_class: str, name: str) -> Path:
-    """Full path of a name from :func:`list_latent_files`, refusing paths outside the folder."""
-    folder = "input"
-    if name.endswith(" [output]"):
-        name, folder = name[: -len(" [output]")], "output"
-    base = io_dir(folder)
-    try:
-        path = contained_path(base, name) if name else None
-    except PathRefused:
-        path = None
-    if path is None:
-        raise NodeInputError(node_class, "latent", f"a .latent file inside the {folder} folder, got {name!r}")
-    if not path.is_file():
-        raise NodeInputError(node_class, "latent", f"an existing .latent file in {base}, got {name!r}")
-    return path

@@ -42,6 +42,16 @@ def cfg_widget() -> Widget:
     )
 
 
+def steps_widget(default: int, tooltip: str) -> Widget:
+    """The sampler steps widget (1..1000)."""
+    return (INT, {"default": default, "min": 1, "max": 1000, "tooltip": tooltip})
+
+
+def fraction_widget(tooltip: str, default: float = 1.0, low: float = 0.0) -> Widget:
+    """A FLOAT widget in ``low..1`` with steps of 0.01 (strengths, denoise, fractions of the steps)."""
+    return (FLOAT, {"default": default, "min": low, "max": 1.0, "step": 0.01, "tooltip": tooltip})
+
+
 def prompt_inputs(positive_tooltip: str = "What the video should show.") -> Dict[str, Widget]:
     """The positive / negative conditioning sockets shared by the samplers (in this order)."""
     return {
@@ -74,13 +84,18 @@ SAMPLER_WIDGET_NAMES = {"sampler": "sampler_name", "spacing": "scheduler", "deno
 
 
 def sampler_widgets(
-    sampler_tooltip: str = SAMPLER_TOOLTIP, scheduler_tooltip: str = SCHEDULER_TOOLTIP
+    sampler_tooltip: str = SAMPLER_TOOLTIP, scheduler_tooltip: str = SCHEDULER_TOOLTIP, spacing: str = "leading"
 ) -> Dict[str, Widget]:
-    """The sampler_name / scheduler widgets (DDIM with leading spacing by default)."""
+    """The sampler_name / scheduler widgets (DDIM by default; ``spacing`` is the scheduler's default)."""
     return {
         "sampler_name": (list(SAMPLERS), {"default": "ddim", "tooltip": sampler_tooltip}),
-        "scheduler": (list(schedules.SPACINGS), {"default": "leading", "tooltip": scheduler_tooltip}),
+        "scheduler": (list(schedules.SPACINGS), {"default": spacing, "tooltip": scheduler_tooltip}),
     }
+
+
+def sampling_fields(seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str) -> Dict[str, Any]:
+    """The sampler widgets as the fields of ``pipelines/generate.py`` ``SamplingOptions`` (its subclasses too)."""
+    return {"steps": steps, "cfg": cfg, "sampler": sampler_name, "spacing": scheduler, "seed": int(seed)}
 
 
 def latent_samples(node: object, latent: Any, input_name: str) -> torch.Tensor:

@@ -1,6 +1,5 @@
 """File helpers of the video nodes: input-video names, output prefixes (inside the folder, writable)."""
 
-import hashlib
 import os
 import re
 import time
@@ -10,8 +9,9 @@ from ..pipelines.paths import PathRefused, contained_path
 from ..pipelines.video import VIDEO_EXTENSIONS
 from ._errors import NodeInputError
 from ._folders import io_dir
+from ._io_files import list_io_files
 
-_ANNOTATION = re.compile(r"^(.*) \[(input|output|temp)\]$")
+VIDEO_KIND = "video file"  # what a video input expects, for resolve_io_file's messages
 _DATE_TOKEN = re.compile(r"%date:([^%]+)%")
 _DATE_PARTS = {
     "yyyy": "%Y",
@@ -32,34 +32,7 @@ _NAMED_TOKENS = (("year", "%Y"), ("month", "%m"), ("day", "%d"), ("hour", "%H"),
 
 def list_input_videos() -> list[str]:
     """Video files under the input folder as 'sub/dir/name.ext' (hidden files and folders skipped)."""
-    base = io_dir("input", create=False)
-    names = []
-    for root, dirs, files in os.walk(base):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_EXTENSIONS:
-                names.append((Path(root) / name).relative_to(base).as_posix())
-    return sorted(names)
-
-
-def resolve_input_video(node_class: str, name: str) -> Path:
-    """Absolute path of an input-folder video name (an ' [output]'/' [temp]' annotation picks that folder)."""
-    folder = "input"
-    match = _ANNOTATION.match(name or "") if isinstance(name, str) else None
-    if match:
-        name, folder = match.group(1), match.group(2)
-    base = io_dir(folder)
-    try:
-        path = contained_path(base, name) if isinstance(name, str) and name else None
-    except PathRefused:
-        path = None
-    if path is None:
-        raise NodeInputError(node_class, "video", f"a file name inside the {folder} folder, got {name!r}")
-    if not path.is_file():
-        raise NodeInputError(
-            node_class, "video", f"an existing video file in the {folder} folder ({base}), got {name!r}"
-        )
-    return path
+    return list_io_files("input", lambda name: Path(name).suffix.lower() in VIDEO_EXTENSIONS)
 
 
 def expand_date_tokens(prefix: str, now: "time.struct_time | None" = None) -> str:
@@ -100,9 +73,3 @@ def output_target(node_class: str, filename_prefix: str, folder: str = "output")
             node_class, "filename_prefix", f"a writable folder; {existing} is not writable (or not a folder)"
         )
     return target_dir, subfolder, base_name
-
-
-def file_signature(path: Path) -> str:
-    """A cheap change marker of a file: size and modification time, hashed."""
-    stat = path.stat()
-    return hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()

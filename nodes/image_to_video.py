@@ -32,19 +32,10 @@ class FrameFoldImageToVideo:
                         "multiples of the VAE's downscale (8 for SD)."
                     },
                 ),
-                "strength": (
-                    T.FLOAT,
-                    {
-                        "default": 1.0,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "1 pins frame 0 to the image; lower lets it drift; 0 ignores the image.",
-                    },
-                ),
+                "strength": T.fraction_widget("1 pins frame 0 to the image; lower lets it drift; 0 ignores the image."),
                 "frames": (T.INT, {"default": 16, "min": 1, "max": 4096, "tooltip": "Frames to generate."}),
                 "seed": T.seed_widget("Seed of the initial noise and of the sampler's noise."),
-                "steps": (T.INT, {"default": 25, "min": 1, "max": 1000, "tooltip": "Denoising steps."}),
+                "steps": T.steps_widget(25, "Denoising steps."),
                 "cfg": T.cfg_widget(),
             },
             "optional": {
@@ -86,15 +77,8 @@ class FrameFoldImageToVideo:
     ) -> Tuple[Dict[str, Any]]:
         """Widgets -> ImageToVideoOptions -> animate_image -> the LATENT dict."""
         with node_inputs(self, WIDGET_NAMES):
-            options = ImageToVideoOptions(
-                steps=steps,
-                cfg=cfg,
-                sampler=sampler_name,
-                spacing=scheduler,
-                seed=int(seed),
-                frames=int(frames),
-                image_strength=float(strength),
-            )
+            fields = T.sampling_fields(seed, steps, cfg, sampler_name, scheduler)
+            options = ImageToVideoOptions(**fields, frames=int(frames), image_strength=float(strength))
             out = animate_image(
                 model, positive, negative, vae, image, options, noise=noise, context=context, freeinit=freeinit
             )

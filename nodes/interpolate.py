@@ -1,30 +1,33 @@
 """Frame interpolation nodes: load a RIFE model, interpolate an IMAGE batch (optical flow or RIFE)."""
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..pipelines.interpolation import DEFAULT_SCENE_CUT_THRESHOLD, interpolate
-from ..pipelines.interpolation.flow import FlowInterpolator
+from ..pipelines.interpolation import (
+    DEFAULT_SCENE_CUT_THRESHOLD,
+    METHODS,
+    RIFE_SCALES,
+    InterpolationOptions,
+    interpolate_video,
+)
 from ..pipelines.interpolation.ifnet import IFNet
-from ..pipelines.interpolation.rife import RifeInterpolator
 from ..pipelines.loading.rife import load_rife
 from . import _types as T
 from ._comfy import with_host_progress
-from ._errors import NodeInputError
+from ._errors import NodeInputError, node_inputs
 from ._folders import list_models, resolve_model
 
 CATEGORY = "FrameFold/interpolation"
 FF_INTERPOLATION_MODEL = "FF_INTERPOLATION_MODEL"  # pipelines.interpolation.ifnet.IFNet
-METHODS = ("flow", "rife")
-RIFE_SCALES = ("0.25", "0.5", "1.0", "2.0", "4.0")
+RIFE_SCALE_CHOICES = [str(scale) for scale in RIFE_SCALES]  # combo strings: "0.25" .. "4.0"
 
 
 class FrameFoldLoadFrameInterpolationModel:
     """Load a RIFE 4.7 IFNet (rife47.pth, rife49.pth, Practical-RIFE flownet) from ``frame_interpolation``."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict:
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """A combo over the frame_interpolation files."""
         return {
             "required": {
@@ -59,7 +62,7 @@ class FrameFoldInterpolateFrames:
     """Make in-between frames: (N - 1) x multiplier + 1 frames, first and last kept exactly."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> dict:
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Frames, method, multiplier or target fps, scene-cut threshold, RIFE options."""
         return {
             "required": {
@@ -107,7 +110,7 @@ class FrameFoldInterpolateFrames:
                     {"tooltip": "For method rife: a model from FrameFold Load Frame Interpolation Model."},
                 ),
                 "rife_scale": (
-                    list(RIFE_SCALES),
+                    RIFE_SCALE_CHOICES,
                     {"default": "1.0", "tooltip": "RIFE flow resolution: 1.0 up to ~1080p, 0.5 for 4K."},
                 ),
                 "rife_ensemble": (
@@ -124,21 +127,6 @@ class FrameFoldInterpolateFrames:
     CATEGORY = CATEGORY
     DESCRIPTION = "Frame interpolation pair by pair (memory flat in frame count); progress per frame pair."
 
-    def _pair_interpolator(self, method, interpolation_model, rife_scale, rife_ensemble):
-        """The pipeline's pair interpolator for the chosen method."""
-        name = type(self).__name__
-        if method == "flow":
-            return FlowInterpolator()
-        if method != "rife":
-            raise NodeInputError(name, "method", f"one of {list(METHODS)}")
-        if not isinstance(interpolation_model, IFNet):
-            raise NodeInputError(
-                name, "interpolation_model", "a FF_INTERPOLATION_MODEL from Load Frame Interpolation Model (rife)"
-            )
-        if rife_scale not in RIFE_SCALES:
-            raise NodeInputError(name, "rife_scale", f"one of {list(RIFE_SCALES)}")
-        return RifeInterpolator(interpolation_model, scale=float(rife_scale), ensemble=bool(rife_ensemble))
-
     @with_host_progress
     def interpolate(
         self,
@@ -152,25 +140,20 @@ class FrameFoldInterpolateFrames:
         rife_scale: str = "1.0",
         rife_ensemble: bool = False,
     ) -> Tuple[torch.Tensor, int, float]:
-        """Check the inputs, build the pair interpolator, run the pipeline."""
-        name = type(self).__name__
-        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-            raise NodeInputError(name, "images", "an IMAGE batch [frames, height, width, 1|3|4 channels]")
-        if int(multiplier) != multiplier or multiplier < 1:
-            raise NodeInputError(name, "multiplier", f"a whole number >= 1, got {multiplier}")
-        if fps <= 0:
-            raise NodeInputError(name, "fps", f"a frame rate > 0, got {fps}")
-        if target_fps < 0:
-            raise NodeInputError(name, "target_fps", f"0 (use multiplier) or a frame rate > 0, got {target_fps}")
-        between = self._pair_interpolator(method, interpolation_model, rife_scale, rife_ensemble)
-        frames, out_fps = interpolate(
-            images,
-            between,
-            multiplier=int(multiplier),
-            fps=float(fps),
-            target_fps=float(target_fps) if target_fps > 0 else None,
-            scene_cut_threshold=float(scene_cut_threshold),
-        )
+        """Widgets -> InterpolationOptions -> interpolate_video -> (frames, their count, their fps)."""
+        with node_inputs(self, other_errors="rife_scale"):
+            scale = float(rife_scale)
+        with node_inputs(self, {"model": "interpolation_model"}):
+            options = InterpolationOptions(
+                method=method,
+                multiplier=multiplier,
+                fps=float(fps),
+                target_fps=float(target_fps),
+                scene_cut_threshold=float(scene_cut_threshold),
+                rife_scale=scale,
+                rife_ensemble=bool(rife_ensemble),
+            )
+            frames, out_fps = interpolate_video(images, options, model=interpolation_model)
         return (frames, frames.shape[0], out_fps)
 
 

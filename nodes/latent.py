@@ -4,16 +4,16 @@ Files are written under ``output/latents/``; FrameFold VAE Decode (``nodes/vae_c
 when decoding fails, and FrameFold Load Latent lists both the input and the output folder.
 """
 
-import hashlib
 from typing import Any, Dict, Tuple
 
 import torch
 
 from ..pipelines.latents import EmptyLatentOptions, empty_video_latent
-from ..pipelines.loading.files import WeightFileError, load_latent_file, save_latent_file
+from ..pipelines.loading.files import WeightFileError, load_latent_file
 from . import _types as T
 from ._errors import NodeInputError, node_inputs
-from ._latent_files import LATENT_SUBFOLDER, list_latent_files, resolve_latent_file, unique_latent_path
+from ._io_files import io_file_changed, io_file_verdict, resolve_io_file
+from ._latent_files import LATENT_KIND, LATENT_SUBFOLDER, list_latent_files, save_numbered_latent
 
 CATEGORY = "FrameFold/latent"
 
@@ -92,7 +92,7 @@ class FrameFoldSaveLatent:
             raise NodeInputError(
                 type(self).__name__, "filename_prefix", f"a plain file name prefix, got {filename_prefix!r}"
             )
-        path = save_latent_file(unique_latent_path(prefix), T.latent_samples(self, samples, "samples"))
+        path = save_numbered_latent(prefix, T.latent_samples(self, samples, "samples"))
         return {"ui": {"latents": [{"filename": path.name, "subfolder": LATENT_SUBFOLDER, "type": "output"}]}}
 
 
@@ -122,25 +122,17 @@ class FrameFoldLoadLatent:
 
     @classmethod
     def IS_CHANGED(cls, latent: str) -> Any:
-        """Re-run when the file's bytes change."""
-        try:
-            path = resolve_latent_file(cls.__name__, latent)
-        except NodeInputError:
-            return float("nan")
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        """Re-run when the file changes on disk."""
+        return io_file_changed(cls.__name__, "latent", latent, LATENT_KIND)
 
     @classmethod
     def VALIDATE_INPUTS(cls, latent: str) -> Any:
         """The file must exist inside the input/output folder."""
-        try:
-            resolve_latent_file(cls.__name__, latent)
-        except NodeInputError as e:
-            return str(e)
-        return True
+        return io_file_verdict(cls.__name__, "latent", latent, LATENT_KIND)
 
     def load(self, latent: str) -> Tuple[Dict[str, Any]]:
         """Read the file."""
-        path = resolve_latent_file(type(self).__name__, latent)
+        path = resolve_io_file(type(self).__name__, "latent", latent, LATENT_KIND)
         try:
             return ({"samples": load_latent_file(path)},)
         except WeightFileError as e:

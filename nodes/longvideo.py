@@ -64,18 +64,12 @@ class FrameFoldLongVideoSampler:
                         "noise, larger = more consistent, more repetitive. Paper default 4.",
                     },
                 ),
-                "beta": (
-                    T.FLOAT,
-                    {
-                        "default": 0.4,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "DSG: fraction of the steps in which the prompt frames copy the previous clip's "
-                        "trajectory (frame 0 longest); 0 = no guidance. Paper default 0.4.",
-                    },
+                "beta": T.fraction_widget(
+                    "DSG: fraction of the steps in which the prompt frames copy the previous clip's trajectory (frame "
+                    "0 longest); 0 = no guidance. Paper default 0.4.",
+                    default=0.4,
                 ),
-                "steps": (T.INT, {"default": 50, "min": 1, "max": 1000, "tooltip": "Denoising steps per clip."}),
+                "steps": T.steps_widget(50, "Denoising steps per clip."),
                 "cfg": T.cfg_widget(),
                 "overlap": (
                     list(OVERLAP_MODES),
@@ -108,16 +102,7 @@ class FrameFoldLongVideoSampler:
                         "is held to it, as in FrameFold Image to Video."
                     },
                 ),
-                "first_frame_strength": (
-                    T.FLOAT,
-                    {
-                        "default": 1.0,
-                        "min": 0.0,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "How firmly frame 0 is held to first_frame (1 = pinned).",
-                    },
-                ),
+                "first_frame_strength": T.fraction_widget("How firmly frame 0 is held to first_frame (1 = pinned)."),
             },
         }
 
@@ -157,11 +142,7 @@ class FrameFoldLongVideoSampler:
         image = None if first_frame is None else T.latent_samples(self, first_frame, "first_frame")
         with node_inputs(self, T.SAMPLER_WIDGET_NAMES):
             options = LongVideoOptions(
-                steps=steps,
-                cfg=cfg,
-                sampler=sampler_name,
-                spacing=scheduler,
-                seed=int(seed),
+                **T.sampling_fields(seed, steps, cfg, sampler_name, scheduler),
                 total_frames=int(total_frames),
                 clip_frames=int(clip_frames),
                 prompt_frames=int(prompt_frames),

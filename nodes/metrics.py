@@ -1,19 +1,20 @@
 """Video metrics node: flicker, warp error, seam ratios at joins, and PSNR/SSIM against a reference."""
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 
 from ..pipelines.metrics.report import measure_video
 from . import _types as T
-from ._errors import node_inputs
+from ._errors import NodeInputError, node_inputs
 
 CATEGORY = "FrameFold/metrics"
 
 
 def parse_join_indices(text: str) -> List[int]:
-    """Comma-separated frame indices ('16, 32'; ';' also separates) -> a list of ints."""
+    """Comma-separated frame indices ('16, 32'; ';' also separates) -> a list of ints (the frame count checks the
+    range later, in :func:`~..pipelines.metrics.report.measure_video`)."""
     joins = []
     for part in (text or "").replace(";", ",").split(","):
         part = part.strip()
@@ -65,6 +66,21 @@ class FrameFoldVideoMetrics:
                 ),
             },
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, join_indices: str = "") -> Union[bool, str]:
+        """Refuse join indices that cannot parse, or that no video allows (below 1), before anything is computed."""
+        try:
+            joins = parse_join_indices(join_indices)
+        except ValueError as e:
+            return str(NodeInputError(cls.__name__, "join_indices", str(e)))
+        if any(j < 1 for j in joins):
+            return str(
+                NodeInputError(
+                    cls.__name__, "join_indices", f"frame indices >= 1 (first frames of later clips), got {min(joins)}"
+                )
+            )
+        return True
 
     def measure(
         self,

@@ -110,19 +110,13 @@ class FrameFoldVideoSampler:
                     },
                 ),
                 "seed": T.seed_widget("Seed of the initial noise and of the ancestral samplers' noise."),
-                "steps": (T.INT, {"default": 20, "min": 1, "max": 1000, "tooltip": "Denoising steps run."}),
+                "steps": T.steps_widget(20, "Denoising steps run."),
                 "cfg": T.cfg_widget(),
                 **T.sampler_widgets(),
-                "denoise": (
-                    T.FLOAT,
-                    {
-                        "default": 1.0,
-                        "min": 0.01,
-                        "max": 1.0,
-                        "step": 0.01,
-                        "tooltip": "1 starts from pure noise. Lower keeps more of the input latent "
-                        "(video-to-video); steps are still the steps run.",
-                    },
+                "denoise": T.fraction_widget(
+                    "1 starts from pure noise. Lower keeps more of the input latent (video-to-video); steps are still "
+                    "the steps run.",
+                    low=0.01,
                 ),
             },
             "optional": {
@@ -163,14 +157,8 @@ class FrameFoldVideoSampler:
         """Widgets -> VideoOptions -> generate_video -> the LATENT dict."""
         samples = T.latent_samples(self, latent, "latent")
         with node_inputs(self, T.SAMPLER_WIDGET_NAMES):
-            options = VideoOptions(
-                steps=steps,
-                cfg=cfg,
-                sampler=sampler_name,
-                spacing=scheduler,
-                seed=int(seed),
-                denoise_strength=float(denoise),
-            )
+            fields = T.sampling_fields(seed, steps, cfg, sampler_name, scheduler)
+            options = VideoOptions(**fields, denoise_strength=float(denoise))
             out = generate_video(model, positive, negative, samples, options, noise=noise, context=context)
         return ({**latent, "samples": out},)
 

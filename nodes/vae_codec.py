@@ -15,12 +15,11 @@ from ..pipelines.latents import (
     decode_video,
     encode_video,
 )
-from ..pipelines.loading.files import save_latent_file
 from ..pipelines.options import OptionError
 from . import _types as T
 from ._errors import node_inputs
 from ._folders import io_dir
-from ._latent_files import unique_latent_path
+from ._latent_files import save_numbered_latent
 
 CATEGORY = "FrameFold/latent"
 
@@ -153,7 +152,7 @@ class FrameFoldVAEDecode:
 
     def _saved_latents_error(self, latents: torch.Tensor, error: BaseException) -> BaseException:
         """Write the latents to ``output/latents/``; the error to raise says where they are."""
-        saved = save_latent_file(unique_latent_path("FrameFold_decode_failed"), latents)
+        saved = save_numbered_latent("FrameFold_decode_failed", latents)
         name = saved.relative_to(io_dir("output")).as_posix()
         if isinstance(error, progress.Interrupted):
             return progress.Interrupted(f"{error}; the latents were saved to {saved}")

@@ -10,7 +10,8 @@ from ..pipelines.video import VideoReadError, read_video
 from ..pipelines.video.frames import RESIZE_MODES
 from . import _types as T
 from ._errors import NodeInputError
-from ._video_files import file_signature, list_input_videos, resolve_input_video
+from ._io_files import io_file_changed, io_file_verdict, resolve_io_file
+from ._video_files import VIDEO_KIND, list_input_videos
 
 CATEGORY = "FrameFold/video"
 
@@ -104,19 +105,12 @@ class FrameFoldLoadVideo:
     @classmethod
     def IS_CHANGED(cls, video: str, **kwargs: Any) -> str | float:
         """Re-run when the file changes on disk."""
-        try:
-            return file_signature(resolve_input_video(cls.__name__, video))
-        except NodeInputError:
-            return float("nan")
+        return io_file_changed(cls.__name__, "video", video, VIDEO_KIND)
 
     @classmethod
     def VALIDATE_INPUTS(cls, video: str, **kwargs: Any) -> bool | str:
         """Accept any existing video in the input folder (including one uploaded after the list was sent)."""
-        try:
-            resolve_input_video(cls.__name__, video)
-        except NodeInputError as err:
-            return str(err)
-        return True
+        return io_file_verdict(cls.__name__, "video", video, VIDEO_KIND)
 
     def load(
         self,
@@ -129,7 +123,7 @@ class FrameFoldLoadVideo:
         resize_mode: str = "crop",
     ) -> tuple[torch.Tensor, int, float]:
         """Decode the selected frames."""
-        path = resolve_input_video(type(self).__name__, video)
+        path = resolve_io_file(type(self).__name__, "video", video, VIDEO_KIND)
         size = (width, height) if (width or height) else None
         try:
             frames, fps, _info = read_video(

@@ -3,12 +3,13 @@
 - :func:`generate_video`: text-to-video and video-to-video (:class:`VideoOptions`);
 - :func:`animate_image`: image-to-video by first-frame hold, seed 000 §4.1 (:class:`ImageToVideoOptions`);
 - :func:`generate_long_video`: VidRD clip-by-clip long video, seed 003 §4.3 (:class:`LongVideoOptions`);
+- :func:`inbetween_video`: diffusion in-betweening between key-frame latents, seed 001 §4.2 (:class:`InbetweenOptions`);
 - :func:`encode_prompt`: the text conditioning all of them take.
 
 Each call seeds one CPU ``torch.Generator`` from ``options.seed`` and draws, in this order, the initial noise (from
 the optional noise prior) and then the sampler's own noise, so the same options give bit-identical latents. Every
 bad value raises :class:`~.options.OptionError` naming the option or input (``model``, ``positive``, ``noise``,
-``context``, ``freeinit``, ``first_frame``, ``image``, ``vae`` or an options field).
+``context``, ``freeinit``, ``first_frame``, ``image``, ``vae``, ``key_latents`` or an options field).
 """
 
 from dataclasses import dataclass
@@ -16,11 +17,12 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from .interpolation.diffusion import inbetween, key_positions
 from .models.bundle import Conditioning, DiffusionModel
 from .models.clip import TextEncoder
 from .models.vae import VAE
 from .noise import NoisePrior
-from .options import OptionError, check_choice, check_range, check_type
+from .options import OptionError, check_choice, check_range, check_type, check_whole
 from .sampling import schedules
 from .sampling.context import ContextOptions
 from .sampling.freeinit import FreeInitOptions, sample_with_freeinit
@@ -59,6 +61,18 @@ class VideoOptions(SamplingOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("denoise_strength", self.denoise_strength, 0.0, 1.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class InbetweenOptions(VideoOptions):
+    """:func:`inbetween_video`: key ``k`` lands on output frame ``k * multiplier``; ``denoise_strength`` below 1
+    keeps that much of the linear blend of the keys the run starts from."""
+
+    multiplier: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_whole("multiplier", self.multiplier, 1)
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,23 @@ def _start_run(
     return _Run(generator, noise, abar, sigmas)
 
 
+def _start_guided_run(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    options: VideoOptions,
+    shape: Sequence[int],
+    noise: Optional[NoisePrior],
+    context: Optional[ContextOptions],
+) -> Tuple[_Run, GuidedDenoiser]:
+    """Check the inputs of a run over a latent of ``shape [F, C, h, w]`` at ``options.denoise_strength``, start it
+    (:func:`_start_run`) and build its guided denoiser."""
+    _check_inputs(model, positive, negative, shape[0], noise)
+    _check_window(model, context, shape[0], "context")
+    run = _start_run(model, options, shape, noise, options.denoise_strength)
+    return run, GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+
+
 def generate_video(
     model: DiffusionModel,
     positive: Conditioning,
@@ -193,10 +224,7 @@ def generate_video(
     noise: the initial-noise prior (default i.i.d.); context: sliding context windows for more frames than the
     motion module's window.
     """
-    _check_inputs(model, positive, negative, latent.shape[0], noise)
-    _check_window(model, context, latent.shape[0], "context")
-    run = _start_run(model, options, latent.shape, noise, options.denoise_strength)
-    denoiser = GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+    run, denoiser = _start_guided_run(model, positive, negative, options, latent.shape, noise, context)
     out = sample(
         options.sampler,
         denoiser,
@@ -254,6 +282,36 @@ def animate_image(
         )
     else:
         out = one_pass(initial)
+    return out.float().cpu()
+
+
+def inbetween_video(
+    model: DiffusionModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    key_latents: torch.Tensor,
+    options: InbetweenOptions,
+    *,
+    context: Optional[ContextOptions] = None,
+) -> torch.Tensor:
+    """Diffusion in-betweening: a video latent ``[(K - 1) m + 1, C, h, w]`` (float32, CPU) whose frames
+    ``0, m, 2m, ...`` are the ``K`` ``key_latents [K, C, h, w]`` exactly and whose frames between are denoised
+    (:func:`~.interpolation.diffusion.inbetween`); context: sliding windows beyond the motion module's window."""
+    if not isinstance(key_latents, torch.Tensor) or key_latents.ndim != 4 or key_latents.shape[0] < 2:
+        raise OptionError("key_latents", "a latent with at least 2 key frames [K, C, h, w]")
+    frames = key_positions(key_latents.shape[0], options.multiplier)[-1] + 1
+    shape = (frames, *key_latents.shape[1:])
+    run, denoiser = _start_guided_run(model, positive, negative, options, shape, None, context)
+    out = inbetween(
+        denoiser,
+        key_latents.to(device=model.device, dtype=torch.float32),
+        run.noise.to(model.device),
+        run.sigmas,
+        multiplier=options.multiplier,
+        sampler=options.sampler,
+        denoise_strength=options.denoise_strength,
+        generator=run.generator,
+    )
     return out.float().cpu()
 
 
@@ -334,7 +392,9 @@ __all__ = [
     "VideoOptions",
     "ImageToVideoOptions",
     "LongVideoOptions",
+    "InbetweenOptions",
     "generate_video",
+    "inbetween_video",
     "animate_image",
     "generate_long_video",
     "encode_prompt",

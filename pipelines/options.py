@@ -46,6 +46,12 @@ def check_range(
         raise OptionError(field, f"a value {_interval(low, high, low_open)}, got {value}")
 
 
+def check_whole(field: str, value: float, low: int) -> None:
+    """``value`` must be a whole number ``>= low``."""
+    if int(value) != value or value < low:
+        raise OptionError(field, f"a whole number >= {low}, got {value}")
+
+
 def check_type(field: str, value: Any, kind: type, what: str) -> None:
     """``value`` must be an instance of ``kind`` (``what`` describes it for the message)."""
     if not isinstance(value, kind):

@@ -6,7 +6,10 @@ import torch
 from framefold.nodes._errors import NodeInputError
 from framefold.nodes.inbetween import FrameFoldDiffusionInbetween
 from framefold.nodes.interpolate import FrameFoldInterpolateFrames, FrameFoldLoadFrameInterpolationModel
+from framefold.pipelines.generate import InbetweenOptions, inbetween_video
+from framefold.pipelines.interpolation import InterpolationOptions, interpolate_video
 from framefold.pipelines.interpolation.diffusion import blended_start, inbetween, key_positions
+from framefold.pipelines.options import OptionError
 
 
 def _clip(frames=4, size=32, seed=0):
@@ -87,3 +90,40 @@ def test_diffusion_node_with_the_default_model():
         node.inbetween(model, positive, negative, {"samples": keys[:1]}, 4, 0, 2, 4.5, "ddim", "trailing", 1.0)
     with pytest.raises(NodeInputError, match="input 'context'"):
         node.inbetween(model, positive, negative, {"samples": keys}, 16, 0, 2, 4.5, "ddim", "trailing", 1.0)
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"method": "film"}, "method"),
+        ({"multiplier": 1.5}, "multiplier"),
+        ({"fps": 0.0}, "fps"),
+        ({"target_fps": -1.0}, "target_fps"),
+        ({"rife_scale": 3.0}, "rife_scale"),
+    ],
+)
+def test_interpolation_options_name_the_bad_field(fields, field):
+    with pytest.raises(OptionError) as info:
+        InterpolationOptions(**fields)
+    assert info.value.field == field
+
+
+def test_interpolate_video_names_the_missing_model_and_bad_images():
+    with pytest.raises(OptionError) as info:
+        interpolate_video(_clip(), InterpolationOptions(method="rife"))
+    assert info.value.field == "model"
+    with pytest.raises(OptionError) as info:
+        interpolate_video(torch.zeros(4, 4, 4, 2), InterpolationOptions())
+    assert info.value.field == "images"
+
+
+def test_inbetween_options_and_entry_point_name_the_bad_input():
+    with pytest.raises(OptionError) as info:
+        InbetweenOptions(multiplier=0)
+    assert info.value.field == "multiplier"
+    with pytest.raises(OptionError) as info:
+        inbetween_video(None, None, None, torch.zeros(1, 4, 2, 2), InbetweenOptions())
+    assert info.value.field == "key_latents"
+    with pytest.raises(OptionError) as info:
+        inbetween_video(None, None, None, torch.zeros(2, 4, 2, 2), InbetweenOptions())
+    assert info.value.field == "model"

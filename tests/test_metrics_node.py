@@ -60,3 +60,45 @@ def test_metrics_node_declaration():
     for section in ("required", "optional"):
         for name, entry in spec[section].items():
             assert "tooltip" in entry[1], name
+
+
+@pytest.mark.parametrize(
+    "joins,verdict", [("", True), (" 6; 3 ", True), ("a,3", "whole numbers"), ("0, 4", ">= 1"), ("-2", ">= 1")]
+)
+def test_metrics_validate_inputs_checks_joins_without_the_video(joins, verdict):
+    result = metric_nodes.FrameFoldVideoMetrics.VALIDATE_INPUTS(join_indices=joins)
+    if verdict is True:
+        assert result is True
+    else:
+        assert isinstance(result, str) and "input 'join_indices'" in result and verdict in result
+
+
+def test_host_refuses_bad_joins_before_measuring():
+    from framefold.host.registry import NodeRegistry
+    from framefold.host.validate import validate_prompt
+
+    class TFrames:
+        RETURN_TYPES = ("IMAGE",)
+        FUNCTION = "make"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {}}
+
+        def make(self):
+            raise AssertionError("validation must refuse the prompt before anything runs")
+
+    registry = NodeRegistry({"TFrames": TFrames, "FrameFoldVideoMetrics": metric_nodes.FrameFoldVideoMetrics})
+    prompt = {
+        "1": {"class_type": "TFrames", "inputs": {}},
+        "2": {
+            "class_type": "FrameFoldVideoMetrics",
+            "inputs": {"images": ["1", 0], "warp_error": False, "join_indices": "4, x"},
+        },
+    }
+    result = validate_prompt(prompt, registry)
+    assert not result.ok
+    (error,) = result.node_errors["2"]["errors"]
+    assert error["type"] == "custom_validation_failed" and "input 'join_indices'" in error["message"]
+    prompt["2"]["inputs"]["join_indices"] = "4"
+    assert validate_prompt(prompt, registry).ok

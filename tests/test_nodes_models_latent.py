@@ -90,11 +90,22 @@ def test_save_latent_node(folders):
     latents = torch.randn(2, 4, 3, 3)
     ui = FrameFoldSaveLatent().save({"samples": latents}, "clip")
     entry = ui["ui"]["latents"][0]
-    assert entry["filename"] == "clip_00001.latent"
-    (loaded,) = FrameFoldLoadLatent().load("latents/clip_00001.latent [output]")
+    assert entry["filename"] == "clip_00001_.latent"
+    (loaded,) = FrameFoldLoadLatent().load("latents/clip_00001_.latent [output]")
     assert torch.equal(loaded["samples"], latents)
     with pytest.raises(NodeInputError, match="filename_prefix"):
         FrameFoldSaveLatent().save({"samples": latents}, "../x")
+
+
+def test_save_latent_takes_the_next_free_number_and_leaves_no_temp_file(folders):
+    latents = torch.randn(1, 4, 2, 2)
+    out = folders / "output" / "latents"
+    out.mkdir(parents=True)
+    (out / "clip_00003_.latent").write_bytes(b"taken")
+    names = [FrameFoldSaveLatent().save({"samples": latents}, "clip")["ui"]["latents"][0]["filename"] for _ in "ab"]
+    assert names == ["clip_00004_.latent", "clip_00005_.latent"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip_00003_.latent", *names]
+    assert (out / "clip_00003_.latent").read_bytes() == b"taken"
 
 
 def _tiny_checkpoint(path):
@@ -151,3 +162,20 @@ def test_loaders_refuse_wrong_files(folders):
     (vae_dir / "broken.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(NodeInputError, match="input 'vae_name'.*broken.safetensors"):
         FrameFoldVAELoader().load("broken.safetensors", "auto")
+
+
+def test_one_resolver_reads_folder_annotations_and_refuses_escapes(folders):
+    from framefold.nodes._io_files import io_file_verdict, resolve_io_file
+
+    (folders / "output" / "sub").mkdir(parents=True)
+    (folders / "output" / "sub" / "a.latent").write_bytes(b"x")
+    assert (
+        resolve_io_file("N", "latent", "sub/a.latent [output]", ".latent file")
+        == folders / "output" / "sub" / "a.latent"
+    )
+    for name, message in (("../a.latent [output]", "inside the output folder"), ("sub/a.latent", "an existing")):
+        with pytest.raises(NodeInputError, match=f"N: input 'latent': .*{message}"):
+            resolve_io_file("N", "latent", name, ".latent file")
+    assert "a video file inside the output folder" in io_file_verdict(
+        "N", "video", "/etc/passwd [output]", "video file"
+    )

@@ -8,13 +8,15 @@ makes the frames between agree with them. The run starts from a latent where the
 blends of their neighbouring keys: with ``denoise < 1`` sampling keeps that much of the blend's layout (and the
 keys are held from the start); at ``denoise = 1`` it starts from pure noise, as text-to-video does.
 
-The only sampler coupling is one hook passed to the public :func:`pipelines.sampling.samplers.sample`.
+The only sampler coupling is one hook passed to the public :func:`pipelines.sampling.samplers.sample`; the entry
+point that seeds the run and builds the denoiser is :func:`pipelines.generate.inbetween_video`.
 """
 
 from typing import Callable, List, Optional
 
 import torch
 
+from ..options import check_whole
 from ..sampling.hooks import FrameHold
 from ..sampling.samplers import sample
 
@@ -25,8 +27,7 @@ def key_positions(keys: int, multiplier: int) -> List[int]:
     """Frame indices of the key frames in the output: ``0, m, 2m, ..., (keys - 1) m``."""
     if keys < 2:
         raise ValueError(f"in-betweening needs at least 2 key frames, got {keys}")
-    if int(multiplier) != multiplier or multiplier < 1:
-        raise ValueError(f"multiplier must be a whole number >= 1, got {multiplier}")
+    check_whole("multiplier", multiplier, 1)
     return [i * int(multiplier) for i in range(keys)]
 
 

@@ -17,6 +17,8 @@ In both cases the first and last output frames are the first and last input fram
 
 from typing import List, Tuple
 
+from ..options import check_whole
+
 # A frame to make: between input frames i and i + 1, at fraction t in [0, 1).
 Slot = Tuple[int, float]
 
@@ -25,8 +27,7 @@ def multiplier_frame_count(frames: int, multiplier: int) -> int:
     """``(frames - 1) * multiplier + 1``: the output length of an ``multiplier``-times interpolation."""
     if frames < 1:
         raise ValueError(f"need at least one frame, got {frames}")
-    if int(multiplier) != multiplier or multiplier < 1:
-        raise ValueError(f"multiplier must be a whole number >= 1, got {multiplier}")
+    check_whole("multiplier", multiplier, 1)
     return (frames - 1) * int(multiplier) + 1
 
 
