@@ -459,7 +459,9 @@ def check_decode_memory(
         f"tile_size={tile * d}): needs about {_gib(need)}, {_gib(budget)} usable of the {_where(device)}."
     )
     chunks = [c for c in FRAME_CHUNKS if c < min(int(chunk), frames)]
-    fits = _largest_fitting(chunks, lambda c: estimate_decode_bytes(vae, latent_shape, c, tile, device, temporal), budget)
+    fits = _largest_fitting(
+        chunks, lambda c: estimate_decode_bytes(vae, latent_shape, c, tile, device, temporal), budget
+    )
     if fits is not None:
         raise MemoryPreflightError(f"{head} Use frame_chunk={fits} or less.")
     tiles = [t for t in TILE_SIZES_PX if t // d < max(height, width) and (tile <= 0 or t // d < tile)]
