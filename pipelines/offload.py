@@ -16,6 +16,7 @@ seed gives the same video on every device.
 """
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional
 
 import torch
@@ -121,38 +122,46 @@ class Placement:
         masters = self._masters.pop(id(module), {})
         self._resident.pop(id(module), None)
         target = self.policy.offload
-        for name, tensor in _named_tensors(module):
-            master = masters.get(name)
+        for slot in _tensor_slots(module):
+            tensor = slot.get()
+            master = masters.get(slot.name)
             if master is not None and master.shape == tensor.shape and master.dtype == tensor.dtype:
-                tensor.data = master
+                slot.set(master)
             elif tensor.device != target:
-                tensor.data = tensor.data.to(target)
+                slot.set(tensor.data.to(target))
 
     def offload_all(self) -> None:
         """Move every resident model back to the offload device."""
         for module in list(self._resident.values()):
             self.offload(module)
 
-    def _move_in(self, module: nn.Module, target: torch.device, tensors: Optional[list] = None) -> None:
-        """Put ``module``'s weights (or just ``tensors`` of it) on ``target``, remembering the originals."""
+    def _move_in(self, module: nn.Module, target: torch.device, only: Optional[set] = None) -> None:
+        """Put ``module``'s weights (or the ones named in ``only``) on ``target``, remembering the originals."""
         masters = self._masters.setdefault(id(module), {})
-        for name, tensor in tensors if tensors is not None else _named_tensors(module):
-            if tensor.device != target:
-                masters.setdefault(name, tensor.data)
-                tensor.data = tensor.data.to(target, non_blocking=True)
+        for slot in _tensor_slots(module):
+            tensor = slot.get()
+            if (only is None or slot.name in only) and tensor.device != target:
+                masters.setdefault(slot.name, tensor.data)
+                slot.set(tensor.data.to(target, non_blocking=True))
         self._resident[id(module)] = module
 
     @contextlib.contextmanager
     def _streamed(self, module: nn.Module, policy: device_policy.DevicePolicy) -> Iterator[None]:
         """lowvram: shared layers on the compute device, each streamed unit only while it runs."""
         units = stream_units(module)
-        streamed = {id(t) for unit in units for t in list(unit.parameters()) + list(unit.buffers())}
-        shared = [(n, t) for n, t in _named_tensors(module) if id(t) not in streamed]
+        unit_names = {id(unit) for unit in units}
+        streamed = {
+            f"{prefix}.{slot.name}" if prefix else slot.name
+            for prefix, sub in module.named_modules(remove_duplicate=False)
+            if id(sub) in unit_names
+            for slot in _tensor_slots(sub)
+        }
+        shared = {slot.name for slot in _tensor_slots(module)} - streamed
         self._move_in(module, policy.compute, shared)
         handles = []
         for unit in units:
-            handles.append(unit.register_forward_pre_hook(lambda m, _args: self._unit_in(m, policy.compute)))
-            handles.append(unit.register_forward_hook(lambda m, _args, _out: self._unit_out(m)))
+            handles.append(unit.register_forward_pre_hook(lambda m, _args: self._move_in(m, policy.compute)))
+            handles.append(unit.register_forward_hook(lambda m, _args, _out: self.offload(m)))
         try:
             yield
         finally:
@@ -160,23 +169,46 @@ class Placement:
                 handle.remove()
             self.offload(module)
 
-    def _unit_in(self, unit: nn.Module, target: torch.device) -> None:
-        """Pre-hook: one streamed block moves in."""
-        self._move_in(unit, target)
 
-    def _unit_out(self, unit: nn.Module) -> None:
-        """Hook: the block ran; back to the offload device."""
-        self.offload(unit)
+@dataclass
+class _Slot:
+    """One parameter or buffer entry of a module: its owner, local name and qualified name."""
+
+    owner: nn.Module
+    local: str
+    name: str
+    is_parameter: bool
+
+    def get(self) -> torch.Tensor:
+        """The tensor in the slot."""
+        return (self.owner._parameters if self.is_parameter else self.owner._buffers)[self.local]
+
+    def set(self, data: torch.Tensor) -> None:
+        """Point the slot at ``data``: in place where the tensor types allow (CPU <-> CUDA keeps the Parameter
+        object, as ``nn.Module.to`` does), else with a new Parameter (e.g. to and from ``meta``)."""
+        current = self.get()
+        if torch._has_compatible_shallow_copy_type(current, data):
+            current.data = data
+        elif self.is_parameter:
+            self.owner._parameters[self.local] = nn.Parameter(data, requires_grad=current.requires_grad)
+        else:
+            self.owner._buffers[self.local] = data
 
 
-def _named_tensors(module: nn.Module) -> list:
-    """(name, tensor) of every parameter and buffer."""
-    return list(module.named_parameters(remove_duplicate=False)) + list(module.named_buffers(remove_duplicate=False))
+def _tensor_slots(module: nn.Module) -> List[_Slot]:
+    """Every parameter and buffer entry of ``module`` and its submodules (shared ones once per owner)."""
+    slots = []
+    for prefix, owner in module.named_modules(remove_duplicate=False):
+        for table, is_parameter in ((owner._parameters, True), (owner._buffers, False)):
+            for local, tensor in table.items():
+                if tensor is not None:
+                    slots.append(_Slot(owner, local, f"{prefix}.{local}" if prefix else local, is_parameter))
+    return slots
 
 
 def _tensor_bytes(module: nn.Module) -> int:
     """Bytes of a module's parameters and buffers."""
-    return sum(t.numel() * t.element_size() for _, t in _named_tensors(module))
+    return sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
 
 
 _default: Dict[str, Placement] = {}
