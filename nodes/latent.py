@@ -11,7 +11,10 @@ from pathlib import Path
 import torch
 
 from ..pipelines import progress
+from ..pipelines.device import compute_device, decode_with_fp32_retry
 from ..pipelines.loading.files import LATENT_EXTENSION, WeightFileError, load_latent_file, save_latent_file
+from ..pipelines.memory import check_decode_memory
+from ..pipelines.offload import default_placement
 from ..pipelines.paths import PathRefused, contained_path
 from . import _types as T
 from ._errors import NodeInputError
@@ -250,13 +253,24 @@ class FrameFoldVAEDecode:
                 f"0 (no tiling) or at least {8 * d} pixels for this VAE, got {tile_size}",
             )
         try:
-            images = vae.decode(
-                latents,
-                frame_chunk=frame_chunk,
-                tile=tile_size // d,
-                tile_overlap=tile_overlap // d,
+            check_decode_memory(
+                vae,
+                tuple(latents.shape),
+                frame_chunk,
+                tile_size // d,
+                compute_device(),
+                type(self).__name__,
                 temporal=temporal_decoder,
             )
+            with default_placement().use(vae):
+                images = decode_with_fp32_retry(
+                    vae,
+                    latents,
+                    frame_chunk=frame_chunk,
+                    tile=tile_size // d,
+                    tile_overlap=tile_overlap // d,
+                    temporal=temporal_decoder,
+                )
         except (Exception, progress.Interrupted) as e:
             saved = save_latent_file(_unique_latent_path("FrameFold_decode_failed"), latents)
             name = saved.relative_to(io_dir("output")).as_posix()

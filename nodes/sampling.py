@@ -2,8 +2,11 @@
 
 import torch
 
+from ..pipelines.device import Float32Denoiser, compute_device
+from ..pipelines.memory import check_sampler_memory
 from ..pipelines.models.bundle import Conditioning, DiffusionModel
 from ..pipelines.noise import NoisePrior
+from ..pipelines.offload import default_placement
 from ..pipelines.sampling import samplers, schedules
 from ..pipelines.sampling.context import FUSE_METHODS, ContextOptions
 from ..pipelines.sampling.guidance import GuidedDenoiser
@@ -214,28 +217,30 @@ class FrameFoldVideoSampler:
     ):
         """Draw the initial noise from the prior, build the guided denoiser, run the sampler."""
         samples = self._check(model, positive, negative, latent, sampler_name, scheduler, denoise, noise, context)
+        check_sampler_memory(model, tuple(samples.shape), cfg, context, compute_device(), node=type(self).__name__)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         prior = noise if noise is not None else NoisePrior("iid")
         try:
             initial = prior.sample(tuple(samples.shape), generator)
         except ValueError as e:
             raise NodeInputError(type(self).__name__, "noise", str(e)) from e
-        device = model.device
-        denoiser = GuidedDenoiser(model, positive, negative, cfg, context=context)
+        device = compute_device()
+        denoiser = Float32Denoiser(GuidedDenoiser(model, positive, negative, cfg, context=context))
         abar = schedules.alphas_cumprod_from_config(model.schedule)
         try:
             sigmas = schedules.denoise_sigmas(abar, steps, scheduler, denoise)
         except ValueError as e:
             raise NodeInputError(type(self).__name__, "steps", str(e)) from e
-        out = samplers.sample(
-            sampler_name,
-            denoiser,
-            initial.to(device),
-            sigmas,
-            latent=samples.to(device=device, dtype=torch.float32),
-            denoise_strength=denoise,
-            generator=generator,
-        )
+        with default_placement().use(model):
+            out = samplers.sample(
+                sampler_name,
+                denoiser,
+                initial.to(device),
+                sigmas,
+                latent=samples.to(device=device, dtype=torch.float32),
+                denoise_strength=denoise,
+                generator=generator,
+            )
         return ({**latent, "samples": out.float().cpu()},)
 
 

@@ -55,16 +55,21 @@ class _Live:
 
 def _element_size(dtype: torch.dtype) -> int:
     """Bytes per element of ``dtype``."""
-    return torch.empty((), dtype=dtype).element_size()
+    return dtype.itemsize
 
 
 def _parameter_bytes(module: nn.Module, dtype: Optional[torch.dtype] = None) -> int:
     """Bytes of the module's parameters and buffers (in ``dtype`` for floating tensors when given)."""
     total = 0
     for t in list(module.parameters()) + list(module.buffers()):
-        size = _element_size(dtype) if dtype is not None and t.is_floating_point() else t.element_size()
+        size = dtype.itemsize if dtype is not None and t.dtype.is_floating_point else t.dtype.itemsize
         total += t.numel() * size
     return total
+
+
+def _weights_to_move(module: nn.Module, now: torch.device, target: torch.device, dtype: torch.dtype) -> int:
+    """Bytes the weights add on ``target``: none when they already live there."""
+    return 0 if torch.device(now) == torch.device(target) else _parameter_bytes(module, dtype)
 
 
 # --- UNet -------------------------------------------------------------------------------------------------
@@ -192,11 +197,16 @@ def _window_length(frames: int, context: Any) -> int:
 
 
 def estimate_sampler_bytes(
-    model: Any, latent_shape: Sequence[int], cfg: float, context: Any, device: torch.device
+    model: Any,
+    latent_shape: Sequence[int],
+    cfg: float,
+    context: Any,
+    device: torch.device,
+    weight_bytes: Optional[int] = None,
 ) -> int:
     """Peak bytes of a sampler run on ``device``: the UNet's activations for one context window (CFG batch
     included), the call's inputs and outputs, the sampler's full-video latents, and the weights when they are
-    not yet on ``device`` (they are moved there for the run)."""
+    not yet on ``device`` (they are moved there for the run; ``weight_bytes`` skips recounting them)."""
     frames, channels, height, width = (int(v) for v in latent_shape)
     device = torch.device(device)
     window = _window_length(frames, context)
@@ -209,8 +219,9 @@ def estimate_sampler_bytes(
     text_dim = getattr(unet.config, "context_dim", 768)
     call_io += batch * 77 * text_dim * _element_size(dtype)  # per-frame text embeddings of the call
     sampler_state = (6 if context is None else 8) * frames * latent_elem * 4  # x, noise, x0, d, (+ fuse sums)
-    weights = 0 if model.device == device else _parameter_bytes(unet, dtype)
-    return int(activations + call_io + sampler_state + weights)
+    if weight_bytes is None:
+        weight_bytes = _weights_to_move(unet, model.device, device, dtype)
+    return int(activations + call_io + sampler_state + weight_bytes)
 
 
 # --- VAE decoder --------------------------------------------------------------------------------------------
@@ -271,7 +282,13 @@ def decoder_activation_bytes(
 
 
 def estimate_decode_bytes(
-    vae: Any, latent_shape: Sequence[int], chunk: int, tile: int, device: torch.device, temporal: bool = True
+    vae: Any,
+    latent_shape: Sequence[int],
+    chunk: int,
+    tile: int,
+    device: torch.device,
+    temporal: bool = True,
+    weight_bytes: Optional[int] = None,
 ) -> int:
     """Peak bytes of ``VAE.decode`` (pipelines/models/vae.py) for ``latent_shape`` ``[F, C, h, w]``.
 
@@ -294,8 +311,9 @@ def estimate_decode_bytes(
     chunk_pixels = context_frames * 3 * height * d * width * d * 4
     conversions = 3 * chunk_pixels  # float copy, 0..1 rescale, clamp
     blend = 2 * chunk_pixels if tiled else 0  # tiled_apply's output buffer and the weighted piece
-    weights = 0 if vae.device == device else _parameter_bytes(vae.model, vae.dtype)
-    on_device = activations + conversions + blend + weights
+    if weight_bytes is None:
+        weight_bytes = _weights_to_move(vae.model, vae.device, device, vae.dtype)
+    on_device = activations + conversions + blend + weight_bytes
     if device.type == "cpu":
         return int(on_device + output)
     return int(on_device)
@@ -387,7 +405,8 @@ def check_sampler_memory(
     """
     device = torch.device(device)
     budget = USABLE_FRACTION * (available_bytes(device) if available is None else available)
-    need = estimate_sampler_bytes(model, latent_shape, cfg, context, device)
+    weights = _weights_to_move(model.unet, model.device, device, model.dtype)
+    need = estimate_sampler_bytes(model, latent_shape, cfg, context, device, weights)
     if need <= budget:
         return need
     frames, channels, height, width = (int(v) for v in latent_shape)
@@ -399,7 +418,7 @@ def check_sampler_memory(
     )
 
     def with_length(length: int) -> int:
-        return estimate_sampler_bytes(model, latent_shape, cfg, _Window(length), device)
+        return estimate_sampler_bytes(model, latent_shape, cfg, _Window(length), device, weights)
 
     lengths = [n for n in CONTEXT_LENGTHS if n < window]
     fits = _largest_fitting(lengths, with_length, budget)
@@ -412,7 +431,7 @@ def check_sampler_memory(
     scale = _largest_fitting(
         [s / 16 for s in range(15, 0, -1)],
         lambda s: estimate_sampler_bytes(
-            model, (frames, channels, max(1, int(height * s)), max(1, int(width * s))), cfg, _Window(1), device
+            model, (frames, channels, max(1, int(height * s)), max(1, int(width * s))), cfg, _Window(1), device, weights
         ),
         budget,
     )
@@ -421,7 +440,7 @@ def check_sampler_memory(
     h, w = max(1, int(height * scale)) // 8 * 8 or 1, max(1, int(width * scale)) // 8 * 8 or 1
     raise MemoryPreflightError(
         f"{head} Even 1-frame context windows do not fit at this size: reduce the latent to at most {w}x{h} "
-        f"(width x height; {w * 8}x{h * 8} pixels with an SD VAE) and use context windows."
+        f"(width x height, latent pixels: {w * 8}x{h * 8} pixels with an 8x VAE) and use context windows."
     )
 
 
@@ -449,7 +468,12 @@ def check_decode_memory(
     """
     device = torch.device(device)
     budget = USABLE_FRACTION * (available_bytes(device) if available is None else available)
-    need = estimate_decode_bytes(vae, latent_shape, chunk, tile, device, temporal)
+    weights = _weights_to_move(vae.model, vae.device, device, vae.dtype)
+
+    def estimate(chunk_frames: int, tile_latent: int) -> int:
+        return estimate_decode_bytes(vae, latent_shape, chunk_frames, tile_latent, device, temporal, weights)
+
+    need = estimate(chunk, tile)
     if need <= budget:
         return need
     frames, _, height, width = (int(v) for v in latent_shape)
@@ -466,9 +490,7 @@ def check_decode_memory(
         raise MemoryPreflightError(f"{head} Use frame_chunk={fits} or less.")
     tiles = [t for t in TILE_SIZES_PX if t // d < max(height, width) and (tile <= 0 or t // d < tile)]
     options = [(c, t) for t in tiles for c in (min(int(chunk), frames), *FRAME_CHUNKS) if c <= frames]
-    best = _largest_fitting(
-        options, lambda ct: estimate_decode_bytes(vae, latent_shape, ct[0], ct[1] // d, device, temporal), budget
-    )
+    best = _largest_fitting(options, lambda ct: estimate(ct[0], ct[1] // d), budget)
     if best is not None:
         raise MemoryPreflightError(f"{head} Use tile_size={best[1]} with frame_chunk={best[0]} (or smaller).")
     output = frames * height * d * width * d * 3 * 4
