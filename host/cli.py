@@ -347,6 +347,12 @@ def build_parser():
         help="like --reseed, with the random seeds drawn reproducibly from N",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="compute device: cpu, cuda, cuda:<index> or mps (default: $FRAMEFOLD_DEVICE, else CUDA, MPS, CPU)",
+    )
     run.set_defaults(func=cmd_run)
 
     nodes = sub.add_parser("nodes", help="list node classes")
@@ -377,6 +383,12 @@ def build_parser():
         default=[],
         help="extra Host header name to accept (repeatable); others get 403 (DNS-rebinding guard)",
     )
+    serve.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="compute device: cpu, cuda, cuda:<index> or mps (default: $FRAMEFOLD_DEVICE, else CUDA, MPS, CPU)",
+    )
     serve.set_defaults(func=cmd_serve)
     return parser
 
@@ -384,6 +396,14 @@ def build_parser():
 def main(argv=None, *, registry=None):
     """Entry point of the ``framefold`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None) is not None:
+        from ..pipelines.device import DeviceError, set_device_override
+
+        try:
+            set_device_override(args.device)
+        except DeviceError as exc:
+            print(f"--device: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     if registry is None:
         from .registry import default_registry
 

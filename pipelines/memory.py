@@ -107,6 +107,8 @@ def unet_activation_bytes(
     from .models.layers import Downsample, ResBlock, SpatialTransformer, Upsample
 
     core, slots = _split_animated(unet)
+    if not all(hasattr(core, name) for name in ("input_blocks", "middle_block", "output_blocks", "config")):
+        return 0  # not FrameFold's UNet layout (a test stand-in): only the latents are counted
     elem = _element_size(dtype)
     walk = _Live()
     state = {"c": core.config.in_channels, "h": height, "w": width, "held": True}  # the input stays alive
@@ -216,7 +218,7 @@ def estimate_sampler_bytes(
     activations = unet_activation_bytes(unet, batch, height, width, dtype, device)
     latent_elem = channels * height * width
     call_io = 4 * batch * latent_elem * 4  # model input (+ repeat), output, guided x0 (fp32)
-    text_dim = getattr(unet.config, "context_dim", 768)
+    text_dim = getattr(getattr(unet, "config", None), "context_dim", 768)
     call_io += batch * 77 * text_dim * _element_size(dtype)  # per-frame text embeddings of the call
     sampler_state = (6 if context is None else 8) * frames * latent_elem * 4  # x, noise, x0, d, (+ fuse sums)
     if weight_bytes is None:
