@@ -8,9 +8,11 @@ decisions and that it defers to ComfyUI; they do not run anything on a GPU.
 """
 
 import enum
+import json
 import sys
 import types
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -286,3 +288,39 @@ def test_vae_decode_without_overflow_does_not_retry():
         warnings.simplefilter("error")
         images = dp.decode_with_fp32_retry(vae, latents)
     assert images.dtype == torch.float32 and torch.isfinite(images).all()
+
+
+def test_text_to_video_runs_in_bf16_on_the_cpu_and_the_evaluator_reads_the_caption(tmp_path, monkeypatch):
+    """The example with the loader's dtype set to bf16 (8 of its 20 steps: bf16 is slow on CPUs without
+    AVX-512 BF16, see bench/cpu_bf16.py); the frames still show the caption."""
+    from framefold.host.cli import main as framefold_main
+    from framefold.pipelines.metrics.evaluator import evaluate
+    from framefold.pipelines.video import io as video_io
+
+    example = Path(__file__).resolve().parent.parent / "example_workflows" / "text_to_video.json"
+    caption = next(n["widgets_values"][0] for n in json.loads(example.read_text())["nodes"] if n["id"] == 4)
+    frames, seen_dtypes = [], set()
+    original = video_io.write_video
+
+    def recording_write_video(images, path, *args, **kwargs):
+        frames.append(images.clone())
+        return original(images, path, *args, **kwargs)
+
+    for module in [m for m in list(sys.modules.values()) if (getattr(m, "__name__", "") or "").startswith("framefold")]:
+        if getattr(module, "write_video", None) is original:
+            monkeypatch.setattr(module, "write_video", recording_write_video)
+    from framefold.pipelines.models import bundle
+
+    call = bundle.DiffusionModel.__call__
+
+    def recording_call(self, x, *args, **kwargs):
+        seen_dtypes.add((x.dtype, self.dtype))
+        return call(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(bundle.DiffusionModel, "__call__", recording_call)
+    argv = ["run", str(example), "--output-dir", str(tmp_path), "--quiet", "--set", "1.dtype=bf16"]
+    assert framefold_main(argv + ["--set", "7.steps=8"]) == 0
+    assert seen_dtypes == {(torch.bfloat16, torch.bfloat16)}  # the UNet really ran in bf16
+    assert len(frames) == 1 and frames[0].dtype == torch.float32 and torch.isfinite(frames[0]).all()
+    result = evaluate(frames[0], caption)
+    assert result["all_ok"], {k: v for k, v in result.items() if k.endswith("_ok")}
