@@ -87,7 +87,7 @@ def _attention_matrix_bytes(batch: int, heads: int, q_len: int, k_len: int, elem
     return 2 * batch * heads * q_len * k_len * elem
 
 
-def _split_animated(unet: nn.Module) -> tuple[nn.Module, dict]:
+def _split_animated(unet: Any) -> tuple[Any, dict]:
     """(plain UNet, motion-module slots) of a UNetModel or an AnimatedUNet."""
     motion = getattr(unet, "motion", None)
     core = getattr(unet, "unet", unet)
@@ -97,7 +97,7 @@ def _split_animated(unet: nn.Module) -> tuple[nn.Module, dict]:
 
 
 def unet_activation_bytes(
-    unet: nn.Module, batch: int, height: int, width: int, dtype: torch.dtype, device: torch.device
+    unet: Any, batch: int, height: int, width: int, dtype: torch.dtype, device: torch.device
 ) -> int:
     """Peak activation bytes of one UNet forward over ``[batch, C, height, width]`` (inputs and weights excluded).
 
@@ -138,7 +138,7 @@ def unet_activation_bytes(
         ff_mult = block.ff.net[0].proj.out_features // (2 * block.ff.net[0].proj.in_features)
         transformer(state["c"], block.attention_blocks[0].heads, ff_mult, 1)
 
-    def run_block(block: nn.Module, where: str, index: int) -> None:
+    def run_block(block: Any, where: str, index: int) -> None:
         for layer in block:
             if isinstance(layer, ResBlock):
                 t_in, t_out = size(layer.channels), size(layer.out_channels)
@@ -230,12 +230,12 @@ def estimate_sampler_bytes(
 
 
 def decoder_activation_bytes(
-    vae_model: nn.Module, frames: int, height: int, width: int, dtype: torch.dtype, device: torch.device, temporal: bool
+    vae_model: Any, frames: int, height: int, width: int, dtype: torch.dtype, device: torch.device, temporal: bool
 ) -> int:
     """Peak activation bytes of ``AutoencoderKL.decode`` for ``[frames, z, height, width]`` latents."""
     from .models.vae import AttnBlock, ResnetBlock
 
-    decoder = vae_model.decoder
+    decoder: Any = vae_model.decoder
     elem = _element_size(dtype)
     walk = _Live()
     state = {"c": decoder.conv_in.in_channels, "h": height, "w": width}
@@ -249,13 +249,13 @@ def decoder_activation_bytes(
         walk.alloc(size(c))
         walk.free(old)
 
-    def resnet(block: nn.Module) -> None:
+    def resnet(block: Any) -> None:
         t_in, t_out = size(block.conv1.in_channels), size(block.conv1.out_channels)
         shortcut = t_out if block.nin_shortcut is not None else 0
         walk.transient(max(2 * t_in, t_in + t_out, 2 * t_out + shortcut))
         replace(block.conv1.out_channels)
 
-    def temporal_conv(layer: Optional[nn.Module]) -> None:
+    def temporal_conv(layer: Any) -> None:
         if temporal and layer is not None:
             walk.transient(3 * size(state["c"]))
             replace(state["c"])

@@ -61,7 +61,7 @@ def weights_device(model: Any) -> torch.device:
 def stream_units(module: nn.Module) -> List[nn.Module]:
     """The blocks ``lowvram`` streams one at a time: every layer of a UNet's input / middle / output blocks,
     its motion modules and Temp-Convs (each is called as a module, so its hooks fire)."""
-    core = getattr(module, "unet", module)
+    core: Any = getattr(module, "unet", module)
     units: List[nn.Module] = []
     for blocks in (
         getattr(core, "input_blocks", []),
@@ -181,7 +181,9 @@ class _Slot:
 
     def get(self) -> torch.Tensor:
         """The tensor in the slot."""
-        return (self.owner._parameters if self.is_parameter else self.owner._buffers)[self.local]
+        tensor = (self.owner._parameters if self.is_parameter else self.owner._buffers)[self.local]
+        assert tensor is not None  # _tensor_slots lists filled entries only
+        return tensor
 
     def set(self, data: torch.Tensor) -> None:
         """Point the slot at ``data``: in place where the tensor types allow (CPU <-> CUDA keeps the Parameter
