@@ -324,3 +324,14 @@ def test_text_to_video_runs_in_bf16_on_the_cpu_and_the_evaluator_reads_the_capti
     assert len(frames) == 1 and frames[0].dtype == torch.float32 and torch.isfinite(frames[0]).all()
     result = evaluate(frames[0], caption)
     assert result["all_ok"], {k: v for k, v in result.items() if k.endswith("_ok")}
+
+
+def test_cli_device_flag(monkeypatch, capsys, tmp_path):
+    from framefold.host.cli import main as framefold_main
+
+    no_cuda(monkeypatch)
+    missing = str(tmp_path / "none.json")
+    assert framefold_main(["run", missing, "--device", "cuda:0"]) == 2
+    assert "--device: device 'cuda:0': CUDA is not available" in capsys.readouterr().err
+    framefold_main(["run", missing, "--device", "cpu"])
+    assert dp.current_policy().source == "override" and dp.compute_device() == torch.device("cpu")
