@@ -237,6 +237,9 @@ class Float32Denoiser:
         self.denoiser = denoiser
 
     def __getattr__(self, name: str) -> Any:
+        """Attributes of the wrapped denoiser (e.g. ``calls``)."""
+        if name == "denoiser":  # not set yet (copy / unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.denoiser, name)
 
     def __call__(self, x: torch.Tensor, sigma: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
