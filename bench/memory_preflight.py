@@ -28,9 +28,9 @@ CASES = [  # (label, node, width, height, frames, context length or 0, frame_chu
     ("sampler 256x256x16, cfg", "sampler", 256, 256, 16, 0, 0, 0),
     ("sampler 384x384x8, cfg", "sampler", 384, 384, 8, 0, 0, 0),
     ("sampler 256x256x48, context 16/4", "sampler", 256, 256, 48, 16, 0, 0),
-    ("decode 512x512x16, chunk 8", "decode", 512, 512, 16, 0, 8, 0),
-    ("decode 1024x1024x8, chunk 4", "decode", 1024, 1024, 8, 0, 4, 0),
-    ("decode 1024x1024x8, chunk 8, tiles 512", "decode", 1024, 1024, 8, 0, 8, 512),
+    ("decode 256x256x16, chunk 8", "decode", 256, 256, 16, 0, 8, 0),
+    ("decode 384x384x8, chunk 4", "decode", 384, 384, 8, 0, 4, 0),
+    ("decode 512x512x8, chunk 8, tiles 256", "decode", 512, 512, 8, 0, 8, 256),
 ]
 
 
@@ -127,11 +127,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="run only the cases whose label contains this text")
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
         return
-    cases = [CASES[0], CASES[3]] if args.quick else CASES
+    cases = [CASES[0], CASES[3]] if args.quick else [c for c in CASES if args.only in c[0]]
     print("embedded default model (UNet + motion module, VAE), CPU, 1 thread; peak RSS growth during the node")
     print(f"{'case':42s} {'estimate MiB':>13s} {'measured MiB':>13s} {'est/meas':>9s} {'seconds':>8s}")
     for case in cases:

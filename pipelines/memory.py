@@ -4,8 +4,9 @@ The estimates walk the model's own module structure (UNet blocks, motion modules
 shapes of the run and count the activation tensors that are alive at once under ``torch.no_grad()``: the skip
 connections the UNet keeps, the current feature map, and each layer's transient buffers (a transformer's
 GEGLU feed-forward is the largest: ``3 + 3 * ff_mult`` feature maps). Attention runs through PyTorch's SDPA,
-which on CPU and CUDA uses a fused kernel that never builds the ``[seq, seq]`` matrix; only on MPS is that
-matrix counted. Nothing is allocated: an 8192x8192 video is refused in microseconds.
+which on CPU and CUDA uses a fused kernel that never builds the ``[seq, seq]`` matrix for the UNet's contiguous
+inputs; the matrix is counted on MPS, and for the VAE's attention, whose strided inputs send SDPA down its math
+path. Nothing is allocated: an 8192x8192 video is refused in milliseconds.
 
 ``check_sampler_memory`` / ``check_decode_memory`` compare the estimate with what the compute device has
 free (free VRAM on a GPU, ``MemAvailable`` on the CPU) and raise :class:`MemoryPreflightError` naming the
@@ -85,6 +86,15 @@ def _attention_matrix_bytes(batch: int, heads: int, q_len: int, k_len: int, elem
     if device.type in ("cpu", "cuda", "meta"):
         return 0
     return 2 * batch * heads * q_len * k_len * elem
+
+
+def _strided_attention_bytes(batch: int, seq: int, elem: int) -> int:
+    """Score bytes of the VAE's single-head AttnBlock: it hands SDPA strided ``(h w) c`` views, for which PyTorch
+    takes the math path and materialises the ``[seq, seq]`` scores. Measured on the CPU: about 2.25 score
+    matrices (scores and softmax); once the scores pass 2**31 elements a single request of 8 score matrices was
+    seen (64 GiB for 8 frames of 128x128 latents), so that is what is counted there."""
+    scores = batch * seq * seq
+    return int((2.25 if scores < 2**31 else 8) * scores * elem)
 
 
 def _split_animated(unet: Any) -> tuple[Any, dict]:
@@ -267,7 +277,7 @@ def decoder_activation_bytes(
     attn = getattr(decoder.mid, "attn_1", None)
     if isinstance(attn, AttnBlock):
         seq = state["h"] * state["w"]
-        walk.transient(6 * size(state["c"]) + _attention_matrix_bytes(frames, 1, seq, seq, elem, device))
+        walk.transient(6 * size(state["c"]) + _strided_attention_bytes(frames, seq, elem))
         replace(state["c"])
     resnet(decoder.mid.block_2)
     temporal_conv(getattr(decoder.mid, "temp_conv_2", None))

@@ -245,7 +245,8 @@ def test_gpu_budget_is_free_vram_and_weights_count_when_offloaded(sd15, monkeypa
     assert memory.available_bytes(cuda) == 6 * GIB
     with_weights = memory.estimate_sampler_bytes(animated.with_options(), (16, 4, 64, 64), 7.5, None, cuda)
     resident = memory.estimate_sampler_bytes(animated, (16, 4, 64, 64), 7.5, None, cuda, weight_bytes=0)
-    assert with_weights - resident == sum(p.numel() * 4 for p in animated.unet.parameters())
+    tensors = list(animated.unet.parameters()) + list(animated.unet.buffers())  # buffers: positional tables
+    assert with_weights - resident == sum(t.numel() * 4 for t in tensors)
     with pytest.raises(memory.MemoryPreflightError, match="free memory on cuda:0"):
         memory.check_sampler_memory(animated, (16, 4, 128, 128), 7.5, None, cuda)
 
