@@ -9,7 +9,9 @@ cross-attention to 77 text tokens, temporal attention over 16 frames for every p
 sliding window, and cross-frame attention (first / first+previous) against gather + SDPA. Both backends run
 on the same device in one process; the script prints times, the speed ratio SDPA/Triton (> 1 = Triton faster)
 and the max abs difference. Without CUDA it says so and runs a tiny correctness pass in the Triton interpreter.
-It prints figures; it never passes or fails on time.
+It prints figures; it never passes or fails on time. On a GPU it also writes the table ``backend="auto"`` reads
+(kernels/auto_table.py; ``--table PATH`` / ``--no-table``): Triton for a shape class only where it won every
+workload of that class on this GPU model.
 """
 
 import argparse
@@ -127,9 +129,11 @@ def time_ms(fn, device, warmup=3, repeats=10):
     return statistics.median(times)
 
 
-def run_table(items, device, dtype, repeats=10, with_float64=False):
+def run_table(items, device, dtype, repeats=10, with_float64=False, rows=None):
     """For each workload: SDPA (gather + SDPA for cross-frame) and Triton times, their ratio, max |difference|
-    (and, on request, max |triton - float64 reference|). Returns the worst Triton-vs-SDPA difference."""
+    (and, on request, max |triton - float64 reference|). Returns the worst Triton-vs-SDPA difference.
+    ``rows``: a list that receives one dict per workload (shape class, dtype, times, difference) for the
+    auto table (kernels/auto_table.py)."""
     from framefold import kernels
     from framefold.kernels.reference import math_attention
 
@@ -159,8 +163,27 @@ def run_table(items, device, dtype, repeats=10, with_float64=False):
                 reference = math_attention(q, k, v, pattern=kernels.parse_pattern(pattern))
                 line += f" {(out.double() - reference).abs().max().item():9.2e}"
             print(line, flush=True)
+            if rows is not None:
+                rows.append(
+                    {
+                        "class": kernels.shape_class(q, k, kernels.parse_pattern(pattern)),
+                        "dtype": str(dtype).removeprefix("torch."),
+                        "sdpa_ms": sdpa_ms,
+                        "triton_ms": triton_ms,
+                        "max_diff": difference,
+                    }
+                )
         except Exception as error:  # report and continue with the other shapes
             worst = float("inf")
+            if rows is not None:
+                rows.append(
+                    {
+                        "class": kernels.shape_class(q, k, kernels.parse_pattern(pattern)),
+                        "dtype": str(dtype).removeprefix("torch."),
+                        "sdpa_ms": None,
+                        "triton_ms": None,
+                    }
+                )
             print(f"{name:44s} {str(tuple(q_shape)):>24s} FAILED: {type(error).__name__}: {error}", flush=True)
         del q, k, v
         if device == "cuda":
@@ -179,7 +202,16 @@ def bench_gpu(args):
         f"dtype {args.dtype}  torch {torch.__version__}  triton {triton.__version__}"
     )
     items = [item for item in workloads(args.batch, args.frames) if args.only in item[0]]
-    run_table(items, "cuda", dtype, repeats=args.repeats)
+    rows = []
+    run_table(items, "cuda", dtype, repeats=args.repeats, rows=rows)
+    if args.no_table:
+        return
+    from framefold.kernels import auto_table
+
+    table = auto_table.build_table(rows, torch.cuda.get_device_name())
+    path = auto_table.write_table(table, args.table)
+    chosen = ", ".join(f"{e['class']}:{e['backend']}" for e in table["entries"])
+    print(f"auto table for {table['device']} ({args.dtype}) written to {path}: {chosen}")
 
 
 def interpreter_pass():
@@ -279,6 +311,13 @@ def main(argv=None):
         action="store_true",
         help="compile every kernel/config for sm80 and sm90 ahead of time (no GPU needed) and print shared memory use",
     )
+    parser.add_argument(
+        "--table",
+        default=None,
+        help="where to write the auto table on a GPU run (default: $FRAMEFOLD_ATTENTION_TABLE or "
+        "~/.cache/framefold/attention_auto.json)",
+    )
+    parser.add_argument("--no-table", action="store_true", help="do not write the auto table")
     args = parser.parse_args(argv)
     if args.compile:
         compile_sweep(args.dtype)

@@ -490,6 +490,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="encode videos multi-threaded (faster; the bytes then differ run to run). Default: deterministic "
         "single-threaded encoding, so the same workflow reproduces its file byte for byte",
     )
+    run.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="compute device: cpu, cuda, cuda:<index> or mps (default: $FRAMEFOLD_DEVICE, else CUDA, MPS, CPU)",
+    )
     run.set_defaults(func=cmd_run)
 
     nodes = sub.add_parser("nodes", parents=[common], help="list node classes")
@@ -520,6 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="extra Host header name to accept (repeatable); others get 403 (DNS-rebinding guard)",
     )
+    serve.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="compute device: cpu, cuda, cuda:<index> or mps (default: $FRAMEFOLD_DEVICE, else CUDA, MPS, CPU)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     from .batch import add_batch_parser
@@ -534,6 +546,14 @@ def main(argv: "list[str] | None" = None, *, registry: "NodeRegistry | None" = N
     An unexpected error prints one line (the traceback with ``--debug``) and exits 1.
     """
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None) is not None:
+        from ..pipelines.device import DeviceError, set_device_override
+
+        try:
+            set_device_override(args.device)
+        except DeviceError as exc:
+            print(f"--device: {exc}", file=sys.stderr)
+            return EXIT_INVALID
     try:
         if registry is None:
             from .registry import default_registry

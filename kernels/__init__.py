@@ -5,7 +5,8 @@ the same layout as q. Triton kernels are imported lazily, never at import time.
 
 Backends: ``sdpa`` (PyTorch, every pattern through masks / gathered keys), ``triton`` (the kernels in this
 folder; CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``), ``auto`` (Triton only on CUDA and only for
-the shape classes in ``AUTO_TRITON``, SDPA everywhere else, always SDPA on CPU).
+the shape classes a GPU benchmark measured faster on this GPU model, see ``kernels.auto_table``, or listed in
+``AUTO_TRITON``; SDPA everywhere else, always SDPA on CPU).
 Patterns: see ``kernels.patterns`` (``None``, ``"window:<radius>"``, ``"cross_frame:<sources>[:<num_frames>]"``).
 """
 
@@ -14,9 +15,9 @@ from .reference import sdpa_attention
 
 BACKENDS = ("auto", "sdpa", "triton")
 
-# Shape classes (see ``shape_class``) and dtypes for which ``auto`` picks Triton on CUDA. Filled from GPU
-# benchmarks (bench/attention.py) only: no GPU has measured these kernels yet, so the table is empty and
-# ``auto`` always uses SDPA. Add e.g. ("temporal", torch.float16) once a benchmark shows a win.
+# Shape classes (see ``shape_class``) and dtypes for which ``auto`` picks Triton on every CUDA GPU. Empty: the
+# choice is per GPU model, from the table bench/attention.py measures and writes (kernels/auto_table.py); with
+# no table, ``auto`` is SDPA.
 AUTO_TRITON = frozenset()
 
 __all__ = ["attention", "BACKENDS", "AUTO_TRITON", "CrossFrame", "Window", "parse_pattern", "shape_class"]
@@ -37,8 +38,14 @@ def shape_class(q, k, pattern=None):
 
 def _auto_uses_triton(q, k, v, mask, pattern):
     """True when ``auto`` should run the Triton kernels for this call."""
-    if not q.is_cuda or (shape_class(q, k, pattern), q.dtype) not in AUTO_TRITON:
+    if not q.is_cuda:
         return False
+    key = (shape_class(q, k, pattern), q.dtype)
+    if key not in AUTO_TRITON:
+        from .auto_table import triton_classes
+
+        if key not in triton_classes(q.device):
+            return False
     from .triton_backend import triton_available, unsupported_reason
 
     return triton_available() and unsupported_reason(q, k, v, mask, pattern) is None

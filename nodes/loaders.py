@@ -1,5 +1,6 @@
 """Loader nodes: SD / FrameFold checkpoints (model + text encoder + VAE) and standalone VAEs."""
 
+from ..pipelines.device import apply_precision
 from ..pipelines.loading.checkpoint import CheckpointKeyError, load_checkpoint, load_vae
 from ..pipelines.loading.detect import WrongLoaderError
 from ..pipelines.loading.files import WeightFileError
@@ -9,7 +10,10 @@ from ._folders import list_models, resolve_model
 
 CATEGORY = "FrameFold/loaders"
 DTYPES = ["auto", "fp32", "fp16", "bf16"]
-DTYPE_TOOLTIP = "Weight precision. auto = fp32 (CPU). fp16/bf16 halve memory on a GPU."
+DTYPE_TOOLTIP = (
+    "Weight precision. auto = fp32 on the CPU; on a GPU bf16 where supported, else fp16 (UNet, text encoder) "
+    "and bf16 or fp32 (VAE). fp16/bf16 halve memory on a GPU."
+)
 
 
 def _resolve(node_class, input_name, kind, name):
@@ -61,7 +65,9 @@ class FrameFoldCheckpointLoader:
     def load(self, ckpt_name, dtype="auto"):
         """Read the file and build the three models."""
         path = _resolve(type(self).__name__, "ckpt_name", "checkpoints", ckpt_name)
-        return _load(type(self).__name__, "ckpt_name", load_checkpoint, path, dtype=dtype)
+        models = _load(type(self).__name__, "ckpt_name", load_checkpoint, path, dtype=dtype)
+        apply_precision(*models, dtype)  # auto: each model's dtype from the device policy (fp32 on the CPU)
+        return models
 
 
 class FrameFoldVAELoader:

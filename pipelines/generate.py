@@ -17,11 +17,14 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from .device import Float32Denoiser, compute_device
 from .interpolation.diffusion import inbetween, key_positions
+from .memory import check_sampler_memory
 from .models.bundle import Conditioning, DiffusionModel
 from .models.clip import TextEncoder
 from .models.vae import VAE
 from .noise import NoisePrior
+from .offload import default_placement
 from .options import OptionError, check_choice, check_range, check_type, check_whole
 from .sampling import schedules
 from .sampling.context import ContextOptions
@@ -200,13 +203,15 @@ def _start_guided_run(
     shape: Sequence[int],
     noise: Optional[NoisePrior],
     context: Optional[ContextOptions],
-) -> Tuple[_Run, GuidedDenoiser]:
-    """Check the inputs of a run over a latent of ``shape [F, C, h, w]`` at ``options.denoise_strength``, start it
-    (:func:`_start_run`) and build its guided denoiser."""
+) -> Tuple[_Run, Denoiser]:
+    """Check the inputs of a run over a latent of ``shape [F, C, h, w]`` at ``options.denoise_strength`` (memory
+    pre-flight included: :func:`~.memory.check_sampler_memory`), start it (:func:`_start_run`) and build its
+    guided denoiser (sampler state kept in fp32: :class:`~.device.Float32Denoiser`)."""
     _check_inputs(model, positive, negative, shape[0], noise)
     _check_window(model, context, shape[0], "context")
+    check_sampler_memory(model, tuple(shape), options.cfg, context, compute_device())
     run = _start_run(model, options, shape, noise, options.denoise_strength)
-    return run, GuidedDenoiser(model, positive, negative, options.cfg, context=context)
+    return run, Float32Denoiser(GuidedDenoiser(model, positive, negative, options.cfg, context=context))
 
 
 def generate_video(
@@ -225,15 +230,16 @@ def generate_video(
     motion module's window.
     """
     run, denoiser = _start_guided_run(model, positive, negative, options, latent.shape, noise, context)
-    out = sample(
-        options.sampler,
-        denoiser,
-        run.noise.to(model.device),
-        run.sigmas,
-        latent=latent.to(device=model.device, dtype=torch.float32),
-        denoise_strength=options.denoise_strength,
-        generator=run.generator,
-    )
+    with default_placement().use(model):
+        out = sample(
+            options.sampler,
+            denoiser,
+            run.noise.to(model.device),
+            run.sigmas,
+            latent=latent.to(device=model.device, dtype=torch.float32),
+            denoise_strength=options.denoise_strength,
+            generator=run.generator,
+        )
     return out.float().cpu()
 
 
@@ -302,16 +308,17 @@ def inbetween_video(
     frames = key_positions(key_latents.shape[0], options.multiplier)[-1] + 1
     shape = (frames, *key_latents.shape[1:])
     run, denoiser = _start_guided_run(model, positive, negative, options, shape, None, context)
-    out = inbetween(
-        denoiser,
-        key_latents.to(device=model.device, dtype=torch.float32),
-        run.noise.to(model.device),
-        run.sigmas,
-        multiplier=options.multiplier,
-        sampler=options.sampler,
-        denoise_strength=options.denoise_strength,
-        generator=run.generator,
-    )
+    with default_placement().use(model):
+        out = inbetween(
+            denoiser,
+            key_latents.to(device=model.device, dtype=torch.float32),
+            run.noise.to(model.device),
+            run.sigmas,
+            multiplier=options.multiplier,
+            sampler=options.sampler,
+            denoise_strength=options.denoise_strength,
+            generator=run.generator,
+        )
     return out.float().cpu()
 
 

@@ -10,7 +10,10 @@ from typing import Optional
 
 import torch
 
+from .device import compute_device, decode_with_fp32_retry
+from .memory import check_decode_memory
 from .models.vae import VAE
+from .offload import default_placement
 from .options import OptionError, check_choice, check_range, check_type
 
 ENCODE_MODES = ("mean", "sample")
@@ -80,7 +83,10 @@ def encode_video(vae: VAE, images: torch.Tensor, options: EncodeOptions) -> torc
 
 
 def decode_video(vae: VAE, latents: torch.Tensor, options: DecodeOptions) -> torch.Tensor:
-    """Scaled latents ``[F, C, h, w]`` -> IMAGE ``[F, h*d, w*d, 3]`` float32 in 0..1 on the CPU."""
+    """Scaled latents ``[F, C, h, w]`` -> IMAGE ``[F, h*d, w*d, 3]`` float32 in 0..1 on the CPU.
+
+    Refused before compute when the decode would not fit (:func:`~.memory.check_decode_memory`); a reduced-precision
+    decode that overflows is redone in fp32 (:func:`~.device.decode_with_fp32_retry`)."""
     check_type("vae", vae, VAE, "a VAE from a FrameFold loader")
     if latents.ndim != 4 or latents.shape[1] != vae.latent_channels:
         got = latents.shape[1] if latents.ndim == 4 else tuple(latents.shape)
@@ -92,10 +98,16 @@ def decode_video(vae: VAE, latents: torch.Tensor, options: DecodeOptions) -> tor
         raise OptionError(
             "tile_size", f"0 (no tiling) or at least {8 * d} pixels for this VAE, got {options.tile_size}"
         )
-    return vae.decode(
-        latents,
-        frame_chunk=options.frame_chunk,
-        tile=options.tile_size // d,
-        tile_overlap=options.tile_overlap // d,
-        temporal=options.temporal,
+    tile = options.tile_size // d
+    check_decode_memory(
+        vae, tuple(latents.shape), options.frame_chunk, tile, compute_device(), temporal=options.temporal
     )
+    with default_placement().use(vae):
+        return decode_with_fp32_retry(
+            vae,
+            latents,
+            frame_chunk=options.frame_chunk,
+            tile=tile,
+            tile_overlap=options.tile_overlap // d,
+            temporal=options.temporal,
+        )
