@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from framefold.pipelines.loading import detect
-from framefold.pipelines.loading.checkpoint import load_checkpoint, load_vae
+from framefold.pipelines.loading.checkpoint import load_checkpoint
 from framefold.pipelines.loading.files import (
     WeightFileError,
     load_latent_file,
@@ -15,6 +15,7 @@ from framefold.pipelines.loading.files import (
     save_latent_file,
     write_safetensors,
 )
+from framefold.pipelines.loading.vae import load_vae
 
 
 def _tensors():

@@ -9,7 +9,7 @@ Clip skip follows ComfyUI: ``clip_skip = n`` takes the hidden state after layer 
 (n=1: the last layer, n=2: the penultimate one) and applies the final layer norm to it.
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
@@ -40,19 +40,6 @@ class CLIPTextConfig:
     bos_token_id: int = 49406
     eos_token_id: int = 49407
     pad_token_id: int = 49407  # SD1.x pads with the end token
-
-    def to_dict(self) -> dict:
-        """JSON-friendly dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CLIPTextConfig":
-        """Build from a dict; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"CLIPTextConfig: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def _activation(name: str):

@@ -155,9 +155,12 @@ class UNetModel(nn.Module):
             channels, heads, dim_head, c.transformer_depth, c.context_dim, c.use_linear_projection, c.norm_groups
         )
 
-    def with_motion(self, motion_module: MotionModule) -> "AnimatedUNet":
-        """This UNet with a motion module set attached; the weights of both are shared, not copied."""
-        return AnimatedUNet(self, motion_module)
+    def with_motion(self, motion_module: MotionModule, norm_across_frames: Optional[bool] = None) -> "AnimatedUNet":
+        """This UNet with a motion module set attached; the weights of both are shared, not copied.
+
+        norm_across_frames: None keeps the module config's choice (see ``MotionModuleConfig``).
+        """
+        return AnimatedUNet(self, motion_module, norm_across_frames)
 
     # -- forward ---------------------------------------------------------------------------------
 
@@ -352,10 +355,11 @@ class AnimatedUNet(nn.Module):
     module's version decides the GroupNorm mode (v1: ResBlock norms joint across frames).
     """
 
-    def __init__(self, unet: UNetModel, motion: MotionModule):
+    def __init__(self, unet: UNetModel, motion: MotionModule, norm_across_frames: Optional[bool] = None):
         super().__init__()
         self.unet = unet
         self.motion = motion
+        self.norm_across_frames = motion.config.norm_across_frames if norm_across_frames is None else norm_across_frames
         self._slots = motion.slots(unet.config)
 
     @property
@@ -412,5 +416,5 @@ class AnimatedUNet(nn.Module):
             control=control,
             temporal_layers=self._slots,
             joint_frame_groupnorm=self.motion.config.unet_joint_groupnorm,
-            motion_norm_across_frames=self.motion.config.norm_across_frames,
+            motion_norm_across_frames=self.norm_across_frames,
         )

@@ -5,9 +5,9 @@ Parameter names follow the original CompVis layout (``encoder.down.0.block.0.con
 ``first_stage_model.*`` part of an SD checkpoint loads with no renaming. Diffusers names are mapped by
 ``pipelines.loading.vae_keys``.
 
-Temporal-aware decoder (VidRD, seed 003 §4.4): a :class:`TemporalConv` (3D convolution over time only,
+Temporal-aware decoder (VidRD, seed 003 §4.4): a :class:`DecoderTemporalConv` (3D convolution over time only,
 last layer zero-initialised, residual) follows every ResNet block of the decoder. Untrained, it is an exact
-identity, so the decoder decodes exactly like the image decoder. Each TemporalConv normalises per frame, so
+identity, so the decoder decodes exactly like the image decoder. Each DecoderTemporalConv normalises per frame, so
 the only cross-frame mixing is the (3,1,1) convolutions; the decoder's temporal receptive radius is
 ``(number of TemporalConvs) * temporal_conv_layers * (temporal_kernel // 2)`` frames
 (:meth:`Decoder.temporal_radius`). Chunked decoding adds that many context frames on each side of every
@@ -17,7 +17,7 @@ Conventions (all in :class:`VAE`): images are ComfyUI ``IMAGE`` tensors ``[F, H,
 latents are ``[F, C, h, w]`` already multiplied by ``scaling_factor`` (and shifted by ``shift_factor``).
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -61,24 +61,6 @@ class AutoencoderKLConfig:
     def latent_channels(self) -> int:
         """Channels of the latent the UNet sees."""
         return self.embed_dim
-
-    def to_dict(self) -> dict:
-        """JSON-friendly dict (tuples become lists)."""
-        d = asdict(self)
-        d["ch_mult"] = list(self.ch_mult)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AutoencoderKLConfig":
-        """Build from a dict; unknown keys are an error so a typo never passes silently."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"AutoencoderKLConfig: unknown keys {unknown}; known: {sorted(known)}")
-        d = dict(d)
-        if "ch_mult" in d:
-            d["ch_mult"] = tuple(d["ch_mult"])
-        return cls(**d)
 
 
 def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -150,7 +132,7 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class TemporalConv(nn.Module):
+class DecoderTemporalConv(nn.Module):
     """VidRD Temp-Conv: residual stack of per-frame GroupNorm, SiLU, (k,1,1) 3D conv; last conv zero-initialised.
 
     Normalisation is per frame so frames interact only through the convolutions (this keeps chunked
@@ -160,7 +142,7 @@ class TemporalConv(nn.Module):
     def __init__(self, channels: int, groups: int, kernel: int = 3, layers: int = 2):
         super().__init__()
         if kernel % 2 != 1:
-            raise ValueError(f"TemporalConv: kernel must be odd, got {kernel}")
+            raise ValueError(f"DecoderTemporalConv: kernel must be odd, got {kernel}")
         self.norms = nn.ModuleList(_group_norm(channels, groups) for _ in range(layers))
         self.convs = nn.ModuleList(
             nn.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0)) for _ in range(layers)
@@ -233,7 +215,7 @@ class Decoder(nn.Module):
 
         def temp_conv(c):
             """A Temp-Conv for ``c`` channels with this config's kernel and depth."""
-            return TemporalConv(c, g, cfg.temporal_kernel, cfg.temporal_conv_layers)
+            return DecoderTemporalConv(c, g, cfg.temporal_kernel, cfg.temporal_conv_layers)
 
         channels = cfg.ch * cfg.ch_mult[-1]
         self.conv_in = nn.Conv2d(cfg.z_channels, channels, 3, padding=1)
@@ -269,7 +251,7 @@ class Decoder(nn.Module):
 
     def temporal_radius(self) -> int:
         """Frames on each side that can influence one output frame (0 without temporal layers)."""
-        return sum(m.radius for m in self.modules() if isinstance(m, TemporalConv))
+        return sum(m.radius for m in self.modules() if isinstance(m, DecoderTemporalConv))
 
     def forward(self, z: torch.Tensor, num_frames: Optional[int] = None) -> torch.Tensor:
         """z ``[(B F), z, h, w]`` -> image ``[(B F), 3, h*d, w*d]`` in about -1..1.
@@ -320,7 +302,7 @@ class AutoencoderKL(nn.Module):
 
     def temporal_parameters(self):
         """The Temp-Conv parameters: the only trainable ones in VidRD's decoder fine-tuning (§4.4)."""
-        return [p for m in self.decoder.modules() if isinstance(m, TemporalConv) for p in m.parameters()]
+        return [p for m in self.decoder.modules() if isinstance(m, DecoderTemporalConv) for p in m.parameters()]
 
     def decode(self, z: torch.Tensor, num_frames: Optional[int] = None) -> torch.Tensor:
         """Unscaled latent ``[N, embed_dim, h, w]`` -> pixels ``[N, 3, h*d, w*d]`` (about -1..1)."""

@@ -14,17 +14,45 @@ import torch
 
 SPACINGS = ("leading", "trailing", "linspace", "karras", "lcm")
 
+# Where FrameFold's spacing deliberately differs from diffusers' scheduler of the same sampler (kept: every sampler
+# shares one sigma table per spacing, so sampler comparisons at equal settings see equal noise levels). Suggested
+# as the sampler-node tooltip; tests/test_sampling_diffusers_oracle.py checks both statements.
+SPACING_NOTES = (
+    "'leading' is DDIM's leading spacing for every sampler (steps 2: timesteps 501, 1); diffusers' "
+    "DPMSolverMultistepScheduler spaces 'leading' over n+1 intervals (667, 334). Full denoise starts from "
+    "noise * sqrt(1 + sigma_max^2) for every spacing; diffusers' EulerDiscreteScheduler with 'linspace' or "
+    "'trailing' starts from noise * sigma_max (0.2% smaller for SD's sigma_max 14.6)."
+)
+
 # diffusers replaces a zero terminal alphas_cumprod by this so that sigma stays finite (sigma_max ~ 4096).
 _ZERO_SNR_ALPHA_FLOOR = 2.0**-24
 
 
-def make_betas(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000):
-    """Training betas ``[T]`` (float32): ``scaled_linear`` (Stable Diffusion) or ``linear``."""
+def _cosine_alpha_bar(t: float) -> float:
+    """Nichol & Dhariwal's cosine alpha-bar (s = 0.008) at ``t`` in [0, 1]."""
+    return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+
+def make_betas(
+    beta_schedule: str = "scaled_linear",
+    beta_start: float = 0.00085,
+    beta_end: float = 0.012,
+    num_train_timesteps: int = 1000,
+) -> torch.Tensor:
+    """Training betas ``[T]`` (float32) as diffusers' DDPMScheduler makes them.
+
+    ``scaled_linear`` (Stable Diffusion): linear in sqrt(beta); ``linear`` (AnimateDiff, DDPM): linear in beta;
+    ``squaredcos_cap_v2``: the cosine alpha-bar schedule, betas capped at 0.999 (beta_start/end unused).
+    """
+    T = num_train_timesteps
     if beta_schedule == "scaled_linear":
-        return torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
+        return torch.linspace(beta_start**0.5, beta_end**0.5, T, dtype=torch.float32) ** 2
     if beta_schedule == "linear":
-        return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
-    raise ValueError(f"beta_schedule must be 'scaled_linear' or 'linear', got {beta_schedule!r}")
+        return torch.linspace(beta_start, beta_end, T, dtype=torch.float32)
+    if beta_schedule == "squaredcos_cap_v2":
+        betas = [min(1 - _cosine_alpha_bar((i + 1) / T) / _cosine_alpha_bar(i / T), 0.999) for i in range(T)]
+        return torch.tensor(betas, dtype=torch.float32)
+    raise ValueError(f"beta_schedule must be 'scaled_linear', 'linear' or 'squaredcos_cap_v2', got {beta_schedule!r}")
 
 
 def rescale_zero_terminal_snr(betas):
