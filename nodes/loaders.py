@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Tuple, Union
 
 from ..pipelines.loading import checkpoint, vae
-from ..pipelines.loading.detect import check_file
 from ..pipelines.loading.files import WeightFileError
 from ..pipelines.models.bundle import DiffusionModel
 from ..pipelines.models.clip import TextEncoder
@@ -27,14 +26,15 @@ def resolve_input_file(node_class: str, input_name: str, kind: str, name: str) -
 
 
 def validate_model_file(
-    node_class: str, input_name: str, kind: str, name: str, accepted: Tuple[str, ...], loader_name: str
+    node_class: str, input_name: str, kind: str, name: str, check: Callable[[Path], object]
 ) -> Union[bool, str]:
     """A node's ``VALIDATE_INPUTS`` verdict on a model file: True, or a message saying what the file is instead.
 
-    Reads the file's header only (no tensor data), so a wrong file is refused before anything runs.
+    ``check`` is the loading module's header check (no tensor data is read), so a wrong file is refused when
+    the graph is validated, before anything runs.
     """
     try:
-        check_file(resolve_input_file(node_class, input_name, kind, name), accepted, loader_name)
+        check(resolve_input_file(node_class, input_name, kind, name))
     except (NodeInputError, WeightFileError, ValueError, OSError) as e:
         return f"{node_class}: input '{input_name}': {e}" if not isinstance(e, NodeInputError) else str(e)
     return True
@@ -82,7 +82,7 @@ class FrameFoldCheckpointLoader:
     def VALIDATE_INPUTS(cls, ckpt_name: str) -> Union[bool, str]:
         """The file must be a checkpoint (checked from its header, before anything runs)."""
         return validate_model_file(
-            cls.__name__, "ckpt_name", "checkpoints", ckpt_name, checkpoint.ACCEPTED, checkpoint.LOADER_NAME
+            cls.__name__, "ckpt_name", "checkpoints", ckpt_name, checkpoint.check_checkpoint_file
         )
 
     def load(self, ckpt_name: str, dtype: str = "auto") -> Tuple[DiffusionModel, TextEncoder, VAE]:
@@ -119,7 +119,7 @@ class FrameFoldVAELoader:
     @classmethod
     def VALIDATE_INPUTS(cls, vae_name: str) -> Union[bool, str]:
         """The file must be a VAE (checked from its header, before anything runs)."""
-        return validate_model_file(cls.__name__, "vae_name", "vae", vae_name, vae.ACCEPTED, vae.LOADER_NAME)
+        return validate_model_file(cls.__name__, "vae_name", "vae", vae_name, vae.check_vae_file)
 
     def load(self, vae_name: str, dtype: str = "auto") -> Tuple[VAE]:
         """Read the file and build the VAE."""

@@ -50,7 +50,7 @@ class FrameFoldLoadMotionModule:
     def VALIDATE_INPUTS(cls, model_name: str) -> Union[bool, str]:
         """The file must be a motion module (checked from its header, before anything runs)."""
         return validate_model_file(
-            cls.__name__, "model_name", "animatediff_models", model_name, motion.ACCEPTED, motion.LOADER_NAME
+            cls.__name__, "model_name", "animatediff_models", model_name, motion.check_motion_module_file
         )
 
     def load(self, model_name: str) -> Tuple[MotionModule]:

@@ -27,7 +27,7 @@ from ..models.unet import UNetConfig, UNetModel
 from ..models.vae import VAE, AutoencoderKL, AutoencoderKLConfig
 from . import detect
 from .clip import build_text_encoder
-from .files import parse_dtype, read_framefold_metadata, read_state_dict, write_safetensors
+from .files import FileHeader, parse_dtype, read_framefold_metadata, read_state_dict, write_safetensors
 from .state_dict import StateDictError, split_harmless, warn_dropped
 from .unet import build_unet, check_unet_variant, infer_unet_config
 from .unet_keys import LDM_PREFIX
@@ -117,19 +117,21 @@ def load_checkpoint(
     files of other kinds (motion modules, ControlNets, VAEs) are refused with an error saying what the file is
     and which loader takes it; an inpainting checkpoint is refused before its tensors are read.
     """
-    header = detect.check_file(path, ACCEPTED, LOADER_NAME)
-    check_checkpoint_header(header.tensors, Path(path).name)
+    check_checkpoint_file(path)
     sd, metadata = read_state_dict(path)
     return assemble_checkpoint(sd, metadata, dtype, name=Path(path).stem, source=Path(path).name)
 
 
-def check_checkpoint_header(tensors: Mapping[str, torch.Tensor], name: str) -> None:
-    """Refuse, from shapes alone, a checkpoint whose UNet FrameFold cannot sample (inpainting and the like)."""
-    conv_in = tensors.get(UNET_PREFIX + "input_blocks.0.0.weight")
-    conv_out = tensors.get(UNET_PREFIX + "out.2.weight")
+def check_checkpoint_file(path: Union[str, Path]) -> FileHeader:
+    """The header of ``path`` after checking, without reading tensor data, that it is a checkpoint FrameFold can
+    sample with: other file kinds are refused saying what they are, inpainting-style UNets saying which."""
+    header = detect.check_file(path, ACCEPTED, LOADER_NAME)
+    conv_in = header.tensors.get(UNET_PREFIX + "input_blocks.0.0.weight")
+    conv_out = header.tensors.get(UNET_PREFIX + "out.2.weight")
     if conv_in is not None and conv_out is not None and conv_in.ndim == 4:
         config = UNetConfig(in_channels=conv_in.shape[1], out_channels=conv_out.shape[0])
-        check_unet_variant(config, name)
+        check_unet_variant(config, Path(path).name)
+    return header
 
 
 def save_framefold_checkpoint(

@@ -15,7 +15,7 @@ import torch
 from ..models.configs import config_from_dict, config_to_dict
 from ..models.motion import MotionModule, MotionModuleConfig, sinusoidal_position_table
 from . import detect
-from .files import parse_dtype, read_framefold_metadata, read_state_dict, write_safetensors
+from .files import FileHeader, parse_dtype, read_framefold_metadata, read_state_dict, write_safetensors
 from .motion_keys import normalised_motion_state_dict, positional_table_length, version_of
 from .state_dict import assign_weights, check_state_dict, model_shapes
 
@@ -114,11 +114,16 @@ def load_motion_module(path: Union[str, Path], dtype: Union[None, str, torch.dty
     A file written by :func:`save_motion_module` carries its config in the ``framefold`` metadata;
     released files are inferred from shapes.
     """
-    detect.check_file(path, ACCEPTED, LOADER_NAME)
+    check_motion_module_file(path)
     state_dict, metadata = read_state_dict(path)
     saved = (read_framefold_metadata(metadata) or {}).get("motion_module")
     config = config_from_dict(MotionModuleConfig, saved) if saved else None
     return build_motion_module(state_dict, dtype=parse_dtype(dtype), config=config, source=Path(path).name)
+
+
+def check_motion_module_file(path: Union[str, Path]) -> FileHeader:
+    """The header of ``path`` after checking, without reading tensor data, that it is a motion module."""
+    return detect.check_file(path, ACCEPTED, LOADER_NAME)
 
 
 def save_motion_module(path: Union[str, Path], motion_module: MotionModule) -> Path:

@@ -16,7 +16,7 @@ import torch
 from ..models.configs import config_from_dict, config_to_dict
 from ..models.vae import VAE, AutoencoderKL, AutoencoderKLConfig, DecoderTemporalConv
 from . import detect
-from .files import parse_dtype, read_framefold_metadata, read_state_dict, write_safetensors
+from .files import FileHeader, parse_dtype, read_framefold_metadata, read_state_dict, write_safetensors
 from .state_dict import assign_weights, check_state_dict, model_shapes
 from .vae_keys import diffusers_vae_to_original, is_diffusers_vae
 
@@ -112,7 +112,7 @@ def load_vae(
 
     The file kind is checked from its header first (a checkpoint or motion module is refused, saying what it is).
     """
-    detect.check_file(path, ACCEPTED, LOADER_NAME)
+    check_vae_file(path)
     dtype = parse_dtype(dtype) or torch.float32
     sd, metadata = read_state_dict(path)
     prefix = VAE_PREFIX if any(k.startswith(VAE_PREFIX) for k in sd) else ""
@@ -121,6 +121,11 @@ def load_vae(
     ff = read_framefold_metadata(metadata)
     config = config_from_dict(AutoencoderKLConfig, ff["vae"]) if ff and "vae" in ff else None
     return build_vae(sd, config, dtype, temporal_decoder, what=Path(path).name, name=Path(path).stem, key_prefix=prefix)
+
+
+def check_vae_file(path: Union[str, Path]) -> FileHeader:
+    """The header of ``path`` after checking, without reading tensor data, that it is a standalone VAE."""
+    return detect.check_file(path, ACCEPTED, LOADER_NAME)
 
 
 def save_vae(path: Union[str, Path], vae: Union[VAE, AutoencoderKL]) -> Path:
