@@ -253,8 +253,8 @@ class FrameFoldVAEDecode:
             images = vae.decode(
                 latents,
                 frame_chunk=frame_chunk,
-                tile=tile_size // d,
-                tile_overlap=tile_overlap // d,
+                tile=tile_size,
+                tile_overlap=tile_overlap,
                 temporal=temporal_decoder,
             )
         except (Exception, progress.Interrupted) as e:

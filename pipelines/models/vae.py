@@ -484,15 +484,16 @@ class VAE:
         *,
         frame_chunk: int = 16,
         tile: int = 0,
-        tile_overlap: int = 8,
+        tile_overlap: int = 64,
         temporal: bool = True,
     ) -> torch.Tensor:
         """Scaled latents ``[F,C,h,w]`` -> IMAGE ``[F,h*d,w*d,3]`` float32 0..1 on the CPU.
 
         Frames are decoded ``frame_chunk`` at a time. With a temporal decoder (and ``temporal=True``) each
         chunk is decoded with ``temporal_radius`` extra context frames on both sides, which are then
-        dropped, so the result equals an all-at-once decode. ``tile``/``tile_overlap`` are in latent
-        pixels (0 = whole frame); tiles are blended linearly over the overlap.
+        dropped, so the result equals an all-at-once decode. ``tile``/``tile_overlap`` are in image
+        pixels, like :meth:`encode`'s (0 = whole frame), rounded down to whole latent pixels; tiles are blended
+        linearly over the overlap.
         """
         if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
             raise ValueError(
@@ -503,6 +504,7 @@ class VAE:
         use_temporal = temporal and self.has_temporal_decoder
         radius = self.model.decoder.temporal_radius() if use_temporal else 0
         d = self.downscale
+        tile, tile_overlap = int(tile) // d, int(tile_overlap) // d  # image pixels -> latent pixels
         out = torch.empty(frames, latents.shape[2] * d, latents.shape[3] * d, 3, dtype=torch.float32)
         for start in range(0, frames, chunk):
             stop = min(start + chunk, frames)
