@@ -12,6 +12,14 @@ Accepted layouts (facts from the public formats):
 """
 
 import re
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Tuple, TypeVar
+
+import torch
+
+if TYPE_CHECKING:
+    from ..models.clip import CLIPTextConfig
+
+V = TypeVar("V")
 
 SD_CLIP_PREFIXES = (
     "cond_stage_model.transformer.text_model.",
@@ -25,7 +33,9 @@ DROPPED = ("embeddings.position_ids",)
 OPTIONAL = ("text_projection.weight",)
 
 
-def strip_clip_prefix(state_dict, prefixes=SD_CLIP_PREFIXES + HF_PREFIXES) -> dict:
+def strip_clip_prefix(
+    state_dict: Mapping[str, V], prefixes: Tuple[str, ...] = SD_CLIP_PREFIXES + HF_PREFIXES
+) -> Dict[str, V]:
     """Remove the first prefix (longest first) that every key carries; otherwise keep keys as they are."""
     for prefix in sorted(prefixes, key=len, reverse=True):
         if state_dict and all(k.startswith(prefix) for k in state_dict):
@@ -33,12 +43,12 @@ def strip_clip_prefix(state_dict, prefixes=SD_CLIP_PREFIXES + HF_PREFIXES) -> di
     return dict(state_dict)
 
 
-def is_open_clip(state_dict) -> bool:
+def is_open_clip(state_dict: Mapping[str, object]) -> bool:
     """True for the OpenCLIP text-tower layout (SD2.x)."""
     return any(".resblocks." in k or k.startswith("resblocks.") for k in state_dict)
 
 
-def _open_clip_to_clip(sd) -> dict:
+def _open_clip_to_clip(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """OpenCLIP text tower names -> CLIP names; the stacked in_proj is split into q, k, v."""
     out = {}
     simple = {
@@ -79,7 +89,7 @@ def _open_clip_to_clip(sd) -> dict:
     return out
 
 
-def normalize_clip_state_dict(state_dict) -> dict:
+def normalize_clip_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Any accepted CLIP layout -> our names; ``position_ids`` and ``text_projection`` dropped."""
     sd = strip_clip_prefix(state_dict, SD_CLIP_PREFIXES + HF_PREFIXES + (OPEN_CLIP_PREFIX,))
     if is_open_clip(sd):
@@ -87,7 +97,7 @@ def normalize_clip_state_dict(state_dict) -> dict:
     return {k: v for k, v in sd.items() if k not in DROPPED and k not in OPTIONAL}
 
 
-def infer_clip_config(state_dict, **overrides):
+def infer_clip_config(state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> "CLIPTextConfig":
     """A :class:`CLIPTextConfig` from the shapes of a normalized CLIP state dict.
 
     Heads cannot be read from shapes: 64-wide heads are assumed (true for CLIP ViT-L/14 and OpenCLIP).
@@ -98,7 +108,7 @@ def infer_clip_config(state_dict, **overrides):
     positions = state_dict["embeddings.position_embedding.weight"].shape[0]
     layers = 1 + max(int(k.split(".")[2]) for k in state_dict if k.startswith("encoder.layers."))
     intermediate = state_dict["encoder.layers.0.mlp.fc1.weight"].shape[0]
-    cfg = dict(
+    cfg: Dict[str, Any] = dict(
         vocab_size=vocab,
         hidden_size=hidden,
         num_layers=layers,

@@ -130,7 +130,7 @@ def describe(state_dict: Mapping[str, torch.Tensor], metadata: Optional[Mapping[
         text += _unet_variant_note(state_dict)
     if fmt == FRAMEFOLD_CHECKPOINT:
         try:
-            json.loads(metadata["framefold"])
+            json.loads((metadata or {})["framefold"])
         except (TypeError, ValueError):
             text += " (with unreadable metadata)"
     return text

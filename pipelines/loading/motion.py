@@ -8,7 +8,7 @@ Released files (mm_sd_v15.ckpt = v1, mm_sd_v15_v2.ckpt = v2, v3_sd15_mm.ckpt = v
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
@@ -60,7 +60,7 @@ def infer_motion_config(
     if length is None:
         raise ValueError("motion module has no pos_encoder.pe tables: pass pe_length")
     version = version_of(has_mid, length)
-    fields = dict(
+    fields: Dict[str, Any] = dict(
         block_channels=channels,
         layers_per_block=per_level,
         mid_block=has_mid,
@@ -104,7 +104,8 @@ def build_motion_module(
         for key, value in model.state_dict().items():
             if key.endswith("pos_encoder.pe"):
                 sd[key] = sinusoidal_position_table(value.shape[1], value.shape[2])
-    return assign_weights(model, sd, dtype=dtype).eval()
+    assign_weights(model, sd, dtype=dtype)
+    return model.eval()
 
 
 def load_motion_module(path: Union[str, Path], dtype: Union[None, str, torch.dtype] = None) -> MotionModule:

@@ -101,7 +101,7 @@ def version_of(has_mid: bool, pe_length: Optional[int]) -> Optional[str]:
     """v2 / v1 / v3 by the AnimateDiff rule, or None when the shapes match no release."""
     if has_mid:
         return "v2"
-    return {24: "v1", 32: "v3"}.get(pe_length)
+    return {24: "v1", 32: "v3"}.get(pe_length) if pe_length is not None else None
 
 
 def detect_motion_module_version(state_dict: Mapping[str, "torch.Tensor"]) -> str:

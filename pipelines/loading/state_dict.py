@@ -110,7 +110,8 @@ def _shortened(keys: Sequence[str], shown: int = 8) -> str:
 
 def split_harmless(keys: Iterable[str]) -> Tuple[List[str], List[str]]:
     """``(harmless, other)`` partition of ``keys``."""
-    harmless, other = [], []
+    harmless: List[str] = []
+    other: List[str] = []
     for key in keys:
         (harmless if harmless_family(key) else other).append(key)
     return harmless, other

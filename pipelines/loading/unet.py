@@ -168,4 +168,5 @@ def build_unet(
             model.temporal_convs = model.make_temporal_convs()
         if dtype is not None:
             model.temporal_convs.to(dtype)
-    return assign_weights(model, sd, dtype=dtype).eval()
+    assign_weights(model, sd, dtype=dtype)
+    return model.eval()

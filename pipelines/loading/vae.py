@@ -9,7 +9,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
@@ -32,7 +32,7 @@ def infer_vae_config(sd: Mapping[str, torch.Tensor], **overrides: Any) -> Autoen
     mults = tuple(sd[f"encoder.down.{i}.block.0.conv1.weight"].shape[0] // ch for i in range(levels))
     blocks = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"encoder\.down\.0\.block\.(\d+)\.", k)))
     temporal = any(".temp_conv" in k for k in sd)
-    cfg = dict(
+    cfg: Dict[str, Any] = dict(
         in_channels=sd["encoder.conv_in.weight"].shape[1],
         out_channels=sd["decoder.conv_out.weight"].shape[0],
         ch=ch,
@@ -64,12 +64,7 @@ def _init_new_temporal_layers(model: AutoencoderKL) -> None:
     for module in model.modules():
         if isinstance(module, DecoderTemporalConv) and any(p.is_meta for p in module.parameters()):
             module.to_empty(device="cpu")
-            for norm in module.norms:
-                norm.reset_parameters()
-            for conv in module.convs:
-                conv.reset_parameters()
-            torch.nn.init.zeros_(module.convs[-1].weight)
-            torch.nn.init.zeros_(module.convs[-1].bias)
+            module.reset_parameters()
 
 
 def build_vae(

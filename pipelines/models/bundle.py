@@ -151,7 +151,8 @@ def attach_motion_module(
     None keeps the module's setting (False = AnimateDiff reference, per frame; True = diffusers, joint).
     Raises ValueError when the model has no FrameFold UNet or the module does not fit it.
     """
-    base = model.unet.without_motion() if hasattr(model.unet, "without_motion") else model.unet
+    unet: Any = model.unet
+    base: Any = unet.without_motion() if hasattr(unet, "without_motion") else unet
     if not hasattr(base, "with_motion"):
         raise ValueError(f"a FrameFold UNet model that accepts motion modules, got {type(base).__name__}")
     animated = base.with_motion(motion_module, norm_across_frames)

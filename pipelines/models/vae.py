@@ -18,7 +18,7 @@ latents are ``[F, C, h, w]`` already multiplied by ``scaling_factor`` (and shift
 """
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -144,12 +144,21 @@ class DecoderTemporalConv(nn.Module):
         if kernel % 2 != 1:
             raise ValueError(f"DecoderTemporalConv: kernel must be odd, got {kernel}")
         self.norms = nn.ModuleList(_group_norm(channels, groups) for _ in range(layers))
-        self.convs = nn.ModuleList(
-            nn.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0)) for _ in range(layers)
-        )
-        nn.init.zeros_(self.convs[-1].weight)
-        nn.init.zeros_(self.convs[-1].bias)
+        convs = [nn.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0)) for _ in range(layers)]
+        nn.init.zeros_(convs[-1].weight)
+        nn.init.zeros_(convs[-1].bias)  # type: ignore[arg-type]  # Conv3d has a bias here
+        self.convs = nn.ModuleList(convs)
         self.radius = layers * (kernel // 2)
+
+    def reset_parameters(self) -> None:
+        """Fresh weights that make the layer an identity (the last conv zero), as at construction."""
+        for m in self.modules():
+            if isinstance(m, (nn.GroupNorm, nn.Conv3d)):
+                m.reset_parameters()
+        last = self.convs[-1]
+        assert isinstance(last, nn.Conv3d)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)  # type: ignore[arg-type]  # Conv3d has a bias here
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """x ``[(B F), C, H, W]`` -> same shape."""
@@ -167,7 +176,7 @@ class Encoder(nn.Module):
         super().__init__()
         g = cfg.norm_groups
         self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1)
-        self.down = nn.ModuleList()
+        self.down: Any = nn.ModuleList()  # stages are plain Modules holding block / downsample
         channels = cfg.ch
         for level, mult in enumerate(cfg.ch_mult):
             stage = nn.Module()
@@ -178,7 +187,7 @@ class Encoder(nn.Module):
             if level != len(cfg.ch_mult) - 1:
                 stage.downsample = Downsample(channels)
             self.down.append(stage)
-        self.mid = nn.Module()
+        self.mid: Any = nn.Module()
         self.mid.block_1 = ResnetBlock(channels, channels, g)
         if cfg.mid_attention:
             self.mid.attn_1 = AttnBlock(channels, g)
@@ -219,7 +228,7 @@ class Decoder(nn.Module):
 
         channels = cfg.ch * cfg.ch_mult[-1]
         self.conv_in = nn.Conv2d(cfg.z_channels, channels, 3, padding=1)
-        self.mid = nn.Module()
+        self.mid: Any = nn.Module()
         self.mid.block_1 = ResnetBlock(channels, channels, g)
         if cfg.mid_attention:
             self.mid.attn_1 = AttnBlock(channels, g)
@@ -227,7 +236,7 @@ class Decoder(nn.Module):
         if temporal:
             self.mid.temp_conv_1 = temp_conv(channels)
             self.mid.temp_conv_2 = temp_conv(channels)
-        stages = []
+        stages: List[Any] = []
         for level in reversed(range(len(cfg.ch_mult))):
             stage = nn.Module()
             stage.block = nn.ModuleList()
@@ -240,7 +249,7 @@ class Decoder(nn.Module):
             if level != 0:
                 stage.upsample = Upsample(channels)
             stages.insert(0, stage)
-        self.up = nn.ModuleList(stages)
+        self.up: Any = nn.ModuleList(stages)
         self.norm_out = _group_norm(channels, g)
         self.conv_out = nn.Conv2d(channels, cfg.out_channels, 3, padding=1)
 
@@ -300,7 +309,7 @@ class AutoencoderKL(nn.Module):
         mean, logvar = moments.chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
-    def temporal_parameters(self):
+    def temporal_parameters(self) -> List[nn.Parameter]:
         """The Temp-Conv parameters: the only trainable ones in VidRD's decoder fine-tuning (§4.4)."""
         return [p for m in self.decoder.modules() if isinstance(m, DecoderTemporalConv) for p in m.parameters()]
 
@@ -309,7 +318,7 @@ class AutoencoderKL(nn.Module):
         return self.decoder(self.post_quant_conv(z), num_frames=num_frames)
 
 
-def sample_latent(mean, logvar, generator: Optional[torch.Generator]) -> torch.Tensor:
+def sample_latent(mean: torch.Tensor, logvar: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
     """``mean + std * eps`` with eps drawn from ``generator`` over the whole tensor (chunking-independent)."""
     eps = torch.randn(
         mean.shape, generator=generator, dtype=torch.float32, device=generator.device if generator else "cpu"
@@ -339,7 +348,14 @@ def _tile_starts(size: int, tile: int, overlap: int):
     return sorted(set(starts))
 
 
-def tiled_apply(fn, x: torch.Tensor, tile: int, overlap: int, scale: float, out_channels: int) -> torch.Tensor:
+def tiled_apply(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    tile: int,
+    overlap: int,
+    scale: float,
+    out_channels: int,
+) -> torch.Tensor:
     """Apply a spatial map ``fn`` tile by tile with linear blending of the overlaps.
 
     x ``[N, C, H, W]``; ``fn`` maps ``[N, C, th, tw]`` to ``[N, out_channels, th*scale, tw*scale]``.
@@ -369,6 +385,7 @@ def tiled_apply(fn, x: torch.Tensor, tile: int, overlap: int, scale: float, out_
             w = wy[:, None] * wx[None, :]
             out[:, :, oy : oy + oh, ox : ox + ow] += piece * w
             weight[oy : oy + oh, ox : ox + ow] += w
+    assert out is not None  # at least one tile
     return out / weight
 
 

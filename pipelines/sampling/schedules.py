@@ -9,8 +9,12 @@ so that trajectories can be compared with them.
 """
 
 import math
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
+
+if TYPE_CHECKING:
+    from ..models.bundle import ScheduleConfig
 
 SPACINGS = ("leading", "trailing", "linspace", "karras", "lcm")
 
@@ -55,7 +59,7 @@ def make_betas(
     raise ValueError(f"beta_schedule must be 'scaled_linear', 'linear' or 'squaredcos_cap_v2', got {beta_schedule!r}")
 
 
-def rescale_zero_terminal_snr(betas):
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     """Rescale betas so the last timestep has zero SNR (Lin et al. 2023, Algorithm 1)."""
     sqrt_abar = torch.cumprod(1.0 - betas, dim=0).sqrt()
     first, last = sqrt_abar[0].clone(), sqrt_abar[-1].clone()
@@ -65,12 +69,12 @@ def rescale_zero_terminal_snr(betas):
     return 1.0 - alphas
 
 
-def alphas_cumprod_from_betas(betas):
+def alphas_cumprod_from_betas(betas: torch.Tensor) -> torch.Tensor:
     """Cumulative product of ``1 - beta`` (float32, like diffusers)."""
     return torch.cumprod(1.0 - betas, dim=0)
 
 
-def alphas_cumprod_from_config(config):
+def alphas_cumprod_from_config(config: "ScheduleConfig") -> torch.Tensor:
     """``alphas_cumprod [T]`` for a :class:`~pipelines.models.bundle.ScheduleConfig`."""
     betas = make_betas(config.beta_schedule, config.beta_start, config.beta_end, config.num_train_timesteps)
     if config.zero_terminal_snr:
@@ -78,14 +82,14 @@ def alphas_cumprod_from_config(config):
     return alphas_cumprod_from_betas(betas)
 
 
-def train_sigmas(alphas_cumprod):
+def train_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """Sigma of every training timestep ``[T]``; a zero terminal alpha is floored so sigma stays finite."""
     abar = alphas_cumprod.clone()
     abar[abar <= 0] = _ZERO_SNR_ALPHA_FLOOR
     return ((1.0 - abar) / abar) ** 0.5
 
 
-def sigma_at_timestep(timesteps, sigmas_train):
+def sigma_at_timestep(timesteps: Union[float, torch.Tensor], sigmas_train: torch.Tensor) -> torch.Tensor:
     """Sigma at (possibly fractional) timesteps by linear interpolation of the training sigmas."""
     t = torch.as_tensor(timesteps, dtype=torch.float64).clamp(0, len(sigmas_train) - 1)
     low = t.floor().long().clamp(max=len(sigmas_train) - 2)
@@ -94,7 +98,7 @@ def sigma_at_timestep(timesteps, sigmas_train):
     return (1 - w) * table[low] + w * table[low + 1]
 
 
-def timestep_at_sigma(sigma, sigmas_train):
+def timestep_at_sigma(sigma: Union[float, torch.Tensor], sigmas_train: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`sigma_at_timestep` (piecewise linear), clamped to ``[0, T-1]``."""
     s = torch.as_tensor(sigma, dtype=torch.float64)
     table = sigmas_train.double()
@@ -105,20 +109,22 @@ def timestep_at_sigma(sigma, sigmas_train):
     return (low + w).reshape(s.shape)
 
 
-def karras_sigmas(n, sigma_min, sigma_max, rho=7.0):
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
     """Karras et al. (2022) sigmas, ``n`` values from sigma_max down to sigma_min (no trailing zero)."""
     ramp = torch.linspace(0, 1, n, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     return (hi + ramp * (lo - hi)) ** rho
 
 
-def default_spacing(schedule) -> str:
+def default_spacing(schedule: "ScheduleConfig") -> str:
     """The timestep spacing a model's schedule calls for: trailing (starts at t = T) for zero terminal SNR,
     else leading (SD / AnimateDiff DDIM)."""
     return "trailing" if schedule.zero_terminal_snr else "leading"
 
 
-def spaced_timesteps(n, spacing, num_train_timesteps=1000, steps_offset=1, lcm_original_steps=50):
+def spaced_timesteps(
+    n: int, spacing: str, num_train_timesteps: int = 1000, steps_offset: int = 1, lcm_original_steps: int = 50
+) -> torch.Tensor:
     """``n`` descending timesteps (float64) spaced as diffusers does.
 
     leading: ``arange(n) * (T // n) + steps_offset`` (SD's DDIM); trailing: ``round(arange(T, 0, -T/n)) - 1``;
@@ -146,7 +152,14 @@ def spaced_timesteps(n, spacing, num_train_timesteps=1000, steps_offset=1, lcm_o
     raise ValueError(f"timestep spacing must be one of {SPACINGS[:3] + SPACINGS[4:]}, got {spacing!r}")
 
 
-def sampling_sigmas(alphas_cumprod, steps, scheduler="leading", *, final_sigma="zero", steps_offset=1):
+def sampling_sigmas(
+    alphas_cumprod: torch.Tensor,
+    steps: int,
+    scheduler: str = "leading",
+    *,
+    final_sigma: str = "zero",
+    steps_offset: int = 1,
+) -> torch.Tensor:
     """Descending sampling sigmas ``[steps + 1]`` (float32) ending with the final noise level.
 
     scheduler: a timestep spacing (``leading``/``trailing``/``linspace``/``lcm``) or ``karras`` (rho 7 between
@@ -172,7 +185,9 @@ def sampling_sigmas(alphas_cumprod, steps, scheduler="leading", *, final_sigma="
     return sigmas
 
 
-def denoise_sigmas(alphas_cumprod, steps, scheduler="leading", denoise=1.0, **kwargs):
+def denoise_sigmas(
+    alphas_cumprod: torch.Tensor, steps: int, scheduler: str = "leading", denoise: float = 1.0, **kwargs: Any
+) -> torch.Tensor:
     """Sigmas for a partial run (video-to-video): the last ``steps + 1`` sigmas of a ``steps / denoise`` schedule.
 
     ``denoise`` in (0, 1]; 1 is the full schedule. The run starts at ``result[0]`` (see :func:`noised_latent`).
@@ -187,12 +202,14 @@ def denoise_sigmas(alphas_cumprod, steps, scheduler="leading", denoise=1.0, **kw
     return sampling_sigmas(alphas_cumprod, total, scheduler, **kwargs)[-(steps + 1) :]
 
 
-def noised_latent(latent, noise, sigma):
+def noised_latent(latent: torch.Tensor, noise: torch.Tensor, sigma: Union[float, torch.Tensor]) -> torch.Tensor:
     """``latent`` noised to level ``sigma`` in sigma space: ``latent + sigma * noise``."""
     return latent + noise * sigma
 
 
-def initial_latent(noise, sigmas, latent=None, *, full_denoise=True):
+def initial_latent(
+    noise: torch.Tensor, sigmas: torch.Tensor, latent: Optional[torch.Tensor] = None, *, full_denoise: bool = True
+) -> torch.Tensor:
     """Starting point of a run in sigma space.
 
     Full denoise: pure noise at ``sigmas[0]`` scaled as the variance-preserving process implies,
@@ -204,17 +221,19 @@ def initial_latent(noise, sigmas, latent=None, *, full_denoise=True):
     return noised_latent(latent, noise, sigma)
 
 
-def to_model_input(x, sigma):
+def to_model_input(x: torch.Tensor, sigma: Union[float, torch.Tensor]) -> torch.Tensor:
     """Sigma-space ``x`` to the variance-preserving input the UNet expects: ``x / sqrt(1 + sigma^2)``."""
     return x / (1.0 + sigma * sigma) ** 0.5
 
 
-def from_sigma_space(x, sigma):
+def from_sigma_space(x: torch.Tensor, sigma: Union[float, torch.Tensor]) -> torch.Tensor:
     """Sigma-space ``x`` back to a VP latent; identity at sigma 0 (used for a nonzero final sigma)."""
     return to_model_input(x, sigma)
 
 
-def denoised_from_output(x, output, sigma, prediction_type="epsilon"):
+def denoised_from_output(
+    x: torch.Tensor, output: torch.Tensor, sigma: Union[float, torch.Tensor], prediction_type: str = "epsilon"
+) -> torch.Tensor:
     """x0 from the model output at sigma-space ``x``: epsilon ``x - sigma*eps``; v ``a^2 x - sigma*a*v``."""
     if prediction_type == "epsilon":
         return x - output * sigma
@@ -224,7 +243,9 @@ def denoised_from_output(x, output, sigma, prediction_type="epsilon"):
     raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
 
 
-def output_from_denoised(x, denoised, sigma, prediction_type="epsilon"):
+def output_from_denoised(
+    x: torch.Tensor, denoised: torch.Tensor, sigma: Union[float, torch.Tensor], prediction_type: str = "epsilon"
+) -> torch.Tensor:
     """Inverse of :func:`denoised_from_output`: the epsilon or v a model would have predicted."""
     if prediction_type == "epsilon":
         return (x - denoised) / sigma
