@@ -1,7 +1,7 @@
 """Build a CLIP text encoder from a state dict (SD1 / NAI / transformers naming, or SD2's OpenCLIP text tower;
 key maps in :mod:`.clip_keys`)."""
 
-from typing import Any, Dict, Mapping, Optional, TypeVar
+from typing import Any, Dict, Mapping, Optional, Tuple, TypeVar
 
 import torch
 
@@ -43,7 +43,8 @@ def build_text_encoder(
         clip_skip = 2 if open_clip else 1
     with torch.device("meta"):
         model = CLIPTextModel(config)
-    sd = check_state_dict(model_shapes(model), sd, what)
+    prefix = "" if open_clip else _common_prefix(state_dict, SD_CLIP_PREFIXES + HF_PREFIXES)
+    sd = check_state_dict(model_shapes(model), sd, what, key_prefix=prefix)
     assign_weights(model, sd, dtype)
     if tokenizer is None:
         tokenizer = CLIPTokenizer(pad_id=config.pad_token_id)
@@ -53,3 +54,11 @@ def build_text_encoder(
 def strip_clip_any(state_dict: Mapping[str, V]) -> Dict[str, V]:
     """Keys with any known CLIP/OpenCLIP prefix removed (used to look at the layout)."""
     return strip_clip_prefix(state_dict, SD_CLIP_PREFIXES + HF_PREFIXES + (OPEN_CLIP_PREFIX,))
+
+
+def _common_prefix(state_dict: Mapping[str, Any], prefixes: Tuple[str, ...]) -> str:
+    """The longest of ``prefixes`` that every key carries ('' when none), to name keys as the file does."""
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            return prefix
+    return ""

@@ -5,7 +5,8 @@ Accepted layouts (facts from the public formats):
 * SD1.x checkpoints: ``cond_stage_model.transformer.text_model.<name>``.
 * NAI-derived merges: ``cond_stage_model.transformer.<name>`` (no ``text_model.``).
 * transformers ``CLIPTextModel``: ``text_model.<name>``; bare ``<name>`` also accepted.
-* ``embeddings.position_ids`` (int64 or float32, [1, 77]) is a buffer, not a weight: dropped.
+* ``embeddings.position_ids`` (int64 or float32, [1, 77]) is a buffer, not a weight: the state-dict check drops
+  it with the other harmless extras (:mod:`.state_dict`).
 * SD2.x OpenCLIP ViT-H text tower: ``cond_stage_model.model.*`` (``transformer.resblocks.N.attn.in_proj_weight``
   holding q, k, v stacked, ``ln_1/ln_2``, ``mlp.c_fc/c_proj``, ``positional_embedding``, ``ln_final``); converted
   to the CLIP names (``text_projection`` and ``logit_scale`` are not needed for per-token embeddings).
@@ -28,7 +29,6 @@ SD_CLIP_PREFIXES = (
 OPEN_CLIP_PREFIX = "cond_stage_model.model."
 OPEN_CLIP_UNUSED = ("text_projection", "logit_scale")
 HF_PREFIXES = ("text_model.",)
-DROPPED = ("embeddings.position_ids",)
 # transformers' CLIPTextModelWithProjection adds this; it is not used for per-token embeddings.
 OPTIONAL = ("text_projection.weight",)
 
@@ -90,11 +90,11 @@ def _open_clip_to_clip(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor
 
 
 def normalize_clip_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    """Any accepted CLIP layout -> our names; ``position_ids`` and ``text_projection`` dropped."""
+    """Any accepted CLIP layout -> our names; ``text_projection`` (unused for per-token embeddings) dropped."""
     sd = strip_clip_prefix(state_dict, SD_CLIP_PREFIXES + HF_PREFIXES + (OPEN_CLIP_PREFIX,))
     if is_open_clip(sd):
         return _open_clip_to_clip(sd)
-    return {k: v for k, v in sd.items() if k not in DROPPED and k not in OPTIONAL}
+    return {k: v for k, v in sd.items() if k not in OPTIONAL}
 
 
 def infer_clip_config(state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> "CLIPTextConfig":
