@@ -26,13 +26,13 @@ class UnsupportedVariantError(ValueError):
     """A UNet variant FrameFold recognises but cannot sample with (inpainting, instruct-pix2pix)."""
 
 
-def _max_index(state_dict: Mapping[str, object], pattern: str) -> int:
+def max_index(state_dict: Mapping[str, object], pattern: str) -> int:
     """Largest integer captured by regex ``pattern`` over the keys, or -1."""
     found = [int(m.group(1)) for k in state_dict for m in [re.match(pattern, k)] if m]
     return max(found) if found else -1
 
 
-def _heads_rule(context_dim: int) -> dict:
+def heads_rule(context_dim: int) -> dict:
     """SD1 uses 8 heads; SD2 (1024-d OpenCLIP context) uses 64 channels per head (ComfyUI's rule)."""
     if context_dim >= 1024:
         return dict(num_heads=-1, num_head_channels=64)
@@ -42,7 +42,7 @@ def _heads_rule(context_dim: int) -> dict:
 def infer_unet_config(state_dict: Mapping[str, torch.Tensor]) -> UNetConfig:
     """UNetConfig of an LDM-named UNet state dict (prefix optional), read from key names and shapes.
 
-    GroupNorm groups (32) and head counts are not stored in files: heads follow ``_heads_rule``.
+    GroupNorm groups (32) and head counts are not stored in files: heads follow ``heads_rule``.
     """
     sd = strip_prefix(state_dict)
     if is_diffusers_unet(sd):
@@ -53,7 +53,7 @@ def infer_unet_config(state_dict: Mapping[str, torch.Tensor]) -> UNetConfig:
         )
     conv_in = sd["input_blocks.0.0.weight"]
     mc = conv_in.shape[0]
-    last_input = _max_index(sd, r"input_blocks\.(\d+)\.")
+    last_input = max_index(sd, r"input_blocks\.(\d+)\.")
     downsamples = [n for n in range(1, last_input + 1) if f"input_blocks.{n}.0.op.weight" in sd]
     num_res_blocks = downsamples[0] - 1 if downsamples else last_input
     levels = len(downsamples) + 1
@@ -71,7 +71,7 @@ def infer_unet_config(state_dict: Mapping[str, torch.Tensor]) -> UNetConfig:
     depth = 1
     if attention_levels:
         first = 1 + attention_levels[0] * per_level
-        depth = _max_index(sd, rf"input_blocks\.{first}\.1\.transformer_blocks\.(\d+)\.") + 1
+        depth = max_index(sd, rf"input_blocks\.{first}\.1\.transformer_blocks\.(\d+)\.") + 1
     return UNetConfig(
         in_channels=conv_in.shape[1],
         out_channels=sd["out.2.weight"].shape[0],
@@ -84,7 +84,7 @@ def infer_unet_config(state_dict: Mapping[str, torch.Tensor]) -> UNetConfig:
         use_linear_projection=use_linear,
         mid_attention="middle_block.1.norm.weight" in sd,
         temporal_conv=any(k.startswith("temporal_convs.") for k in sd),
-        **_heads_rule(context_dim),
+        **heads_rule(context_dim),
     )
 
 
@@ -92,8 +92,8 @@ def infer_diffusers_unet_config(sd: Mapping[str, torch.Tensor]) -> UNetConfig:
     """UNetConfig of a diffusers-named ``UNet2DConditionModel`` state dict."""
     conv_in = sd["conv_in.weight"]
     mc = conv_in.shape[0]
-    levels = _max_index(sd, r"down_blocks\.(\d+)\.") + 1
-    num_res_blocks = _max_index(sd, r"down_blocks\.0\.resnets\.(\d+)\.") + 1
+    levels = max_index(sd, r"down_blocks\.(\d+)\.") + 1
+    num_res_blocks = max_index(sd, r"down_blocks\.0\.resnets\.(\d+)\.") + 1
     channel_mult = tuple(sd[f"down_blocks.{l}.resnets.0.conv1.weight"].shape[0] // mc for l in range(levels))
     attention_levels = tuple(l for l in range(levels) if f"down_blocks.{l}.attentions.0.norm.weight" in sd)
     attn_k = [v for k, v in sd.items() if k.endswith("attn2.to_k.weight")]
@@ -101,7 +101,7 @@ def infer_diffusers_unet_config(sd: Mapping[str, torch.Tensor]) -> UNetConfig:
     proj_in = [v for k, v in sd.items() if k.endswith(".proj_in.weight")]
     depth = 1
     if attention_levels:
-        depth = _max_index(sd, rf"down_blocks\.{attention_levels[0]}\.attentions\.0\.transformer_blocks\.(\d+)\.") + 1
+        depth = max_index(sd, rf"down_blocks\.{attention_levels[0]}\.attentions\.0\.transformer_blocks\.(\d+)\.") + 1
     return UNetConfig(
         in_channels=conv_in.shape[1],
         out_channels=sd["conv_out.weight"].shape[0],
@@ -113,7 +113,7 @@ def infer_diffusers_unet_config(sd: Mapping[str, torch.Tensor]) -> UNetConfig:
         transformer_depth=depth,
         use_linear_projection=bool(proj_in) and proj_in[0].ndim == 2,
         mid_attention="mid_block.attentions.0.norm.weight" in sd,
-        **_heads_rule(context_dim),
+        **heads_rule(context_dim),
     )
 
 
