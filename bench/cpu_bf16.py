@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from framefold.pipelines.loading.checkpoint import load_checkpoint
-from framefold.pipelines.loading.motion_keys import load_motion_module
+from framefold.pipelines.loading.motion import load_motion_module
 from framefold.pipelines.models.motion import MotionModule, MotionModuleConfig
 from framefold.pipelines.models.unet import UNetConfig, UNetModel
 

@@ -72,7 +72,7 @@ def load_default_model(checkpoint, motion):
     """(model with motion module, text encoder, vae) from the model folders (embedded files listed first)."""
     from framefold.nodes._folders import resolve_model
     from framefold.pipelines.loading.checkpoint import load_checkpoint
-    from framefold.pipelines.loading.motion_keys import load_motion_module
+    from framefold.pipelines.loading.motion import load_motion_module
 
     model, text_encoder, vae = load_checkpoint(resolve_model("checkpoints", checkpoint))
     module = load_motion_module(resolve_model("animatediff_models", motion))

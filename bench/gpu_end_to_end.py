@@ -29,7 +29,8 @@ import torch
 from einops import rearrange
 
 from framefold.pipelines import memory
-from framefold.pipelines.loading.motion_keys import build_motion_module, original_to_diffusers
+from framefold.pipelines.loading.motion import build_motion_module
+from framefold.pipelines.loading.motion_keys import original_to_diffusers
 from framefold.pipelines.loading.unet_keys import LDM_PREFIX, diffusers_key_map
 from framefold.pipelines.models.bundle import Conditioning, DiffusionModel, ScheduleConfig
 from framefold.pipelines.models.motion import MotionModule, MotionModuleConfig, sinusoidal_position_table
@@ -95,7 +96,7 @@ class DiffusersContract(torch.nn.Module):
 
 def build_framefold(unet_sd: dict, motion_sd: dict, config: UNetConfig, motion_kwargs: dict, dtype, device):
     """FrameFold's UNet + motion module (diffusers' joint motion GroupNorm, so outputs are comparable)."""
-    from framefold.pipelines.loading.unet_keys import build_unet
+    from framefold.pipelines.loading.unet import build_unet
 
     unet = build_unet(unet_sd, config, dtype=dtype)
     motion = build_motion_module(motion_sd, dtype=dtype, norm_across_frames=True, **motion_kwargs)

@@ -123,7 +123,7 @@ def load_model(tiny=False, model_dir=None):
         if not checkpoints:
             raise FileNotFoundError(f"no checkpoint in {folder / 'checkpoints'}")
         from framefold.pipelines.loading.checkpoint import load_checkpoint
-        from framefold.pipelines.loading.motion_keys import load_motion_module
+        from framefold.pipelines.loading.motion import load_motion_module
 
         model, text_encoder, vae = load_checkpoint(checkpoints[0])
         motion = sorted((folder / "animatediff_models").glob("*.safetensors"))

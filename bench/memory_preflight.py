@@ -52,7 +52,7 @@ def child(case: list) -> None:
     from framefold.nodes.sampling import FrameFoldVideoSampler
     from framefold.pipelines import memory
     from framefold.pipelines.loading.checkpoint import load_checkpoint
-    from framefold.pipelines.loading.motion_keys import load_motion_module
+    from framefold.pipelines.loading.motion import load_motion_module
     from framefold.pipelines.models.bundle import Conditioning
     from framefold.pipelines.sampling.context import ContextOptions
 

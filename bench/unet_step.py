@@ -36,8 +36,8 @@ def build_models(size, seed=0):
     """(diffusers UNetMotionModel, FrameFold AnimatedUNet, context_dim) with shared random weights."""
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
-    from framefold.pipelines.loading.motion_keys import build_motion_module
-    from framefold.pipelines.loading.unet_keys import build_unet
+    from framefold.pipelines.loading.motion import build_motion_module
+    from framefold.pipelines.loading.unet import build_unet
     from framefold.pipelines.models.unet import UNetConfig
 
     torch.manual_seed(seed)

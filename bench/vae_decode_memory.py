@@ -33,7 +33,8 @@ def _child(frames, chunk, size, temporal, tile):
     latents = torch.randn(frames, 4, size, size)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    images = vae.decode(latents, frame_chunk=chunk, tile=tile, tile_overlap=4)
+    d = vae.downscale  # decode tiles are in image pixels; this bench sizes them in latent pixels
+    images = vae.decode(latents, frame_chunk=chunk, tile=tile * d, tile_overlap=4 * d)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(

@@ -7,6 +7,7 @@ and the package's embedded default model (``default_model/<kind>/``) is always l
 
 import os
 from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
 
 from ..pipelines.paths import PathRefused, contained_path
 
@@ -24,10 +25,10 @@ MODEL_KINDS = (
 )
 MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
 
-_dirs = {"output": None, "input": None, "temp": None, "user": None}
+_dirs: Dict[str, Optional[Path]] = {"output": None, "input": None, "temp": None, "user": None}
 
 
-def _comfy_folder_paths():
+def _comfy_folder_paths() -> Any:
     """ComfyUI's folder_paths module when running inside ComfyUI, else None."""
     try:
         import folder_paths  # type: ignore
@@ -37,7 +38,7 @@ def _comfy_folder_paths():
         return None
 
 
-def set_io_dirs(**dirs):
+def set_io_dirs(**dirs: Optional[Union[str, Path]]) -> None:
     """Override the output/input/temp/user folders (the host does this from its command line)."""
     for name, value in dirs.items():
         if name not in _dirs:
@@ -45,11 +46,12 @@ def set_io_dirs(**dirs):
         _dirs[name] = Path(value) if value is not None else None
 
 
-def io_dir(name, create=True):
+def io_dir(name: str, create: bool = True) -> Path:
     """The output, input, temp or user folder; created unless ``create`` is False (listing only)."""
     fp = _comfy_folder_paths()
-    if _dirs.get(name) is not None:
-        path = _dirs[name]
+    chosen = _dirs.get(name)
+    if chosen is not None:
+        path = chosen
     elif fp is not None and name in ("output", "input", "temp", "user"):
         path = Path(getattr(fp, f"get_{name}_directory")())
     else:
@@ -59,7 +61,7 @@ def io_dir(name, create=True):
     return path
 
 
-def model_search_dirs(kind):
+def model_search_dirs(kind: str) -> List[Path]:
     """The folders searched for model files of ``kind``, in lookup order."""
     if kind not in MODEL_KINDS:
         raise KeyError(f"unknown model folder {kind!r}; known: {', '.join(MODEL_KINDS)}")
@@ -77,7 +79,7 @@ def model_search_dirs(kind):
     return dirs
 
 
-def list_models(kind):
+def list_models(kind: str) -> List[str]:
     """Names (relative paths with '/') of the model files of ``kind``; embedded ones come first."""
     names = []
     for base in model_search_dirs(kind):
@@ -92,7 +94,7 @@ def list_models(kind):
     return names
 
 
-def resolve_model(kind, name):
+def resolve_model(kind: str, name: str) -> Path:
     """Full path of model file ``name`` of ``kind``; a clear error lists the folders searched."""
     searched = model_search_dirs(kind)
     for base in searched:

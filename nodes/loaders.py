@@ -1,9 +1,14 @@
 """Loader nodes: SD / FrameFold checkpoints (model + text encoder + VAE) and standalone VAEs."""
 
+from pathlib import Path
+from typing import Any, Callable, Dict, Tuple, Union
+
 from ..pipelines.device import apply_precision
-from ..pipelines.loading.checkpoint import CheckpointKeyError, load_checkpoint, load_vae
-from ..pipelines.loading.detect import WrongLoaderError
+from ..pipelines.loading import checkpoint, vae
 from ..pipelines.loading.files import WeightFileError
+from ..pipelines.models.bundle import DiffusionModel
+from ..pipelines.models.clip import TextEncoder
+from ..pipelines.models.vae import VAE
 from . import _types as T
 from ._errors import NodeInputError
 from ._folders import list_models, resolve_model
@@ -16,7 +21,7 @@ DTYPE_TOOLTIP = (
 )
 
 
-def _resolve(node_class, input_name, kind, name):
+def resolve_input_file(node_class: str, input_name: str, kind: str, name: str) -> Path:
     """Model file path, or a NodeInputError naming the input and the folders searched."""
     try:
         return resolve_model(kind, name)
@@ -24,11 +29,26 @@ def _resolve(node_class, input_name, kind, name):
         raise NodeInputError(node_class, input_name, f"a file in the '{kind}' model folder. {e}") from e
 
 
-def _load(node_class, input_name, loader, path, **kwargs):
-    """Run a loader; format and key problems become NodeInputErrors on ``input_name``."""
+def validate_model_file(
+    node_class: str, input_name: str, kind: str, name: str, check: Callable[[Path], object]
+) -> Union[bool, str]:
+    """A node's ``VALIDATE_INPUTS`` verdict on a model file: True, or a message saying what the file is instead.
+
+    ``check`` is the loading module's header check (no tensor data is read), so a wrong file is refused when
+    the graph is validated, before anything runs.
+    """
+    try:
+        check(resolve_input_file(node_class, input_name, kind, name))
+    except (NodeInputError, WeightFileError, ValueError, OSError) as e:
+        return f"{node_class}: input '{input_name}': {e}" if not isinstance(e, NodeInputError) else str(e)
+    return True
+
+
+def load_input_file(node_class: str, input_name: str, loader: Callable[..., Any], path: Path, **kwargs: Any) -> Any:
+    """Run a loader; format and key problems (all ValueErrors) become NodeInputErrors on ``input_name``."""
     try:
         return loader(path, **kwargs)
-    except (WrongLoaderError, WeightFileError, CheckpointKeyError, ValueError) as e:
+    except ValueError as e:
         raise NodeInputError(node_class, input_name, str(e)) from e
 
 
@@ -36,7 +56,7 @@ class FrameFoldCheckpointLoader:
     """Load a Stable Diffusion 1.x single-file checkpoint or a FrameFold checkpoint."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """Checkpoint file and precision."""
         return {
             "required": {
@@ -62,10 +82,17 @@ class FrameFoldCheckpointLoader:
     CATEGORY = CATEGORY
     DESCRIPTION = "Loads the UNet, the CLIP text encoder and the VAE of one checkpoint file."
 
-    def load(self, ckpt_name, dtype="auto"):
+    @classmethod
+    def VALIDATE_INPUTS(cls, ckpt_name: str) -> Union[bool, str]:
+        """The file must be a checkpoint (checked from its header, before anything runs)."""
+        return validate_model_file(
+            cls.__name__, "ckpt_name", "checkpoints", ckpt_name, checkpoint.check_checkpoint_file
+        )
+
+    def load(self, ckpt_name: str, dtype: str = "auto") -> Tuple[DiffusionModel, TextEncoder, VAE]:
         """Read the file and build the three models."""
-        path = _resolve(type(self).__name__, "ckpt_name", "checkpoints", ckpt_name)
-        models = _load(type(self).__name__, "ckpt_name", load_checkpoint, path, dtype=dtype)
+        path = resolve_input_file(type(self).__name__, "ckpt_name", "checkpoints", ckpt_name)
+        models = load_input_file(type(self).__name__, "ckpt_name", checkpoint.load_checkpoint, path, dtype=dtype)
         apply_precision(*models, dtype)  # auto: each model's dtype from the device policy (fp32 on the CPU)
         return models
 
@@ -74,7 +101,7 @@ class FrameFoldVAELoader:
     """Load a standalone VAE (original or diffusers naming)."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """VAE file and precision."""
         return {
             "required": {
@@ -95,10 +122,15 @@ class FrameFoldVAELoader:
     CATEGORY = CATEGORY
     DESCRIPTION = "Loads a VAE file to replace a checkpoint's VAE."
 
-    def load(self, vae_name, dtype="auto"):
+    @classmethod
+    def VALIDATE_INPUTS(cls, vae_name: str) -> Union[bool, str]:
+        """The file must be a VAE (checked from its header, before anything runs)."""
+        return validate_model_file(cls.__name__, "vae_name", "vae", vae_name, vae.check_vae_file)
+
+    def load(self, vae_name: str, dtype: str = "auto") -> Tuple[VAE]:
         """Read the file and build the VAE."""
-        path = _resolve(type(self).__name__, "vae_name", "vae", vae_name)
-        return (_load(type(self).__name__, "vae_name", load_vae, path, dtype=dtype),)
+        path = resolve_input_file(type(self).__name__, "vae_name", "vae", vae_name)
+        return (load_input_file(type(self).__name__, "vae_name", vae.load_vae, path, dtype=dtype),)
 
 
 NODE_CLASS_MAPPINGS = {

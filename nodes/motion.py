@@ -1,22 +1,32 @@
 """Motion module nodes: load an AnimateDiff motion module, attach it to a model."""
 
 import copy
+from typing import Any, Dict, Tuple, Union
 
-from ..pipelines.loading.motion_keys import load_motion_module
-from ..pipelines.models.bundle import DiffusionModel
+import torch
+
+from ..pipelines.loading import motion
+from ..pipelines.models.bundle import DiffusionModel, attach_motion_module
 from ..pipelines.models.motion import MotionModule
 from . import _types as T
 from ._errors import NodeInputError
-from ._folders import list_models, resolve_model
+from ._folders import list_models
+from .loaders import load_input_file, resolve_input_file, validate_model_file
 
 CATEGORY = "FrameFold/motion"
+NORM_MODES = ["per_frame", "across_frames"]
+NORM_TOOLTIP = (
+    "GroupNorm inside the motion modules. per_frame = the AnimateDiff reference code (how the released modules "
+    "were trained). across_frames = diffusers' AnimateDiffPipeline, which normalises the whole [b, c, f, h, w] "
+    "video jointly (4-23% different per call); pick it to reproduce diffusers' outputs."
+)
 
 
 class FrameFoldLoadMotionModule:
     """Load an AnimateDiff motion module (v1 / v2 / v3 detected from the file) from ``animatediff_models``."""
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
         """A combo over the motion module files."""
         return {
             "required": {
@@ -36,25 +46,25 @@ class FrameFoldLoadMotionModule:
     CATEGORY = CATEGORY
     DESCRIPTION = "Loads an AnimateDiff motion module; the version (v1/v2/v3) is read from the file's keys and shapes."
 
-    def load(self, model_name):
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name: str) -> Union[bool, str]:
+        """The file must be a motion module (checked from its header, before anything runs)."""
+        return validate_model_file(
+            cls.__name__, "model_name", "animatediff_models", model_name, motion.check_motion_module_file
+        )
+
+    def load(self, model_name: str) -> Tuple[MotionModule]:
         """Read the file and build the motion module."""
-        try:
-            path = resolve_model("animatediff_models", model_name)
-        except FileNotFoundError as e:
-            raise NodeInputError(type(self).__name__, "model_name", str(e)) from e
-        try:
-            module = load_motion_module(path)
-        except ValueError as e:
-            raise NodeInputError(type(self).__name__, "model_name", f"an AnimateDiff motion module file: {e}") from e
-        return (module,)
+        path = resolve_input_file(type(self).__name__, "model_name", "animatediff_models", model_name)
+        return (load_input_file(type(self).__name__, "model_name", motion.load_motion_module, path),)
 
 
 class FrameFoldApplyMotionModule:
     """Attach a motion module to a model (replacing any attached one); the UNet weights are shared."""
 
     @classmethod
-    def INPUT_TYPES(cls):
-        """Model, motion module and the strength of the motion."""
+    def INPUT_TYPES(cls) -> Dict[str, Any]:
+        """Model, motion module, the strength of the motion and the modules' GroupNorm mode."""
         return {
             "required": {
                 "model": (T.FF_MODEL, {"tooltip": "The image model (SD1.5-style UNet) to animate."}),
@@ -72,7 +82,10 @@ class FrameFoldApplyMotionModule:
                         "tooltip": "Multiplies every motion-module residual: 0 = per-frame image model, 1 = as trained.",
                     },
                 ),
-            }
+            },
+            "optional": {
+                "norm_across_frames": (NORM_MODES, {"default": "per_frame", "tooltip": NORM_TOOLTIP}),
+            },
         }
 
     RETURN_TYPES = (T.FF_MODEL,)
@@ -81,30 +94,39 @@ class FrameFoldApplyMotionModule:
     CATEGORY = CATEGORY
     DESCRIPTION = (
         "Adds AnimateDiff temporal layers to a model. The frame window is set to the motion module's "
-        "positional table length (24 for v1, 32 for v2/v3)."
+        "positional table length (24 for v1, 32 for v2/v3). With an AnimateDiff v1/v2/v3 module the model samples "
+        "on AnimateDiff's linear beta schedule unless FrameFold Model Sampling chose another."
     )
 
-    def apply(self, model, motion_module, motion_scale):
+    def apply(
+        self,
+        model: DiffusionModel,
+        motion_module: MotionModule,
+        motion_scale: float,
+        norm_across_frames: str = "per_frame",
+    ) -> Tuple[DiffusionModel]:
         """A new FF_MODEL whose UNet runs the motion module at every level."""
         name = type(self).__name__
         if not isinstance(model, DiffusionModel):
             raise NodeInputError(name, "model", f"a FF_MODEL (DiffusionModel), got {type(model).__name__}")
         if not isinstance(motion_module, MotionModule):
             raise NodeInputError(name, "motion_module", f"a FF_MOTION_MODULE, got {type(motion_module).__name__}")
-        base = model.unet.without_motion() if hasattr(model.unet, "without_motion") else model.unet
-        if not hasattr(base, "with_motion"):
-            raise NodeInputError(name, "model", "a FrameFold UNet model that accepts motion modules")
-        motion_module = _matching(motion_module, model.device, model.dtype)
+        if norm_across_frames not in NORM_MODES:
+            raise NodeInputError(name, "norm_across_frames", f"one of {NORM_MODES}, got {norm_across_frames!r}")
+        module = _matching(motion_module, model.device, model.dtype)
         try:
-            animated = base.with_motion(motion_module)
+            animated = attach_motion_module(
+                model,
+                module,
+                motion_scale=float(motion_scale),
+                norm_across_frames=norm_across_frames == "across_frames",
+            )
         except ValueError as e:
             raise NodeInputError(name, "motion_module", f"a motion module matching the model's UNet: {e}") from e
-        return (
-            model.with_options(unet=animated, frame_window=motion_module.max_frames, motion_scale=float(motion_scale)),
-        )
+        return (animated,)
 
 
-def _matching(module, device, dtype):
+def _matching(module: MotionModule, device: torch.device, dtype: torch.dtype) -> MotionModule:
     """The module on ``device`` in ``dtype``: a converted copy when needed (the cached input stays as it is)."""
     first = next(module.parameters())
     if first.device == device and first.dtype == dtype:

@@ -1,7 +1,7 @@
 """Entry points between frames and latents: an empty video latent, VAE encode and decode of whole videos.
 
-Sizes are in pixels everywhere here (frame size, tile size, tile overlap); :func:`decode_video` converts tiles to the
-latent pixels :meth:`~.models.vae.VAE.decode` takes. Bad values raise :class:`~.options.OptionError` naming the field
+Sizes are in pixels everywhere here (frame size, tile size, tile overlap), as :meth:`~.models.vae.VAE.encode` and
+:meth:`~.models.vae.VAE.decode` take them. Bad values raise :class:`~.options.OptionError` naming the field
 or input (``images``, ``samples``, ``vae``).
 """
 
@@ -98,16 +98,16 @@ def decode_video(vae: VAE, latents: torch.Tensor, options: DecodeOptions) -> tor
         raise OptionError(
             "tile_size", f"0 (no tiling) or at least {8 * d} pixels for this VAE, got {options.tile_size}"
         )
-    tile = options.tile_size // d
+    tile_latent = options.tile_size // d  # the pre-flight counts latent pixels
     check_decode_memory(
-        vae, tuple(latents.shape), options.frame_chunk, tile, compute_device(), temporal=options.temporal
+        vae, tuple(latents.shape), options.frame_chunk, tile_latent, compute_device(), temporal=options.temporal
     )
     with default_placement().use(vae):
         return decode_with_fp32_retry(
             vae,
             latents,
             frame_chunk=options.frame_chunk,
-            tile=tile,
-            tile_overlap=options.tile_overlap // d,
+            tile=options.tile_size,
+            tile_overlap=options.tile_overlap,
             temporal=options.temporal,
         )

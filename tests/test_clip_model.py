@@ -1,9 +1,12 @@
 """CLIP text transformer vs transformers' CLIPTextModel; checkpoint prefixes; TextEncoder weighting."""
 
+import dataclasses
+
 import pytest
 import torch
 
-from framefold.pipelines.loading.checkpoint import build_text_encoder
+from framefold.pipelines.loading.clip import build_text_encoder
+from framefold.pipelines.loading.state_dict import DroppedKeysWarning
 from framefold.pipelines.models.clip import CLIPTextConfig, CLIPTextModel, TextEncoder
 from framefold.pipelines.models.tokenizers import PromptTokenizer
 
@@ -52,7 +55,7 @@ def _ids(n=2, length=77, seed=1):
 def test_matches_transformers_clip_text_model_with_clip_skip(act):
     ref = _hf_model(act)
     sd = {f"text_model.{k}" if not k.startswith("text_model.") else k: v for k, v in ref.state_dict().items()}
-    ours = build_text_encoder(sd, CLIPTextConfig(**{**TINY.to_dict(), "hidden_act": act})).model
+    ours = build_text_encoder(sd, dataclasses.replace(TINY, hidden_act=act)).model
     ids = _ids()
     with torch.no_grad():
         out = ref(ids, output_hidden_states=True)
@@ -91,19 +94,22 @@ def test_nai_prefix_and_float_position_ids():
     src = CLIPTextModel(TINY)
     sd = {f"cond_stage_model.transformer.{k}": v for k, v in src.state_dict().items()}
     sd["cond_stage_model.transformer.embeddings.position_ids"] = torch.arange(77, dtype=torch.float32)[None]
-    ours = build_text_encoder(sd, TINY).model
+    with pytest.warns(
+        DroppedKeysWarning, match=r"CLIP position ids \(1\): cond_stage_model\.transformer\.embeddings\.position_ids"
+    ):
+        ours = build_text_encoder(sd, TINY).model
     ids = _ids()
     with torch.no_grad():
         assert torch.equal(ours(ids), src(ids))
 
 
 def test_unexpected_and_missing_keys_are_listed():
-    from framefold.pipelines.loading.checkpoint import CheckpointKeyError
+    from framefold.pipelines.loading.state_dict import StateDictError
 
     sd = dict(CLIPTextModel(TINY).state_dict())
     del sd["final_layer_norm.bias"]
     sd["encoder.layers.0.extra.weight"] = torch.zeros(1)
-    with pytest.raises(CheckpointKeyError) as info:
+    with pytest.raises(StateDictError) as info:
         build_text_encoder(sd, TINY)
     assert "final_layer_norm.bias" in str(info.value) and "encoder.layers.0.extra.weight" in str(info.value)
 
@@ -194,7 +200,7 @@ def test_sd2_open_clip_text_tower_matches_diffusers_converter():
         if not k.startswith("text_projection")
     }
     ref.load_state_dict(converted, strict=True)
-    enc = build_text_encoder(ckpt, CLIPTextConfig(**{**TINY.to_dict(), "hidden_act": "gelu"}))
+    enc = build_text_encoder(ckpt, dataclasses.replace(TINY, hidden_act="gelu"))
     assert enc.clip_skip == 2  # SD2 uses the penultimate layer by default
     ids = _ids(seed=7)
     with torch.no_grad():

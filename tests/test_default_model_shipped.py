@@ -47,7 +47,7 @@ def test_checkpoint_layout_and_metadata():
 @pytest.fixture(scope="module")
 def pipeline():
     from framefold.pipelines.loading.checkpoint import load_checkpoint
-    from framefold.pipelines.loading.motion_keys import load_motion_module
+    from framefold.pipelines.loading.motion import load_motion_module
 
     model, text_encoder, vae = load_checkpoint(resolve_model("checkpoints", CKPT))
     module = load_motion_module(resolve_model("animatediff_models", MOTION))

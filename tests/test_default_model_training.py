@@ -85,7 +85,7 @@ def test_ema_moves_toward_the_parameters():
 def test_export_loads_through_the_normal_loaders(micro, tmp_path):
     from framefold.pipelines.loading.checkpoint import load_checkpoint
     from framefold.pipelines.loading.files import read_state_dict
-    from framefold.pipelines.loading.motion_keys import load_motion_module
+    from framefold.pipelines.loading.motion import load_motion_module
 
     training.set_scaling_factor(micro, 2.5)
     ckpt, mm_path = tmp_path / "ckpt.safetensors", tmp_path / "mm.safetensors"

@@ -75,7 +75,7 @@ def test_inbetween_ends_exactly_on_the_keys(multiplier, strength):
 def test_diffusion_node_with_the_default_model():
     from framefold.nodes._folders import resolve_model
     from framefold.pipelines.loading.checkpoint import load_checkpoint
-    from framefold.pipelines.loading.motion_keys import load_motion_module
+    from framefold.pipelines.loading.motion import load_motion_module
 
     model, text_encoder, vae = load_checkpoint(resolve_model("checkpoints", "framefold-tiny.safetensors"))
     module = load_motion_module(resolve_model("animatediff_models", "framefold-tiny-motion.safetensors"))

@@ -115,7 +115,8 @@ def test_wrong_version_file_is_refused_by_name(tmp_path):
 
 
 def test_rife_file_given_to_other_loaders_names_the_rife_loader(tmp_path):
-    from framefold.pipelines.loading.checkpoint import load_checkpoint, load_vae
+    from framefold.pipelines.loading.checkpoint import load_checkpoint
+    from framefold.pipelines.loading.vae import load_vae
 
     path = _save(tmp_path / "rife47.safetensors", _tiny_model().state_dict())
     for loader in (load_checkpoint, load_vae):

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from framefold.pipelines.loading import detect
-from framefold.pipelines.loading.checkpoint import load_checkpoint, load_vae
+from framefold.pipelines.loading.checkpoint import load_checkpoint
 from framefold.pipelines.loading.files import (
     WeightFileError,
     load_latent_file,
@@ -15,6 +15,7 @@ from framefold.pipelines.loading.files import (
     save_latent_file,
     write_safetensors,
 )
+from framefold.pipelines.loading.vae import load_vae
 
 
 def _tensors():
@@ -83,9 +84,10 @@ def test_pickle_with_code_payload_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "payload_ran"
     path = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {"w": torch.ones(1)}, "x": _Payload(marker)}, path)
-    with pytest.raises(WeightFileError, match="evil.ckpt.*refused"):
+    with pytest.raises(WeightFileError, match="evil.ckpt.*refused") as info:
         read_state_dict(path)
     assert not marker.exists()
+    assert "global 'exec'" in str(info.value)  # the refusal names what the pickle asked for
     # a plain (non-zip) pickle is refused too
     raw = tmp_path / "evil_raw.pt"
     raw.write_bytes(pickle.dumps({"w": _Payload(marker)}))

@@ -4,13 +4,10 @@ import pytest
 import torch
 from einops import rearrange
 
-from framefold.pipelines.loading.motion_keys import (
-    build_motion_module,
-    load_motion_module,
-    original_to_diffusers,
-    save_motion_module,
-)
-from framefold.pipelines.loading.unet_keys import StateDictMismatch, build_unet
+from framefold.pipelines.loading.motion import build_motion_module, load_motion_module, save_motion_module
+from framefold.pipelines.loading.motion_keys import original_to_diffusers
+from framefold.pipelines.loading.state_dict import StateDictError
+from framefold.pipelines.loading.unet import build_unet
 from framefold.pipelines.models.motion import MotionModule, MotionModuleConfig, TemporalConv
 from framefold.pipelines.models.unet import AnimatedUNet, UNetConfig, UNetModel
 
@@ -185,7 +182,7 @@ def test_temp_conv_zero_init_is_identity_and_trained_mixes_frames():
 def test_sd_file_into_temp_conv_unet_needs_explicit_permission():
     plain = randomise(UNetModel(CONFIG), 11)
     config = CONFIG.with_options(temporal_conv=True)
-    with pytest.raises(StateDictMismatch, match="temporal_convs"):
+    with pytest.raises(StateDictError, match="temporal_convs"):
         build_unet(plain.state_dict(), config)
     unet = build_unet(plain.state_dict(), config, new_temporal_layers_ok=True)
     x, t, c = video_inputs(b=1, f=3)
@@ -225,7 +222,7 @@ def test_missing_positional_tables_are_recomputed_only_when_all_are_absent():
     del sd_one_gone[
         "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe"
     ]
-    with pytest.raises(StateDictMismatch, match="pos_encoder.pe"):
+    with pytest.raises(StateDictError, match="pos_encoder.pe"):
         build_motion_module(sd_one_gone, num_heads=4)
 
 

@@ -7,12 +7,9 @@ import pytest
 import torch
 from fixture_paths import MANIFESTS
 
-from framefold.pipelines.loading.motion_keys import (
-    build_motion_module,
-    detect_motion_module_version,
-    original_to_diffusers,
-)
-from framefold.pipelines.loading.unet_keys import StateDictMismatch
+from framefold.pipelines.loading.motion import build_motion_module
+from framefold.pipelines.loading.motion_keys import detect_motion_module_version, original_to_diffusers
+from framefold.pipelines.loading.state_dict import StateDictError
 from framefold.pipelines.models.motion import MotionModule, MotionModuleConfig
 from framefold.pipelines.models.unet import UNetConfig, UNetModel
 
@@ -98,7 +95,7 @@ def test_missing_and_unexpected_motion_keys_are_listed():
     del sd[missing]
     extra = "up_blocks.3.motion_modules.2.temporal_transformer.extra.weight"
     sd[extra] = torch.empty(4, device="meta")
-    with pytest.raises(StateDictMismatch) as info:
+    with pytest.raises(StateDictError) as info:
         build_motion_module(sd)
     assert info.value.missing == [missing]
     assert info.value.unexpected == [extra]

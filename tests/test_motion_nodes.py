@@ -5,7 +5,7 @@ import torch
 
 from framefold.nodes._errors import NodeInputError
 from framefold.nodes.motion import NODE_CLASS_MAPPINGS, FrameFoldApplyMotionModule, FrameFoldLoadMotionModule
-from framefold.pipelines.loading.motion_keys import save_motion_module
+from framefold.pipelines.loading.motion import save_motion_module
 from framefold.pipelines.models.bundle import DiffusionModel
 from framefold.pipelines.models.motion import MotionModule, MotionModuleConfig
 from framefold.pipelines.models.unet import AnimatedUNet, UNetConfig, UNetModel
@@ -39,7 +39,7 @@ def test_load_refuses_a_file_that_is_not_a_motion_module(tmp_path, monkeypatch):
 
     monkeypatch.setenv("FRAMEFOLD_MODELS", str(tmp_path))
     write_safetensors(tmp_path / "animatediff_models" / "bad.safetensors", {"conv.weight": torch.zeros(2)})
-    with pytest.raises(NodeInputError, match="motion_modules"):
+    with pytest.raises(NodeInputError, match="expected an AnimateDiff motion module"):
         FrameFoldLoadMotionModule().load("bad.safetensors")
 
 

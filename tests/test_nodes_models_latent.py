@@ -13,8 +13,9 @@ from framefold.nodes.loaders import NODE_CLASS_MAPPINGS as LOADER_NODES
 from framefold.nodes.loaders import FrameFoldCheckpointLoader, FrameFoldVAELoader
 from framefold.nodes.vae_codec import NODE_CLASS_MAPPINGS as VAE_NODES
 from framefold.nodes.vae_codec import FrameFoldVAEDecode, FrameFoldVAEEncode
-from framefold.pipelines.loading.checkpoint import save_framefold_checkpoint, save_vae
+from framefold.pipelines.loading.checkpoint import save_framefold_checkpoint
 from framefold.pipelines.loading.files import write_safetensors
+from framefold.pipelines.loading.vae import save_vae
 from framefold.pipelines.models.clip import CLIPTextConfig, CLIPTextModel, TextEncoder
 from framefold.pipelines.models.tokenizers import CLIPTokenizer
 from framefold.pipelines.models.vae import VAE, AutoencoderKL, AutoencoderKLConfig

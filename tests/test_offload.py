@@ -13,7 +13,7 @@ import torch
 
 from framefold.pipelines.device import DevicePolicy
 from framefold.pipelines.loading.checkpoint import load_checkpoint
-from framefold.pipelines.loading.motion_keys import load_motion_module
+from framefold.pipelines.loading.motion import load_motion_module
 from framefold.pipelines.offload import Placement, stream_units, weights_device
 
 REPO = Path(__file__).resolve().parent.parent

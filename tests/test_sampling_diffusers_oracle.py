@@ -193,7 +193,7 @@ def test_zero_terminal_snr_v_prediction_euler_matches_diffusers():
 
 def test_betas_and_alphas_cumprod_match_diffusers():
     for zero_snr in (False, True):
-        for beta_schedule in ("scaled_linear", "linear"):
+        for beta_schedule in ("scaled_linear", "linear", "squaredcos_cap_v2"):
             cfg = dict(SD, beta_schedule=beta_schedule)
             sched = diffusers.DDIMScheduler(**cfg, rescale_betas_zero_snr=zero_snr)
             betas = schedules.make_betas(beta_schedule, 0.00085, 0.012, 1000)
@@ -201,3 +201,25 @@ def test_betas_and_alphas_cumprod_match_diffusers():
                 betas = schedules.rescale_zero_terminal_snr(betas)
             torch.testing.assert_close(schedules.alphas_cumprod_from_betas(betas), sched.alphas_cumprod, rtol=0, atol=0)
     assert math.isclose(float(schedules.train_sigmas(sched.alphas_cumprod)[-1]), math.sqrt(2**24 - 1), rel_tol=1e-6)
+
+
+def test_documented_spacing_differences_from_diffusers():
+    """schedules.SPACING_NOTES (the sampler tooltip's text) states two deliberate differences: check both."""
+    notes = schedules.SPACING_NOTES
+    ours = schedules.spaced_timesteps(2, "leading")
+    dpm = diffusers.DPMSolverMultistepScheduler(**SD, timestep_spacing="leading", steps_offset=1)
+    dpm.set_timesteps(2)
+    assert ours.tolist() == [501.0, 1.0] and dpm.timesteps.tolist() == [667, 334]
+    assert "501, 1" in notes and "667, 334" in notes
+    ac = schedules.alphas_cumprod_from_config(tiny_model().schedule)
+    for spacing in ("linspace", "trailing"):
+        euler = diffusers.EulerDiscreteScheduler(**SD, timestep_spacing=spacing)
+        euler.set_timesteps(10)
+        sigmas = schedules.sampling_sigmas(ac, 10, spacing)
+        sigma_max = float(sigmas[0])
+        assert math.isclose(float(euler.init_noise_sigma), sigma_max, rel_tol=1e-5)
+        start = schedules.initial_latent(torch.ones(1), sigmas)
+        assert math.isclose(float(start), math.sqrt(1 + sigma_max**2), rel_tol=1e-6)
+    assert "sqrt(1 + sigma_max^2)" in notes and "noise * sigma_max" in notes
+    sd_sigma_max = float(schedules.train_sigmas(ac)[-1])
+    assert math.isclose(math.sqrt(1 + sd_sigma_max**2) / sd_sigma_max - 1, 0.0023, abs_tol=2e-4)  # "0.2% smaller"

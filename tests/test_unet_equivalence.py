@@ -7,7 +7,7 @@ LDM-named weights -> our loader and -> diffusers' own single-file converter.
 import pytest
 import torch
 
-from framefold.pipelines.loading.unet_keys import build_unet
+from framefold.pipelines.loading.unet import build_unet
 from framefold.pipelines.models.unet import UNetConfig, UNetModel
 
 TOL = 1e-4

@@ -7,13 +7,9 @@ import pytest
 import torch
 from fixture_paths import MANIFESTS
 
-from framefold.pipelines.loading.unet_keys import (
-    LDM_PREFIX,
-    StateDictMismatch,
-    build_unet,
-    diffusers_key_map,
-    infer_unet_config,
-)
+from framefold.pipelines.loading.state_dict import StateDictError
+from framefold.pipelines.loading.unet import build_unet, infer_unet_config
+from framefold.pipelines.loading.unet_keys import LDM_PREFIX, diffusers_key_map
 from framefold.pipelines.models.unet import UNetConfig, UNetModel
 
 
@@ -63,19 +59,19 @@ def test_missing_and_unexpected_keys_are_listed_in_the_error():
     sd = manifest_unet_meta_state_dict()
     del sd[LDM_PREFIX + "middle_block.1.proj_in.bias"]
     sd[LDM_PREFIX + "middle_block.1.bogus.weight"] = torch.empty(3, device="meta")
-    with pytest.raises(StateDictMismatch) as info:
+    with pytest.raises(StateDictError) as info:
         build_unet(sd, UNetConfig.sd15())
     message = str(info.value)
     assert "middle_block.1.proj_in.bias" in message
     assert "middle_block.1.bogus.weight" in message
-    assert info.value.missing == ["middle_block.1.proj_in.bias"]
-    assert info.value.unexpected == ["middle_block.1.bogus.weight"]
+    assert info.value.missing == [LDM_PREFIX + "middle_block.1.proj_in.bias"]  # full keys, as in the file
+    assert info.value.unexpected == [LDM_PREFIX + "middle_block.1.bogus.weight"]
 
 
 def test_shape_mismatch_is_an_error():
     sd = manifest_unet_meta_state_dict()
     sd[LDM_PREFIX + "out.2.weight"] = torch.empty(8, 320, 3, 3, device="meta")
-    with pytest.raises(StateDictMismatch, match="out.2.weight"):
+    with pytest.raises(StateDictError, match=r"model\.diffusion_model\.out\.2\.weight \(8, 320, 3, 3\) vs"):
         build_unet(sd, UNetConfig.sd15())
 
 

@@ -523,7 +523,7 @@ class EMA:
 def export_model(model: TinyModel, checkpoint_path, motion_path, ema: Optional[EMA] = None):
     """Write the FrameFold checkpoint and the motion module file (EMA weights if ``ema`` is given)."""
     from ..pipelines.loading.checkpoint import save_framefold_checkpoint
-    from ..pipelines.loading.motion_keys import save_motion_module
+    from ..pipelines.loading.motion import save_motion_module
     from ..pipelines.models.clip import TextEncoder
 
     if ema is not None:

@@ -5,13 +5,22 @@ Accepted layouts (facts from the public formats):
 * SD1.x checkpoints: ``cond_stage_model.transformer.text_model.<name>``.
 * NAI-derived merges: ``cond_stage_model.transformer.<name>`` (no ``text_model.``).
 * transformers ``CLIPTextModel``: ``text_model.<name>``; bare ``<name>`` also accepted.
-* ``embeddings.position_ids`` (int64 or float32, [1, 77]) is a buffer, not a weight: dropped.
+* ``embeddings.position_ids`` (int64 or float32, [1, 77]) is a buffer, not a weight: the state-dict check drops
+  it with the other harmless extras (:mod:`.state_dict`).
 * SD2.x OpenCLIP ViT-H text tower: ``cond_stage_model.model.*`` (``transformer.resblocks.N.attn.in_proj_weight``
   holding q, k, v stacked, ``ln_1/ln_2``, ``mlp.c_fc/c_proj``, ``positional_embedding``, ``ln_final``); converted
   to the CLIP names (``text_projection`` and ``logit_scale`` are not needed for per-token embeddings).
 """
 
 import re
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Tuple, TypeVar
+
+import torch
+
+if TYPE_CHECKING:
+    from ..models.clip import CLIPTextConfig
+
+V = TypeVar("V")
 
 SD_CLIP_PREFIXES = (
     "cond_stage_model.transformer.text_model.",
@@ -20,12 +29,13 @@ SD_CLIP_PREFIXES = (
 OPEN_CLIP_PREFIX = "cond_stage_model.model."
 OPEN_CLIP_UNUSED = ("text_projection", "logit_scale")
 HF_PREFIXES = ("text_model.",)
-DROPPED = ("embeddings.position_ids",)
 # transformers' CLIPTextModelWithProjection adds this; it is not used for per-token embeddings.
 OPTIONAL = ("text_projection.weight",)
 
 
-def strip_clip_prefix(state_dict, prefixes=SD_CLIP_PREFIXES + HF_PREFIXES) -> dict:
+def strip_clip_prefix(
+    state_dict: Mapping[str, V], prefixes: Tuple[str, ...] = SD_CLIP_PREFIXES + HF_PREFIXES
+) -> Dict[str, V]:
     """Remove the first prefix (longest first) that every key carries; otherwise keep keys as they are."""
     for prefix in sorted(prefixes, key=len, reverse=True):
         if state_dict and all(k.startswith(prefix) for k in state_dict):
@@ -33,12 +43,12 @@ def strip_clip_prefix(state_dict, prefixes=SD_CLIP_PREFIXES + HF_PREFIXES) -> di
     return dict(state_dict)
 
 
-def is_open_clip(state_dict) -> bool:
+def is_open_clip(state_dict: Mapping[str, object]) -> bool:
     """True for the OpenCLIP text-tower layout (SD2.x)."""
     return any(".resblocks." in k or k.startswith("resblocks.") for k in state_dict)
 
 
-def _open_clip_to_clip(sd) -> dict:
+def _open_clip_to_clip(sd: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """OpenCLIP text tower names -> CLIP names; the stacked in_proj is split into q, k, v."""
     out = {}
     simple = {
@@ -79,15 +89,15 @@ def _open_clip_to_clip(sd) -> dict:
     return out
 
 
-def normalize_clip_state_dict(state_dict) -> dict:
-    """Any accepted CLIP layout -> our names; ``position_ids`` and ``text_projection`` dropped."""
+def normalize_clip_state_dict(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Any accepted CLIP layout -> our names; ``text_projection`` (unused for per-token embeddings) dropped."""
     sd = strip_clip_prefix(state_dict, SD_CLIP_PREFIXES + HF_PREFIXES + (OPEN_CLIP_PREFIX,))
     if is_open_clip(sd):
         return _open_clip_to_clip(sd)
-    return {k: v for k, v in sd.items() if k not in DROPPED and k not in OPTIONAL}
+    return {k: v for k, v in sd.items() if k not in OPTIONAL}
 
 
-def infer_clip_config(state_dict, **overrides):
+def infer_clip_config(state_dict: Mapping[str, torch.Tensor], **overrides: Any) -> "CLIPTextConfig":
     """A :class:`CLIPTextConfig` from the shapes of a normalized CLIP state dict.
 
     Heads cannot be read from shapes: 64-wide heads are assumed (true for CLIP ViT-L/14 and OpenCLIP).
@@ -98,7 +108,7 @@ def infer_clip_config(state_dict, **overrides):
     positions = state_dict["embeddings.position_embedding.weight"].shape[0]
     layers = 1 + max(int(k.split(".")[2]) for k in state_dict if k.startswith("encoder.layers."))
     intermediate = state_dict["encoder.layers.0.mlp.fc1.weight"].shape[0]
-    cfg = dict(
+    cfg: Dict[str, Any] = dict(
         vocab_size=vocab,
         hidden_size=hidden,
         num_layers=layers,

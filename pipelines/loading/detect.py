@@ -1,11 +1,20 @@
 """What kind of weight file is this? Used to route files and to tell users which loader a file belongs to.
 
-:func:`detect_format` looks only at key names (and the ``framefold`` metadata entry), never at values.
+:func:`detect_format` looks only at key names and shapes (and the ``framefold`` metadata entry), never at
+values, so it works on :func:`.files.read_header` output: :func:`check_file` tells what a file is, and refuses it
+for the wrong loader, without reading its tensors. A new component loader (ControlNet, upscaler, RIFE, ...) adds
+its format constant, detection rule, description and loader name here, calls :func:`check_file` from its node's
+``VALIDATE_INPUTS`` and its ``load_*`` function, then reads the tensors with :func:`.files.read_state_dict` and
+checks them with :func:`.state_dict.check_state_dict`.
 """
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Collection, Mapping, Optional, Union
+
+import torch
+
+from .files import FileHeader, read_header
 
 SD_CHECKPOINT = "sd_checkpoint"
 FRAMEFOLD_CHECKPOINT = "framefold_checkpoint"
@@ -61,40 +70,28 @@ DESCRIPTION = {
 }
 
 
-def _has_prefix(keys, *prefixes):
+def _has_prefix(keys: Collection[str], *prefixes: str) -> bool:
     """True when some key starts with one of ``prefixes``."""
     return any(k.startswith(prefixes) for k in keys)
 
 
-def _has_key_part(keys, part):
+def _has_key_part(keys: Collection[str], part: str) -> bool:
     """True when some key contains ``part``."""
     return any(part in k for k in keys)
 
 
-def motion_module_version(state_dict) -> str:
+def motion_module_version(state_dict: Mapping[str, torch.Tensor]) -> str:
     """'v1' / 'v2' / 'v3' (or 'unknown') for an AnimateDiff motion module (``motion_keys`` detector when present).
 
     The rule (AnimateDiff-Evolved and diffusers agree): a mid-block module means v2; otherwise a positional
     table of length 24 means v1 and 32 means v3.
     """
+    from .motion_keys import detect_motion_module_version
+
     try:
-        from .motion_keys import detect_motion_module_version
-    except ImportError:
-        detect_motion_module_version = None
-    if detect_motion_module_version is not None:
-        try:
-            return detect_motion_module_version(state_dict)
-        except ValueError:
-            return "unknown"
-    keys = list(state_dict)
-    if _has_key_part(keys, "mid_block.motion_modules."):
-        return "v2"
-    lengths = {tuple(state_dict[k].shape)[1] for k in keys if k.endswith("pos_encoder.pe")}
-    if lengths == {24}:
-        return "v1"
-    if lengths == {32}:
-        return "v3"
-    return "unknown"
+        return detect_motion_module_version(state_dict)
+    except ValueError:
+        return "unknown"
 
 
 def detect_format(state_dict: Mapping[str, Any], metadata: Optional[Mapping[str, Any]] = None) -> str:
@@ -121,7 +118,7 @@ def detect_format(state_dict: Mapping[str, Any], metadata: Optional[Mapping[str,
     return UNKNOWN
 
 
-def detect_path_format(path) -> str:
+def detect_path_format(path: Union[str, Path]) -> str:
     """Like :func:`detect_format` for a folder: a diffusers pipeline folder has ``model_index.json``."""
     path = Path(path)
     if path.is_dir():
@@ -129,25 +126,45 @@ def detect_path_format(path) -> str:
     raise ValueError(f"{path}: detect_path_format expects a folder; read files with read_state_dict + detect_format")
 
 
-def describe(state_dict, metadata=None) -> str:
+def describe(state_dict: Mapping[str, torch.Tensor], metadata: Optional[Mapping[str, str]] = None) -> str:
     """Human description, e.g. 'an AnimateDiff motion module (v2)'."""
     fmt = detect_format(state_dict, metadata)
     text = DESCRIPTION[fmt]
     if fmt == MOTION_MODULE:
         text += f" ({motion_module_version(state_dict)})"
+    if fmt in (SD_CHECKPOINT, FRAMEFOLD_CHECKPOINT):
+        text += _unet_variant_note(state_dict)
     if fmt == FRAMEFOLD_CHECKPOINT:
         try:
-            json.loads(metadata["framefold"])
+            json.loads((metadata or {})["framefold"])
         except (TypeError, ValueError):
             text += " (with unreadable metadata)"
     return text
+
+
+def _unet_variant_note(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """`` (inpainting, ...)`` when the checkpoint's UNet takes more than the latent as input, else ''."""
+    from .unet import unet_variant
+
+    conv_in = state_dict.get("model.diffusion_model.input_blocks.0.0.weight")
+    conv_out = state_dict.get("model.diffusion_model.out.2.weight")
+    if conv_in is None or conv_out is None or conv_in.ndim != 4:
+        return ""
+    variant = unet_variant(conv_in.shape[1], conv_out.shape[0])
+    return f" with {variant}" if variant else ""
 
 
 class WrongLoaderError(ValueError):
     """A file was given to a loader that does not load its format; says which loader does."""
 
 
-def require_format(path, state_dict, metadata, accepted, loader_name):
+def require_format(
+    path: Union[str, Path],
+    state_dict: Mapping[str, torch.Tensor],
+    metadata: Optional[Mapping[str, str]],
+    accepted: Collection[str],
+    loader_name: str,
+) -> str:
     """Raise :class:`WrongLoaderError` unless the file's format is in ``accepted``; returns the format."""
     fmt = detect_format(state_dict, metadata)
     if fmt in accepted:
@@ -155,9 +172,21 @@ def require_format(path, state_dict, metadata, accepted, loader_name):
     what = describe(state_dict, metadata)
     if fmt == UNKNOWN:
         sample = ", ".join(list(state_dict)[:5])
+        expected = " or ".join(sorted({DESCRIPTION[f] for f in accepted}))
         raise WrongLoaderError(
-            f"{Path(path).name}: {loader_name} cannot load this file: its keys match no known format "
-            f"(first keys: {sample})."
+            f"{Path(path).name}: {loader_name} cannot load this file: its keys match no known format; expected "
+            f"{expected} (first keys: {sample})."
         )
     hint = LOADER_FOR_FORMAT.get(fmt, "another loader")
     raise WrongLoaderError(f"{Path(path).name} is {what}, not something {loader_name} loads; load it with {hint}.")
+
+
+def check_file(path: Union[str, Path], accepted: Collection[str], loader_name: str) -> FileHeader:
+    """The header of ``path`` after checking, without reading tensor data, that ``loader_name`` loads its format.
+
+    Raises :class:`WrongLoaderError` saying what the file is and which loader takes it, or
+    :class:`.files.WeightFileError` for a file that is not a readable weight file.
+    """
+    header = read_header(path)
+    require_format(path, header.tensors, header.metadata, accepted, loader_name)
+    return header

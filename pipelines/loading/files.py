@@ -6,9 +6,12 @@ weights-only unpickler, and the error names the file.
 
 import json
 import os
+import re
+import struct
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -30,7 +33,7 @@ class WeightFileError(ValueError):
     """A weight file could not be read; the message names the file and the reason."""
 
 
-def parse_dtype(dtype) -> Optional[torch.dtype]:
+def parse_dtype(dtype: Union[None, str, torch.dtype]) -> Optional[torch.dtype]:
     """None, a torch dtype, or one of 'fp32'/'fp16'/'bf16' (and long names) -> torch dtype or None."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
@@ -58,13 +61,16 @@ def _read_safetensors(path: Path, device: str) -> Tuple[Dict[str, torch.Tensor],
     return tensors, metadata
 
 
-def _unpickler_reason(text: str, error: Exception) -> str:
-    """The informative line of PyTorch's weights-only refusal (e.g. 'Unsupported global: GLOBAL builtins.exec')."""
+def unpickler_refusal(text: str) -> str:
+    """What PyTorch's weights-only unpickler refused, naming the global (e.g. ``global 'posix.system'``)."""
+    match = re.search(r"GLOBAL\s+([\w.]+)", text)
+    if match:
+        return f"it asks for the global '{match.group(1)}', which is not a tensor type"
     for line in text.splitlines():
         line = line.strip()
-        if line.startswith(("Unsupported", "WeightsUnpickler error: Unsupported")):
-            return line.split(". Please")[0]  # drop PyTorch's advice on allow-listing the global
-    return type(error).__name__
+        if line.lower().startswith(("unsupported", "weightsunpickler error")):
+            return line.split(". Please")[0]
+    return "it holds objects other than tensors"
 
 
 def _read_pickle(path: Path, device: str) -> Tuple[Dict[str, torch.Tensor], dict]:
@@ -77,9 +83,8 @@ def _read_pickle(path: Path, device: str) -> Tuple[Dict[str, torch.Tensor], dict
         text = str(e)
         if "weights_only" in text or "Unsupported global" in text or "UnpicklingError" in type(e).__name__:
             raise WeightFileError(
-                f"{path}: refused to load: the pickle contains objects other than tensors (possibly code). "
-                f"FrameFold only loads weights (torch.load(weights_only=True)); convert the file to safetensors "
-                f"with a tool you trust. Details: {_unpickler_reason(text, e)}"
+                f"{path}: refused to load: {unpickler_refusal(text)} (a pickle can run code). FrameFold only "
+                f"loads weights (torch.load(weights_only=True)); convert the file to safetensors with a tool you trust"
             ) from e
         raise WeightFileError(
             f"{path}: could not read the checkpoint (truncated or corrupt?): {type(e).__name__}: {e}"
@@ -87,7 +92,7 @@ def _read_pickle(path: Path, device: str) -> Tuple[Dict[str, torch.Tensor], dict
     return obj, {}
 
 
-def unwrap_state_dict(obj, path="<memory>") -> Dict[str, torch.Tensor]:
+def unwrap_state_dict(obj: Any, path: Union[str, Path] = "<memory>") -> Dict[str, torch.Tensor]:
     """Peel ``state_dict`` / ``params_ema`` / ``params`` wrappers and a ``module.`` key prefix off a loaded object."""
     for _ in range(3):
         if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -107,7 +112,9 @@ def unwrap_state_dict(obj, path="<memory>") -> Dict[str, torch.Tensor]:
     return tensors
 
 
-def cast_state_dict(state_dict: Dict[str, torch.Tensor], dtype) -> Dict[str, torch.Tensor]:
+def cast_state_dict(
+    state_dict: Dict[str, torch.Tensor], dtype: Union[None, str, torch.dtype]
+) -> Dict[str, torch.Tensor]:
     """Cast floating-point tensors to ``dtype``; integer/bool tensors are kept as they are."""
     dtype = parse_dtype(dtype)
     if dtype is None:
@@ -115,7 +122,9 @@ def cast_state_dict(state_dict: Dict[str, torch.Tensor], dtype) -> Dict[str, tor
     return {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
 
 
-def read_state_dict(path, *, dtype=None, device="cpu") -> Tuple[Dict[str, torch.Tensor], dict]:
+def read_state_dict(
+    path: Union[str, Path], *, dtype: Union[None, str, torch.dtype] = None, device: str = "cpu"
+) -> Tuple[Dict[str, torch.Tensor], dict]:
     """Read a weight file -> (state_dict, metadata).
 
     ``.safetensors``/``.sft`` via safetensors; ``.ckpt``/``.pt``/``.pth``/``.bin`` only via
@@ -123,23 +132,102 @@ def read_state_dict(path, *, dtype=None, device="cpu") -> Tuple[Dict[str, torch.
     ``module.`` prefix are removed. ``dtype`` ('fp16'/'bf16'/'fp32' or a torch dtype) casts float tensors.
     metadata is the safetensors ``__metadata__`` dict ({} for pickles).
     """
+    path = _weight_path(path)
+    if path.suffix.lower() in SAFETENSORS_EXTENSIONS:
+        tensors, metadata = _read_safetensors(path, device)
+    else:
+        tensors, metadata = _read_pickle(path, device)
+    return cast_state_dict(unwrap_state_dict(tensors, path), dtype), metadata
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    """What a weight file holds, read without its tensor data: names -> meta tensors (shape and dtype only)."""
+
+    path: Path
+    tensors: Dict[str, torch.Tensor]
+    metadata: Dict[str, str]
+
+
+def _safetensors_header(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    """Names, shapes, dtypes and ``__metadata__`` from the JSON header of a safetensors file (no tensor data)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise WeightFileError(
+                f"{path}: file is empty or truncated ({len(head)} bytes); expected a safetensors file"
+            )
+        (length,) = struct.unpack("<Q", head)
+        if length > min(_MAX_HEADER_BYTES, path.stat().st_size - 8):
+            raise WeightFileError(f"{path}: not a valid safetensors file (header length {length} is impossible)")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise WeightFileError(f"{path}: not a valid safetensors file (header is not JSON: {e})") from e
+    metadata = dict(header.pop("__metadata__", None) or {})
+    tensors = {}
+    for name, entry in header.items():
+        dtype = _SAFETENSORS_DTYPES.get(entry.get("dtype"), torch.float32)
+        tensors[name] = torch.empty(entry["shape"], dtype=dtype, device="meta")
+    return tensors, metadata
+
+
+def _pickle_header(path: Path) -> Dict[str, torch.Tensor]:
+    """Meta tensors of a legacy checkpoint: memory-mapped (zip format) so tensor data is not read."""
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # legacy (non-zip) pickles cannot be memory-mapped: read them
+        obj, _ = _read_pickle(path, "cpu")
+    except Exception:
+        obj, _ = _read_pickle(path, "cpu")  # raises the one refusal / corruption message
+    tensors = unwrap_state_dict(obj, path)
+    return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in tensors.items()}
+
+
+def read_header(path: Union[str, Path]) -> FileHeader:
+    """Names, shapes and dtypes of the tensors of a weight file, and its metadata, without reading tensor data.
+
+    safetensors: the JSON header only. ``.ckpt``/``.pt``/``.pth``/``.bin``: weights-only unpickling with the
+    storages memory-mapped (older non-zip pickles are read whole). Wrappers and a ``module.`` prefix are removed
+    as :func:`read_state_dict` does.
+    """
+    path = _weight_path(path)
+    if path.suffix.lower() in SAFETENSORS_EXTENSIONS:
+        tensors, metadata = _safetensors_header(path)
+        return FileHeader(path, unwrap_state_dict(tensors, path) if tensors else {}, metadata)
+    return FileHeader(path, _pickle_header(path), {})
+
+
+def _weight_path(path: Union[str, Path]) -> Path:
+    """``path`` as a Path after checking that it is a file of a known weight-file type."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    if suffix in SAFETENSORS_EXTENSIONS:
-        tensors, metadata = _read_safetensors(path, device)
-    elif suffix in PICKLE_EXTENSIONS:
-        tensors, metadata = _read_pickle(path, device)
-    else:
+    if suffix not in SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS:
         raise WeightFileError(
             f"{path}: unknown weight file type {suffix!r}; expected one of "
             f"{', '.join(SAFETENSORS_EXTENSIONS + PICKLE_EXTENSIONS)}"
         )
-    return cast_state_dict(unwrap_state_dict(tensors, path), dtype), metadata
+    return path
 
 
-def read_framefold_metadata(metadata: dict) -> Optional[dict]:
+def read_framefold_metadata(metadata: Optional[Mapping[str, str]]) -> Optional[dict]:
     """The parsed ``framefold`` JSON entry of safetensors metadata, or None."""
     raw = (metadata or {}).get("framefold")
     if raw is None:
@@ -150,7 +238,9 @@ def read_framefold_metadata(metadata: dict) -> Optional[dict]:
         raise WeightFileError(f"the 'framefold' metadata entry is not valid JSON: {e}") from e
 
 
-def write_safetensors(path, state_dict: Dict[str, torch.Tensor], metadata: Optional[dict] = None) -> Path:
+def write_safetensors(
+    path: Union[str, Path], state_dict: Mapping[str, torch.Tensor], metadata: Optional[Mapping[str, Any]] = None
+) -> Path:
     """Write tensors to ``path`` atomically (temp file in the same folder, then rename)."""
     from safetensors.torch import save_file
 
@@ -173,7 +263,9 @@ def write_safetensors(path, state_dict: Dict[str, torch.Tensor], metadata: Optio
 LATENT_EXTENSION = ".latent"
 
 
-def save_latent_file(path, samples: torch.Tensor, metadata: Optional[dict] = None) -> Path:
+def save_latent_file(
+    path: Union[str, Path], samples: torch.Tensor, metadata: Optional[Mapping[str, Any]] = None
+) -> Path:
     """Write ``samples`` ``[F,C,h,w]`` as a ComfyUI-compatible ``.latent`` file (safetensors, ``latent_tensor``).
 
     The ``latent_format_version_0`` marker tells ComfyUI's Load Latent the values are already scaled.
@@ -185,7 +277,7 @@ def save_latent_file(path, samples: torch.Tensor, metadata: Optional[dict] = Non
     return write_safetensors(path, tensors, metadata)
 
 
-def load_latent_file(path) -> torch.Tensor:
+def load_latent_file(path: Union[str, Path]) -> torch.Tensor:
     """Read a ``.latent`` file written by :func:`save_latent_file` or ComfyUI's Save Latent -> ``[F,C,h,w]``.
 
     Files without the version marker (written by very old ComfyUI versions) are multiplied by 1/0.18215, as

@@ -8,12 +8,12 @@ attention projections as Linear ``[C, C]``; the original uses 1x1 convs ``[C, C,
 """
 
 import re
+from typing import Dict, Iterable, Mapping
+
+import torch
 
 ORIGINAL_MARKERS = ("encoder.down.0.block.0.conv1.weight", "decoder.up.0.block.0.conv1.weight")
 DIFFUSERS_MARKERS = ("encoder.down_blocks.0.resnets.0.conv1.weight", "decoder.up_blocks.0.resnets.0.conv1.weight")
-# Extras that real standalone VAE files may carry and that mean nothing to the model.
-IGNORED_VAE_KEYS = ("model_ema.decay", "model_ema.num_updates")
-IGNORED_VAE_PREFIXES = ("loss.", "loss_")
 
 _ATTN_NAMES = {
     "group_norm": "norm",
@@ -29,17 +29,12 @@ _ATTN_NAMES = {
 _LEAF_NAMES = {"conv_shortcut": "nin_shortcut"}
 
 
-def is_diffusers_vae(state_dict) -> bool:
+def is_diffusers_vae(state_dict: Mapping[str, object]) -> bool:
     """True when the keys use diffusers' AutoencoderKL naming."""
     return any(k in state_dict for k in DIFFUSERS_MARKERS)
 
 
-def drop_ignored_vae_keys(state_dict) -> dict:
-    """Remove EMA counters and training-loss tensors that some standalone VAE files carry."""
-    return {k: v for k, v in state_dict.items() if k not in IGNORED_VAE_KEYS and not k.startswith(IGNORED_VAE_PREFIXES)}
-
-
-def _num_up_levels(keys) -> int:
+def _num_up_levels(keys: Iterable[str]) -> int:
     """How many decoder up blocks a diffusers state dict has."""
     levels = [int(m.group(1)) for k in keys if (m := re.match(r"decoder\.up_blocks\.(\d+)\.", k))]
     return max(levels) + 1 if levels else 0
@@ -79,7 +74,7 @@ def _leaf(name: str) -> str:
     return f"{_LEAF_NAMES.get(head, head)}.{tail}" if tail else name
 
 
-def diffusers_vae_to_original(state_dict) -> dict:
+def diffusers_vae_to_original(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Rename a diffusers-format VAE state dict to original names; Linear attention weights become 1x1 convs."""
     levels = _num_up_levels(state_dict)
     out = {}
@@ -91,7 +86,7 @@ def diffusers_vae_to_original(state_dict) -> dict:
     return out
 
 
-def original_vae_to_diffusers_names(keys, num_up_levels: int) -> dict:
+def original_vae_to_diffusers_names(keys: Iterable[str], num_up_levels: int) -> Dict[str, str]:
     """Map of original key -> diffusers key for the keys given (used to check coverage and in tests)."""
     forward = {}
     for key in keys:

@@ -9,8 +9,8 @@ Clip skip follows ComfyUI: ``clip_skip = n`` takes the hidden state after layer 
 (n=1: the last layer, n=2: the penultimate one) and applies the final layer norm to it.
 """
 
-from dataclasses import asdict, dataclass, fields
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -40,19 +40,6 @@ class CLIPTextConfig:
     bos_token_id: int = 49406
     eos_token_id: int = 49407
     pad_token_id: int = 49407  # SD1.x pads with the end token
-
-    def to_dict(self) -> dict:
-        """JSON-friendly dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "CLIPTextConfig":
-        """Build from a dict; unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"CLIPTextConfig: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def _activation(name: str):
@@ -149,7 +136,9 @@ class CLIPTextModel(nn.Module):
         self.encoder = CLIPEncoder(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, ids: torch.Tensor, clip_skip: int = 1, attention_mask: Optional[torch.Tensor] = None):
+    def forward(
+        self, ids: torch.Tensor, clip_skip: int = 1, attention_mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """ids ``[B, L]`` -> embeddings ``[B, L, D]`` from layer ``-clip_skip`` with the final layer norm.
 
         attention_mask: optional ``[B, L]`` (1 = real token) combined with the causal mask; SD1.x does
@@ -201,7 +190,7 @@ class TextEncoder:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def encode_chunks(self, chunks) -> torch.Tensor:
+    def encode_chunks(self, chunks: Sequence[Any]) -> torch.Tensor:
         """Token chunks (``TokenChunk`` list) -> weighted embeddings ``[1, 77 * len(chunks), D]`` float32."""
         ids = torch.tensor([c.ids for c in chunks], dtype=torch.long, device=self.device)
         weights = torch.tensor([c.weights for c in chunks], dtype=torch.float32)

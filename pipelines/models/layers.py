@@ -11,6 +11,7 @@ Frames are folded into the batch (``[(b f), c, h, w]``) for every layer here; on
 """
 
 import math
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from torch import nn
 from ...kernels import attention as kernel_attention
 
 
-def timestep_embedding(timesteps, dim, max_period=10000):
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: int = 10000) -> torch.Tensor:
     """Sinusoidal timestep features ``[N, dim]`` laid out ``[cos | sin]`` (LDM / SD convention)."""
     half = dim // 2
     exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timesteps.device) / half
@@ -31,7 +32,7 @@ def timestep_embedding(timesteps, dim, max_period=10000):
     return emb
 
 
-def group_norm(x, norm, num_frames=None):
+def group_norm(x: torch.Tensor, norm: nn.GroupNorm, num_frames: Optional[int] = None) -> torch.Tensor:
     """Apply GroupNorm module ``norm`` to ``x [(b f), c, h, w]``.
 
     With ``num_frames`` the statistics are shared by all frames of one video (AnimateDiff v1 was trained
@@ -70,7 +71,7 @@ class ResBlock(nn.Module):
         else:
             self.skip_connection = nn.Conv2d(channels, out_channels, 1)
 
-    def forward(self, x, emb, joint_frames=None):
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, joint_frames: Optional[int] = None) -> torch.Tensor:
         """x ``[N, C, h, w]``, emb ``[N, E]``; ``joint_frames`` = F to share GroupNorm stats across frames."""
         inplace = not torch.is_grad_enabled()  # without autograd, reuse buffers instead of allocating
         h = F.silu(group_norm(x, self.in_layers[0], joint_frames), inplace=inplace)
@@ -90,7 +91,7 @@ class Downsample(nn.Module):
         super().__init__()
         self.op = nn.Conv2d(channels, out_channels or channels, 3, stride=2, padding=1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Halve height and width."""
         return self.op(x)
 
@@ -102,7 +103,7 @@ class Upsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, out_channels or channels, 3, padding=1)
 
-    def forward(self, x, size=None):
+    def forward(self, x: torch.Tensor, size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """Double height and width (or resize to ``size`` when the skip has an odd size)."""
         if size is None:
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
@@ -111,18 +112,18 @@ class Upsample(nn.Module):
         return self.conv(x)
 
 
-def add_residual(out, x):
+def add_residual(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``out + x``; in place into the fresh ``out`` when autograd is off (one large buffer less)."""
     return out + x if torch.is_grad_enabled() else out.add_(x)
 
 
-def split_heads(x, heads):
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """``[N, L, heads*d] -> [N, heads, L, d]`` (a view, no copy)."""
     n, length, inner = x.shape
     return x.view(n, length, heads, inner // heads).transpose(1, 2)
 
 
-def merge_heads(x):
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """``[N, heads, L, d] -> [N, L, heads*d]``."""
     n, heads, length, d = x.shape
     return x.transpose(1, 2).reshape(n, length, heads * d)
@@ -142,13 +143,23 @@ class Attention(nn.Module):
         self.to_v = nn.Linear(context_dim, inner, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(dropout))
 
-    def project_qkv(self, x, context=None):
+    def project_qkv(
+        self, x: torch.Tensor, context: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k, v ``[N, heads, L, d]`` (views of the projections, no copy)."""
         context = x if context is None else context
         q, k, v = self.to_q(x), self.to_k(context), self.to_v(context)
         return split_heads(q, self.heads), split_heads(k, self.heads), split_heads(v, self.heads)
 
-    def forward(self, x, context=None, *, backend="auto", pattern=None, mask=None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: Optional[torch.Tensor] = None,
+        *,
+        backend: str = "auto",
+        pattern: Any = None,
+        mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """x ``[N, L, query_dim]``; context ``[Nc, S, context_dim]`` (None = self-attention).
 
         When Nc < N (Nc divides N: one context per video, frames adjacent in the batch), k and v are
@@ -177,7 +188,7 @@ class GEGLU(nn.Module):
         super().__init__()
         self.proj = nn.Linear(dim_in, dim_out * 2)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., dim_in] -> [..., dim_out]``."""
         hidden, gate = self.proj(x).chunk(2, dim=-1)
         if torch.is_grad_enabled():
@@ -193,7 +204,7 @@ class FeedForward(nn.Module):
         inner = dim * mult
         self.net = nn.Sequential(GEGLU(dim, inner), nn.Dropout(dropout), nn.Linear(inner, dim))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., dim] -> [..., dim]``."""
         return self.net(x)
 
@@ -210,7 +221,9 @@ class BasicTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
 
-    def forward(self, x, context, *, backend="auto", self_pattern=None):
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, *, backend: str = "auto", self_pattern: Any = None
+    ) -> torch.Tensor:
         """x ``[N, hw, dim]``, context ``[N, L, context_dim]``; ``self_pattern`` applies to attn1 only."""
         x = add_residual(self.attn1(self.norm1(x), backend=backend, pattern=self_pattern), x)
         x = add_residual(self.attn2(self.norm2(x), context, backend=backend), x)
@@ -240,7 +253,9 @@ class SpatialTransformer(nn.Module):
         """A 1x1 conv or a Linear as a ``[out, in]`` matrix (a 1x1 conv is a per-pixel matmul)."""
         return proj.weight.reshape(proj.weight.shape[0], -1)
 
-    def forward(self, x, context, *, backend="auto", self_pattern=None):
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, *, backend: str = "auto", self_pattern: Any = None
+    ) -> torch.Tensor:
         """x ``[N, C, h, w]``, context ``[N or 1, L, D]``; returns x plus the transformer's residual.
 
         ``self_pattern``: an attention pattern for the self-attention (e.g. cross-frame), or None.

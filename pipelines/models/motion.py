@@ -18,6 +18,7 @@ bundle's ``frame_window``).
 
 import math
 from dataclasses import dataclass, replace
+from typing import Any, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ from .layers import Attention, FeedForward, add_residual
 MOTION_VERSIONS = ("v1", "v2", "v3", "custom")
 
 
-def sinusoidal_position_table(length, channels):
+def sinusoidal_position_table(length: int, channels: int) -> torch.Tensor:
     """AnimateDiff's fixed positional table ``[1, length, channels]``: sin on even, cos on odd channels."""
     position = torch.arange(length, dtype=torch.float32)[:, None]
     div_term = torch.exp(torch.arange(0, channels, 2, dtype=torch.float32) * (-math.log(10000.0) / channels))
@@ -42,16 +43,18 @@ def sinusoidal_position_table(length, channels):
 class PositionalEncoding(nn.Module):
     """Holds the ``pe`` table (a saved buffer, as in the released files) and adds it to frame tokens."""
 
+    pe: torch.Tensor  # the table buffer, [1, L, C]
+
     def __init__(self, channels, max_len):
         super().__init__()
         self.register_buffer("pe", sinusoidal_position_table(max_len, channels))
 
     @property
-    def max_len(self):
+    def max_len(self) -> int:
         """Number of frame positions the table covers."""
-        return self.pe.shape[1]
+        return int(self.pe.shape[1])
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x ``[N, f, C]`` plus the first f rows of the table."""
         frames = x.shape[1]
         if frames > self.max_len:
@@ -69,7 +72,9 @@ class TemporalAttention(Attention):
         super().__init__(dim, None, heads, dim_head)
         self.pos_encoder = PositionalEncoding(dim, pe_length)
 
-    def forward(self, x, *, backend="auto", pattern=None):
+    def forward(  # type: ignore[override]  # frames attend to frames: no context, no mask
+        self, x: torch.Tensor, *, backend: str = "auto", pattern: Any = None
+    ) -> torch.Tensor:
         """x ``[(b h w), f, C]``."""
         return super().forward(self.pos_encoder(x), backend=backend, pattern=pattern)
 
@@ -86,7 +91,7 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(dim, mult=ff_mult)
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, x, *, backend="auto", pattern=None):
+    def forward(self, x: torch.Tensor, *, backend: str = "auto", pattern: Any = None) -> torch.Tensor:
         """x ``[(b h w), f, dim]``."""
         for attn, norm in zip(self.attention_blocks, self.norms):
             x = add_residual(attn(norm(x), backend=backend, pattern=pattern), x)
@@ -112,7 +117,15 @@ class TemporalTransformer(nn.Module):
         nn.init.zeros_(self.proj_out.weight)
         nn.init.zeros_(self.proj_out.bias)
 
-    def residual(self, x, num_frames, *, norm_across_frames=False, backend="auto", pattern=None):
+    def residual(
+        self,
+        x: torch.Tensor,
+        num_frames: int,
+        *,
+        norm_across_frames: bool = False,
+        backend: str = "auto",
+        pattern: Any = None,
+    ) -> torch.Tensor:
         """The temporal residual for x ``[(b f), c, h, w]`` (same shape; not yet added to x)."""
         n, c, h, w = x.shape
         if norm_across_frames:
@@ -140,11 +153,20 @@ class VanillaTemporalModule(nn.Module):
         )
 
     @property
-    def max_frames(self):
+    def max_frames(self) -> int:
         """Longest window the positional table covers."""
         return self.temporal_transformer.transformer_blocks[0].attention_blocks[0].pos_encoder.max_len
 
-    def forward(self, x, num_frames, *, scale=1.0, norm_across_frames=False, backend="auto", pattern=None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        num_frames: int,
+        *,
+        scale: float = 1.0,
+        norm_across_frames: bool = False,
+        backend: str = "auto",
+        pattern: Any = None,
+    ) -> torch.Tensor:
         """x ``[(b f), c, h, w]`` -> ``x + scale * temporal residual``."""
         if scale == 0:
             return x
@@ -202,7 +224,7 @@ class MotionModuleConfig:
                 )
 
     @classmethod
-    def for_version(cls, version, **overrides):
+    def for_version(cls, version: str, **overrides: Any) -> "MotionModuleConfig":
         """The released SD1.5 layout of AnimateDiff ``v1`` / ``v2`` / ``v3`` (override any field)."""
         presets = {
             "v1": dict(mid_block=False, pe_length=24, unet_joint_groupnorm=True),
@@ -213,7 +235,7 @@ class MotionModuleConfig:
             raise ValueError(f"unknown AnimateDiff version {version!r}; expected v1, v2 or v3")
         return cls(version=version, **{**presets[version], **overrides})
 
-    def with_options(self, **changes):
+    def with_options(self, **changes: Any) -> "MotionModuleConfig":
         """A copy with some fields changed."""
         return replace(self, **changes)
 
@@ -241,11 +263,12 @@ class MotionModule(nn.Module):
         self.mid_block = MotionBlock(config.block_channels[-1], 1, **kwargs) if config.mid_block else None
 
     @property
-    def max_frames(self):
+    def max_frames(self) -> int:
         """Longest frame window the positional tables cover (the bundle's ``frame_window``)."""
-        return self.down_blocks[0].motion_modules[0].max_frames
+        first: Any = self.down_blocks[0]
+        return first.motion_modules[0].max_frames
 
-    def check_fits(self, unet_config):
+    def check_fits(self, unet_config: Any) -> None:
         """Raise a ValueError if this set cannot be attached to a UNet with ``unet_config``."""
         expected = tuple(unet_config.model_channels * m for m in unet_config.channel_mult)
         problems = []
@@ -258,7 +281,7 @@ class MotionModule(nn.Module):
         if problems:
             raise ValueError("motion module does not fit this UNet: " + "; ".join(problems))
 
-    def slots(self, unet_config):
+    def slots(self, unet_config: Any) -> Dict[Tuple[str, int], "VanillaTemporalModule"]:
         """Where each module goes: ``{("input", n) | ("middle", 0) | ("output", n): module}``.
 
         Down level L, module i follows ``input_blocks[1 + L*(R+1) + i]``; up level L (lowest resolution
@@ -267,6 +290,7 @@ class MotionModule(nn.Module):
         self.check_fits(unet_config)
         per_level = unet_config.num_res_blocks + 1
         slots = {}
+        block: Any
         for level, block in enumerate(self.down_blocks):
             for i, module in enumerate(block.motion_modules):
                 slots[("input", 1 + level * per_level + i)] = module
@@ -295,7 +319,7 @@ class TemporalConv(nn.Module):
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
 
-    def forward(self, x, num_frames, *, scale=1.0):
+    def forward(self, x: torch.Tensor, num_frames: int, *, scale: float = 1.0) -> torch.Tensor:
         """x ``[(b f), c, h, w]`` -> ``x + scale * temporal residual``."""
         if scale == 0:
             return x

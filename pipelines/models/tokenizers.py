@@ -21,10 +21,11 @@ import functools
 import html
 import importlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, Union
 
 CHUNK_LENGTH = 77
 
@@ -138,7 +139,9 @@ class PromptTokenizer:
     def tokenize(self, prompt: str) -> List[TokenChunk]:
         """Prompt -> list of chunks (at least one), each exactly ``chunk_length`` long."""
         body = self.chunk_length - 2
-        chunks, ids, weights = [], [], []
+        chunks: List[Any] = []
+        ids: List[int] = []
+        weights: List[float] = []
 
         def close_chunk():
             """Finish the current chunk: BOS + tokens + EOS + padding."""
@@ -214,7 +217,9 @@ class BPEVocab:
         self.cache: Dict[str, List[str]] = {}
 
     @classmethod
-    def from_files(cls, vocab_path, merges_path) -> "BPEVocab":
+    def from_files(
+        cls, vocab_path: Union[str, "os.PathLike[str]"], merges_path: Union[str, "os.PathLike[str]"]
+    ) -> "BPEVocab":
         """Read the two files; a missing file is a clear error."""
         for p in (vocab_path, merges_path):
             if not Path(p).is_file():
@@ -299,7 +304,7 @@ class CLIPTokenizer(PromptTokenizer):
 
     def to_config(self) -> dict:
         """Checkpoint-metadata form."""
-        cfg = {"type": "clip_bpe"}
+        cfg: Dict[str, Any] = {"type": "clip_bpe"}
         if self.pad_id != self.eos_id:
             cfg["pad_id"] = self.pad_id
         if self.vocab_path is not None:

@@ -10,7 +10,7 @@ image model.
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -54,29 +54,31 @@ class UNetConfig:
                 raise ValueError(f"UNetConfig: attention level {level} outside channel_mult {self.channel_mult}")
 
     @classmethod
-    def sd15(cls, **overrides):
+    def sd15(cls, **overrides: Any) -> "UNetConfig":
         """Stable Diffusion 1.x (v1-inference.yaml)."""
         return cls(**overrides)
 
     @classmethod
-    def sd2(cls, **overrides):
+    def sd2(cls, **overrides: Any) -> "UNetConfig":
         """Stable Diffusion 2.x (v2-inference.yaml): head dim 64, 1024-d OpenCLIP context, linear proj."""
         base = dict(num_heads=-1, num_head_channels=64, context_dim=1024, use_linear_projection=True)
         return cls(**{**base, **overrides})
 
     @classmethod
-    def from_attention_resolutions(cls, attention_resolutions, channel_mult=(1, 2, 4, 4), **kwargs):
+    def from_attention_resolutions(
+        cls, attention_resolutions: Tuple[int, ...], channel_mult: Tuple[int, ...] = (1, 2, 4, 4), **kwargs: Any
+    ) -> "UNetConfig":
         """Build from LDM's ``attention_resolutions`` (downsample factors 1, 2, 4, ...)."""
         levels = tuple(i for i in range(len(channel_mult)) if 2**i in set(attention_resolutions))
         return cls(channel_mult=tuple(channel_mult), attention_levels=levels, **kwargs)
 
-    def heads_for(self, channels):
+    def heads_for(self, channels: int) -> Tuple[int, int]:
         """(heads, head_dim) of a spatial transformer with ``channels``."""
         if self.num_head_channels != -1:
             return channels // self.num_head_channels, self.num_head_channels
         return self.num_heads, channels // self.num_heads
 
-    def with_options(self, **changes):
+    def with_options(self, **changes: Any) -> "UNetConfig":
         """A copy with some fields changed."""
         return replace(self, **changes)
 
@@ -107,7 +109,7 @@ class UNetModel(nn.Module):
         last_level = len(config.channel_mult) - 1
         for level, mult in enumerate(config.channel_mult):
             for _ in range(config.num_res_blocks):
-                layers = [ResBlock(ch, emb_dim, mc * mult, groups)]
+                layers: List[nn.Module] = [ResBlock(ch, emb_dim, mc * mult, groups)]
                 ch = mc * mult
                 if level in config.attention_levels:
                     layers.append(self._transformer(ch))
@@ -142,7 +144,7 @@ class UNetModel(nn.Module):
         self._temporal_conv_channels = temporal_convs
         self.temporal_convs = self.make_temporal_convs() if temporal_convs else None
 
-    def make_temporal_convs(self):
+    def make_temporal_convs(self) -> nn.ModuleDict:
         """Fresh (identity) Temp-Conv layers for this UNet, keyed like ``temporal_convs``."""
         groups = self.config.norm_groups
         return nn.ModuleDict({k: TemporalConv(c, norm_groups=groups) for k, c in self._temporal_conv_channels.items()})
@@ -155,27 +157,30 @@ class UNetModel(nn.Module):
             channels, heads, dim_head, c.transformer_depth, c.context_dim, c.use_linear_projection, c.norm_groups
         )
 
-    def with_motion(self, motion_module: MotionModule) -> "AnimatedUNet":
-        """This UNet with a motion module set attached; the weights of both are shared, not copied."""
-        return AnimatedUNet(self, motion_module)
+    def with_motion(self, motion_module: MotionModule, norm_across_frames: Optional[bool] = None) -> "AnimatedUNet":
+        """This UNet with a motion module set attached; the weights of both are shared, not copied.
+
+        norm_across_frames: None keeps the module config's choice (see ``MotionModuleConfig``).
+        """
+        return AnimatedUNet(self, motion_module, norm_across_frames)
 
     # -- forward ---------------------------------------------------------------------------------
 
     def forward(
         self,
-        x,
-        timesteps,
-        context,
-        num_frames=1,
-        motion_scale=1.0,
-        attention_backend="auto",
-        temporal_pattern=None,
-        control=None,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        num_frames: int = 1,
+        motion_scale: float = 1.0,
+        attention_backend: str = "auto",
+        temporal_pattern: Optional[str] = None,
+        control: Any = None,
         *,
-        temporal_layers=None,
-        joint_frame_groupnorm=False,
-        motion_norm_across_frames=False,
-    ):
+        temporal_layers: Optional[Dict[Tuple[str, int], nn.Module]] = None,
+        joint_frame_groupnorm: bool = False,
+        motion_norm_across_frames: bool = False,
+    ) -> torch.Tensor:
         """Predict noise (or v) for ``x [(b f), C, h, w]``.
 
         timesteps ``[(b f)]`` (or one value); context ``[(b f) or b or 1, L, D]``; control: optional
@@ -217,7 +222,8 @@ class UNetModel(nn.Module):
             h = torch.cat([h, skips.pop()], dim=1)
             size = skips[-1].shape[-2:] if skips else None
             h = self._run_block(block, h, step, "output", index, upsample_size=size)
-        h = torch.nn.functional.silu(group_norm(h, self.out[0], step.joint))
+        out_norm: Any = self.out[0]
+        h = torch.nn.functional.silu(group_norm(h, out_norm, step.joint))
         return self.out[2](h)
 
     def _split_control(self, control):
@@ -313,7 +319,7 @@ class UNetModel(nn.Module):
         )
 
 
-def route_pattern(temporal_pattern, num_frames):
+def route_pattern(temporal_pattern: Optional[str], num_frames: int) -> Tuple[Any, Any]:
     """(spatial self-attention pattern, temporal attention pattern) for a ``temporal_pattern`` knob.
 
     ``window:<r>`` bands the motion modules' attention over frames; ``cross_frame:...`` makes every
@@ -352,37 +358,38 @@ class AnimatedUNet(nn.Module):
     module's version decides the GroupNorm mode (v1: ResBlock norms joint across frames).
     """
 
-    def __init__(self, unet: UNetModel, motion: MotionModule):
+    def __init__(self, unet: UNetModel, motion: MotionModule, norm_across_frames: Optional[bool] = None):
         super().__init__()
         self.unet = unet
         self.motion = motion
+        self.norm_across_frames = motion.config.norm_across_frames if norm_across_frames is None else norm_across_frames
         self._slots = motion.slots(unet.config)
 
     @property
-    def config(self):
+    def config(self) -> UNetConfig:
         """The UNet's config."""
         return self.unet.config
 
     @property
-    def frame_window(self):
+    def frame_window(self) -> int:
         """Longest window of frames the motion module handles at once."""
         return self.motion.max_frames
 
-    def without_motion(self):
+    def without_motion(self) -> UNetModel:
         """The plain UNet (per-frame image model)."""
         return self.unet
 
     def forward(
         self,
-        x,
-        timesteps,
-        context,
-        num_frames=1,
-        motion_scale=1.0,
-        attention_backend="auto",
-        temporal_pattern=None,
-        control=None,
-    ):
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        num_frames: int = 1,
+        motion_scale: float = 1.0,
+        attention_backend: str = "auto",
+        temporal_pattern: Optional[str] = None,
+        control: Any = None,
+    ) -> torch.Tensor:
         """The UNet contract with the motion modules applied at their slots.
 
         motion_scale 0 is exactly the plain UNet (per-frame GroupNorm too, even for v1 modules).
@@ -412,5 +419,5 @@ class AnimatedUNet(nn.Module):
             control=control,
             temporal_layers=self._slots,
             joint_frame_groupnorm=self.motion.config.unet_joint_groupnorm,
-            motion_norm_across_frames=self.motion.config.norm_across_frames,
+            motion_norm_across_frames=self.norm_across_frames,
         )

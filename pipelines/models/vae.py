@@ -5,9 +5,9 @@ Parameter names follow the original CompVis layout (``encoder.down.0.block.0.con
 ``first_stage_model.*`` part of an SD checkpoint loads with no renaming. Diffusers names are mapped by
 ``pipelines.loading.vae_keys``.
 
-Temporal-aware decoder (VidRD, seed 003 §4.4): a :class:`TemporalConv` (3D convolution over time only,
+Temporal-aware decoder (VidRD, seed 003 §4.4): a :class:`DecoderTemporalConv` (3D convolution over time only,
 last layer zero-initialised, residual) follows every ResNet block of the decoder. Untrained, it is an exact
-identity, so the decoder decodes exactly like the image decoder. Each TemporalConv normalises per frame, so
+identity, so the decoder decodes exactly like the image decoder. Each DecoderTemporalConv normalises per frame, so
 the only cross-frame mixing is the (3,1,1) convolutions; the decoder's temporal receptive radius is
 ``(number of TemporalConvs) * temporal_conv_layers * (temporal_kernel // 2)`` frames
 (:meth:`Decoder.temporal_radius`). Chunked decoding adds that many context frames on each side of every
@@ -17,8 +17,8 @@ Conventions (all in :class:`VAE`): images are ComfyUI ``IMAGE`` tensors ``[F, H,
 latents are ``[F, C, h, w]`` already multiplied by ``scaling_factor`` (and shifted by ``shift_factor``).
 """
 
-from dataclasses import asdict, dataclass, fields
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -61,24 +61,6 @@ class AutoencoderKLConfig:
     def latent_channels(self) -> int:
         """Channels of the latent the UNet sees."""
         return self.embed_dim
-
-    def to_dict(self) -> dict:
-        """JSON-friendly dict (tuples become lists)."""
-        d = asdict(self)
-        d["ch_mult"] = list(self.ch_mult)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AutoencoderKLConfig":
-        """Build from a dict; unknown keys are an error so a typo never passes silently."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"AutoencoderKLConfig: unknown keys {unknown}; known: {sorted(known)}")
-        d = dict(d)
-        if "ch_mult" in d:
-            d["ch_mult"] = tuple(d["ch_mult"])
-        return cls(**d)
 
 
 def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -150,7 +132,7 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class TemporalConv(nn.Module):
+class DecoderTemporalConv(nn.Module):
     """VidRD Temp-Conv: residual stack of per-frame GroupNorm, SiLU, (k,1,1) 3D conv; last conv zero-initialised.
 
     Normalisation is per frame so frames interact only through the convolutions (this keeps chunked
@@ -160,14 +142,23 @@ class TemporalConv(nn.Module):
     def __init__(self, channels: int, groups: int, kernel: int = 3, layers: int = 2):
         super().__init__()
         if kernel % 2 != 1:
-            raise ValueError(f"TemporalConv: kernel must be odd, got {kernel}")
+            raise ValueError(f"DecoderTemporalConv: kernel must be odd, got {kernel}")
         self.norms = nn.ModuleList(_group_norm(channels, groups) for _ in range(layers))
-        self.convs = nn.ModuleList(
-            nn.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0)) for _ in range(layers)
-        )
-        nn.init.zeros_(self.convs[-1].weight)
-        nn.init.zeros_(self.convs[-1].bias)
+        convs = [nn.Conv3d(channels, channels, (kernel, 1, 1), padding=(kernel // 2, 0, 0)) for _ in range(layers)]
+        nn.init.zeros_(convs[-1].weight)
+        nn.init.zeros_(convs[-1].bias)  # type: ignore[arg-type]  # Conv3d has a bias here
+        self.convs = nn.ModuleList(convs)
         self.radius = layers * (kernel // 2)
+
+    def reset_parameters(self) -> None:
+        """Fresh weights that make the layer an identity (the last conv zero), as at construction."""
+        for m in self.modules():
+            if isinstance(m, (nn.GroupNorm, nn.Conv3d)):
+                m.reset_parameters()
+        last = self.convs[-1]
+        assert isinstance(last, nn.Conv3d)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)  # type: ignore[arg-type]  # Conv3d has a bias here
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """x ``[(B F), C, H, W]`` -> same shape."""
@@ -185,7 +176,7 @@ class Encoder(nn.Module):
         super().__init__()
         g = cfg.norm_groups
         self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1)
-        self.down = nn.ModuleList()
+        self.down: Any = nn.ModuleList()  # stages are plain Modules holding block / downsample
         channels = cfg.ch
         for level, mult in enumerate(cfg.ch_mult):
             stage = nn.Module()
@@ -196,7 +187,7 @@ class Encoder(nn.Module):
             if level != len(cfg.ch_mult) - 1:
                 stage.downsample = Downsample(channels)
             self.down.append(stage)
-        self.mid = nn.Module()
+        self.mid: Any = nn.Module()
         self.mid.block_1 = ResnetBlock(channels, channels, g)
         if cfg.mid_attention:
             self.mid.attn_1 = AttnBlock(channels, g)
@@ -233,11 +224,11 @@ class Decoder(nn.Module):
 
         def temp_conv(c):
             """A Temp-Conv for ``c`` channels with this config's kernel and depth."""
-            return TemporalConv(c, g, cfg.temporal_kernel, cfg.temporal_conv_layers)
+            return DecoderTemporalConv(c, g, cfg.temporal_kernel, cfg.temporal_conv_layers)
 
         channels = cfg.ch * cfg.ch_mult[-1]
         self.conv_in = nn.Conv2d(cfg.z_channels, channels, 3, padding=1)
-        self.mid = nn.Module()
+        self.mid: Any = nn.Module()
         self.mid.block_1 = ResnetBlock(channels, channels, g)
         if cfg.mid_attention:
             self.mid.attn_1 = AttnBlock(channels, g)
@@ -245,7 +236,7 @@ class Decoder(nn.Module):
         if temporal:
             self.mid.temp_conv_1 = temp_conv(channels)
             self.mid.temp_conv_2 = temp_conv(channels)
-        stages = []
+        stages: List[Any] = []
         for level in reversed(range(len(cfg.ch_mult))):
             stage = nn.Module()
             stage.block = nn.ModuleList()
@@ -258,7 +249,7 @@ class Decoder(nn.Module):
             if level != 0:
                 stage.upsample = Upsample(channels)
             stages.insert(0, stage)
-        self.up = nn.ModuleList(stages)
+        self.up: Any = nn.ModuleList(stages)
         self.norm_out = _group_norm(channels, g)
         self.conv_out = nn.Conv2d(channels, cfg.out_channels, 3, padding=1)
 
@@ -269,7 +260,7 @@ class Decoder(nn.Module):
 
     def temporal_radius(self) -> int:
         """Frames on each side that can influence one output frame (0 without temporal layers)."""
-        return sum(m.radius for m in self.modules() if isinstance(m, TemporalConv))
+        return sum(m.radius for m in self.modules() if isinstance(m, DecoderTemporalConv))
 
     def forward(self, z: torch.Tensor, num_frames: Optional[int] = None) -> torch.Tensor:
         """z ``[(B F), z, h, w]`` -> image ``[(B F), 3, h*d, w*d]`` in about -1..1.
@@ -318,16 +309,16 @@ class AutoencoderKL(nn.Module):
         mean, logvar = moments.chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
-    def temporal_parameters(self):
+    def temporal_parameters(self) -> List[nn.Parameter]:
         """The Temp-Conv parameters: the only trainable ones in VidRD's decoder fine-tuning (§4.4)."""
-        return [p for m in self.decoder.modules() if isinstance(m, TemporalConv) for p in m.parameters()]
+        return [p for m in self.decoder.modules() if isinstance(m, DecoderTemporalConv) for p in m.parameters()]
 
     def decode(self, z: torch.Tensor, num_frames: Optional[int] = None) -> torch.Tensor:
         """Unscaled latent ``[N, embed_dim, h, w]`` -> pixels ``[N, 3, h*d, w*d]`` (about -1..1)."""
         return self.decoder(self.post_quant_conv(z), num_frames=num_frames)
 
 
-def sample_latent(mean, logvar, generator: Optional[torch.Generator]) -> torch.Tensor:
+def sample_latent(mean: torch.Tensor, logvar: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
     """``mean + std * eps`` with eps drawn from ``generator`` over the whole tensor (chunking-independent)."""
     eps = torch.randn(
         mean.shape, generator=generator, dtype=torch.float32, device=generator.device if generator else "cpu"
@@ -357,7 +348,14 @@ def _tile_starts(size: int, tile: int, overlap: int):
     return sorted(set(starts))
 
 
-def tiled_apply(fn, x: torch.Tensor, tile: int, overlap: int, scale: float, out_channels: int) -> torch.Tensor:
+def tiled_apply(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    tile: int,
+    overlap: int,
+    scale: float,
+    out_channels: int,
+) -> torch.Tensor:
     """Apply a spatial map ``fn`` tile by tile with linear blending of the overlaps.
 
     x ``[N, C, H, W]``; ``fn`` maps ``[N, C, th, tw]`` to ``[N, out_channels, th*scale, tw*scale]``.
@@ -387,6 +385,7 @@ def tiled_apply(fn, x: torch.Tensor, tile: int, overlap: int, scale: float, out_
             w = wy[:, None] * wx[None, :]
             out[:, :, oy : oy + oh, ox : ox + ow] += piece * w
             weight[oy : oy + oh, ox : ox + ow] += w
+    assert out is not None  # at least one tile
     return out / weight
 
 
@@ -502,15 +501,16 @@ class VAE:
         *,
         frame_chunk: int = 16,
         tile: int = 0,
-        tile_overlap: int = 8,
+        tile_overlap: int = 64,
         temporal: bool = True,
     ) -> torch.Tensor:
         """Scaled latents ``[F,C,h,w]`` -> IMAGE ``[F,h*d,w*d,3]`` float32 0..1 on the CPU.
 
         Frames are decoded ``frame_chunk`` at a time. With a temporal decoder (and ``temporal=True``) each
         chunk is decoded with ``temporal_radius`` extra context frames on both sides, which are then
-        dropped, so the result equals an all-at-once decode. ``tile``/``tile_overlap`` are in latent
-        pixels (0 = whole frame); tiles are blended linearly over the overlap.
+        dropped, so the result equals an all-at-once decode. ``tile``/``tile_overlap`` are in image
+        pixels, like :meth:`encode`'s (0 = whole frame), rounded down to whole latent pixels; tiles are blended
+        linearly over the overlap.
         """
         if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
             raise ValueError(
@@ -521,6 +521,7 @@ class VAE:
         use_temporal = temporal and self.has_temporal_decoder
         radius = self.model.decoder.temporal_radius() if use_temporal else 0
         d = self.downscale
+        tile, tile_overlap = int(tile) // d, int(tile_overlap) // d  # image pixels -> latent pixels
         out = torch.empty(frames, latents.shape[2] * d, latents.shape[3] * d, 3, dtype=torch.float32)
         for start in range(0, frames, chunk):
             stop = min(start + chunk, frames)

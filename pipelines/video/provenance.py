@@ -19,6 +19,7 @@ PROMPT_FIELDS = {
     "seeds": ("seed", "noise_seed"),
     "dtypes": ("dtype", "weight_dtype", "precision"),
     "attention_backends": ("attention_backend", "attention"),
+    "beta_schedules": ("beta_schedule",),  # FrameFold Model Sampling; absent = "auto" (see models/bundle.py)
 }
 
 
