@@ -2,6 +2,7 @@
 
 import torch
 
+from ..pipelines.control.apply import control_for_clip
 from ..pipelines.models.bundle import Conditioning, DiffusionModel
 from ..pipelines.models.vae import VAE
 from ..pipelines.noise import NoisePrior
@@ -83,11 +84,12 @@ def _sigmas(node, model, steps, scheduler):
         raise NodeInputError(node, "steps", str(e)) from e
 
 
-def _clip_prompts(cond, positions):
-    """The conditioning for one clip: unchanged for one prompt, the rows at ``positions`` for per-frame prompts."""
-    if cond.embeds.shape[0] == 1:
-        return cond
-    return Conditioning(cond.embeds[torch.tensor(positions)], cond.prompt)
+def _clip_prompts(cond, positions, total_frames):
+    """The conditioning for one clip: unchanged for one prompt, the rows at ``positions`` for per-frame prompts;
+    ControlNets keep the control images of those frames."""
+    if cond.embeds.shape[0] != 1:
+        cond = Conditioning(cond.embeds[torch.tensor(positions)], cond.prompt, cond.control)
+    return control_for_clip(cond, positions, total_frames)
 
 
 class FrameFoldLongVideoSampler:
@@ -249,10 +251,13 @@ class FrameFoldLongVideoSampler:
         first = _draw_noise(node, noise, (options.clip_frames, *frame_shape), generator)
         abar, sigmas = _sigmas(node, model, steps, scheduler)
         hold = self._first_frame_hold(first_frame, first_frame_strength, frame_shape, first, float(sigmas[0]))
-        per_frame = max(positive.embeds.shape[0], negative.embeds.shape[0]) > 1
+        per_frame = max(positive.embeds.shape[0], negative.embeds.shape[0]) > 1 or bool(
+            positive.control + negative.control
+        )
 
         def denoiser_for(positions):
-            return GuidedDenoiser(model, _clip_prompts(positive, positions), _clip_prompts(negative, positions), cfg)
+            clipped = [_clip_prompts(c, positions, total) for c in (positive, negative)]
+            return GuidedDenoiser(model, *clipped, cfg)
 
         result = sample_long_video(
             None if per_frame else GuidedDenoiser(model, positive, negative, cfg),

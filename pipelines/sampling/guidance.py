@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ..control.apply import control_from_conditionings
 from . import context as context_windows
 from .schedules import alphas_cumprod_from_config, denoised_from_output, timestep_at_sigma, to_model_input, train_sigmas
 
@@ -60,8 +61,11 @@ class GuidedDenoiser:
     model: called as ``model(x_vp[B*f], t[B*f], context[B*f, L, D], num_frames=f, control=...)``.
     positive / negative: :class:`~pipelines.models.bundle.Conditioning` (negative may be None when cfg == 1).
     guidance_rescale: Lin et al.'s phi in [0, 1]. context: optional ContextOptions (windows inside this call).
-    control: optional ``control(frames, num_conds) -> object`` passed as the UNet's ``control=`` for a window
-    (``frames`` are the window's frame indices; ``context.slice_frames`` slices dicts of per-frame tensors).
+    control: optional ``control(frames, num_conds, *, x, timesteps, context, sigma, num_frames) -> object``
+    passed as the UNet's ``control=`` for a window (``frames`` are the window's frame indices, ``x``,
+    ``timesteps``, ``context`` the model inputs of the call; ``context.slice_frames`` slices dicts of
+    per-frame tensors). Without it, ControlNets attached to the conditionings (``Conditioning.control``)
+    build it (``pipelines.control.apply``).
     """
 
     def __init__(self, model, positive, negative=None, cfg=7.5, *, guidance_rescale=0.0, context=None, control=None):
@@ -76,6 +80,9 @@ class GuidedDenoiser:
         self.sigmas_train = train_sigmas(alphas_cumprod_from_config(model.schedule))
         conds = [positive.embeds] if self.cfg == 1.0 else list(match_lengths(positive.embeds, negative.embeds))
         self.embeds = conds
+        if control is None:
+            used = [positive] if self.cfg == 1.0 else [positive, negative]
+            self.control = control_from_conditionings(used, self.sigmas_train)
         self.calls = 0  # model calls made, for tests and benchmarks
 
     def __call__(self, x, sigma):
@@ -101,9 +108,13 @@ class GuidedDenoiser:
                 for e, which in zip(self.embeds, ("positive", "negative"))
             ]
         )
-        control = self.control(frames, n_conds) if self.control is not None else None
+        x_in = x_in.repeat(n_conds, 1, 1, 1)
+        control = None
+        if self.control is not None:
+            inputs = dict(x=x_in, timesteps=timesteps, context=ctx, sigma=float(sigma), num_frames=num_frames)
+            control = self.control(frames, n_conds, **inputs)
         with torch.no_grad():
-            out = self.model(x_in.repeat(n_conds, 1, 1, 1), timesteps, ctx, num_frames=count, control=control)
+            out = self.model(x_in, timesteps, ctx, num_frames=count, control=control)
         self.calls += 1
         out = out.to(x.dtype)
         if n_conds == 1:
