@@ -193,13 +193,15 @@ class ControlApplication:
         picks = index[guided].to(x.device)
         rows = guided.to(x.device)
         ctx = context if context.shape[0] == 1 else context.index_select(0, rows)
+        device, dtype = self.controlnet.device, self.controlnet.dtype
         with torch.no_grad():
             out = model(
-                x.index_select(0, rows).to(self.controlnet.dtype),
-                timesteps.index_select(0, rows),
-                ctx.to(self.controlnet.dtype),
-                hints.index_select(0, picks).to(self.controlnet.dtype),
+                x.index_select(0, rows).to(device, dtype),
+                timesteps.index_select(0, rows).to(device),
+                ctx.to(device, dtype),
+                hints.index_select(0, picks).to(device, dtype),
             )
+        out = {"down": [r.to(x.device) for r in out["down"]], "mid": out["mid"].to(x.device)}  # type: ignore[union-attr]
         mask = self.mask_maps(hints.shape[-2], hints.shape[-1], x.device, x.dtype)
         if mask is not None and mask.shape[0] > 1:
             mask = mask.index_select(0, picks)
