@@ -40,6 +40,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-preprocessors", action="store_true")
     p.add_argument("--json", help="write per-video results here")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="run only cases I, I+N, ... (parallel runs)")
+    p.add_argument("--summarize", nargs="+", metavar="JSON", help="print the summary of earlier --json files")
     return p.parse_args()
 
 
@@ -47,7 +49,6 @@ def load_models(controlnet_name: str):
     """(model with motion module, text encoder, vae, controlnet) of the embedded default model."""
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
     from default_model import load_default_model
-
     from framefold.nodes._folders import resolve_model
     from framefold.pipelines.loading.controlnet import load_controlnet
 
@@ -108,7 +109,8 @@ def structure(args: argparse.Namespace) -> None:
     model, text_encoder, vae, controlnet = load_models(args.controlnet)
     rows = []
     t0 = time.perf_counter()
-    for prompt, control_scene, seed in bench_cases(args.count):
+    index, shards = (int(v) for v in args.shard.split("/"))
+    for prompt, control_scene, seed in bench_cases(args.count)[index::shards]:
         clip = torch.from_numpy(synthetic.render_scene(control_scene))
         silhouette = preprocess.silhouette(clip)[..., 0].numpy() > 0.5
         edges = preprocess.canny(clip)
@@ -127,17 +129,24 @@ def structure(args: argparse.Namespace) -> None:
             f"{result['keyframes_0_15'][1]:.2f}",
             flush=True,
         )
-    took = time.perf_counter() - t0
+    print(f"\n{len(rows)} cases, {(time.perf_counter() - t0) / len(rows) / 3:.2f} s per video")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    summarize(rows)
+
+
+def summarize(rows: list) -> None:
+    """Medians over the cases (IoU with / without control, keyframe IoU at frames 0 and 15)."""
     med = {k: statistics.median(r[k] for r in rows) for k in ("with", "without")}
     key_frames = [v for r in rows for v in r["keyframes_0_15"]]
-    print(f"\n{len(rows)} videos, {took / len(rows) / 3:.2f} s per video")
+    print(f"{len(rows)} prompt x seed x control videos")
     print(f"median IoU with control (all frames):      {med['with']:.3f}   (target >= 0.7)")
     print(f"median IoU without control (all frames):   {med['without']:.3f}")
     print(f"median IoU keyframe control at frames 0,15: {statistics.median(key_frames):.3f}   (target >= 0.6)")
     print(f"videos with IoU >= 0.7 with control: {sum(r['with'] >= 0.7 for r in rows)}/{len(rows)}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    better = sum(r["with"] > r["without"] for r in rows)
+    print(f"videos where control raised the IoU: {better}/{len(rows)}")
 
 
 MEMORY_CHILD = r"""
@@ -224,6 +233,13 @@ def preprocessors() -> None:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
+    if args.summarize:
+        rows = []
+        for path in args.summarize:
+            with open(path) as f:
+                rows += json.load(f)
+        summarize(rows)
+        return
     if not args.skip_preprocessors:
         preprocessors()
     if not args.skip_memory:

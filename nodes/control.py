@@ -56,7 +56,9 @@ def parse_frame_indices(node: str, text: str, images: int) -> Optional[Tuple[int
     try:
         indices = tuple(int(part) for part in text.replace(";", ",").split(",") if part.strip())
     except ValueError as e:
-        raise NodeInputError(node, "frame_indices", f"comma-separated frame numbers such as '0, 15', got {text!r}") from e
+        raise NodeInputError(
+            node, "frame_indices", f"comma-separated frame numbers such as '0, 15', got {text!r}"
+        ) from e
     if len(indices) != images or len(set(indices)) != images or min(indices) < 0:
         raise NodeInputError(
             node, "frame_indices", f"{images} distinct frame numbers >= 0, one per control image, got {text!r}"
@@ -87,13 +89,23 @@ class FrameFoldApplyControlNet:
                 ),
                 "start_percent": (
                     T.FLOAT,
-                    {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Where in the denoising "
-                     "schedule control starts (0 = first step)."},
+                    {
+                        "default": 0.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.001,
+                        "tooltip": "Where in the denoising schedule control starts (0 = first step).",
+                    },
                 ),
                 "end_percent": (
                     T.FLOAT,
-                    {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.001, "tooltip": "Where control ends "
-                     "(1 = last step)."},
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.001,
+                        "tooltip": "Where control ends (1 = last step).",
+                    },
                 ),
                 "resize": (
                     list(RESIZE_MODES),

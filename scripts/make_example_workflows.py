@@ -214,7 +214,12 @@ def controlnet_video():
     }
     graph["7"] = {
         "class_type": "FrameFoldSyntheticVideo",
-        "inputs": {"caption": "a cyan square moving down on a black background", "seed": 5, "frames": FRAMES, "size": SIZE},
+        "inputs": {
+            "caption": "a cyan square moving down on a black background",
+            "seed": 5,
+            "frames": FRAMES,
+            "size": SIZE,
+        },
     }
     graph["8"] = {"class_type": "FrameFoldCanny", "inputs": {"images": ["7", 0], "low": 100, "high": 200}}
     graph["9"] = {"class_type": "FrameFoldLoadControlNet", "inputs": {"controlnet_name": CONTROLNET, "dtype": "auto"}}

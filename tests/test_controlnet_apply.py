@@ -20,7 +20,13 @@ from framefold.pipelines.sampling.guidance import GuidedDenoiser
 from framefold.pipelines.sampling.i2v import image_to_video
 
 UNET = UNetConfig(
-    model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2, context_dim=8, norm_groups=8
+    model_channels=16,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    attention_levels=(1,),
+    num_heads=2,
+    context_dim=8,
+    norm_groups=8,
 )
 SIZE = 4  # latent pixels; control images are 4x larger
 
@@ -216,6 +222,11 @@ def test_image_to_video_and_freeinit_runs_receive_control(model, controlnet):
     denoiser.control.applied.clear()
     g = torch.Generator().manual_seed(0)
     sample_with_freeinit(
-        lambda noise: image_to_video(denoiser, image_latent, noise, sigmas), latent(4), abar, g, FreeInitOptions(2), steps=4
+        lambda noise: image_to_video(denoiser, image_latent, noise, sigmas),
+        latent(4),
+        abar,
+        g,
+        FreeInitOptions(2),
+        steps=4,
     )
     assert len(denoiser.control.applied) == 8  # two passes of four steps, control on every one

@@ -17,7 +17,13 @@ from framefold.pipelines.models.controlnet import ControlNet, ControlNetConfig, 
 from framefold.pipelines.models.unet import UNetConfig
 
 UNET = UNetConfig(
-    model_channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), num_heads=2, context_dim=8, norm_groups=8
+    model_channels=16,
+    channel_mult=(1, 2),
+    num_res_blocks=1,
+    attention_levels=(1,),
+    num_heads=2,
+    context_dim=8,
+    norm_groups=8,
 )
 
 

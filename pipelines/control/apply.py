@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..models.bundle import Conditioning
 from ..models.controlnet import ControlNet, Residuals, scale_residuals
 
 RESIZE_MODES = ("crop", "pad", "stretch")
@@ -296,14 +297,14 @@ def control_from_conditionings(conditionings: Sequence, sigmas_train: torch.Tens
     return ConditioningControl(per, sigmas_train)
 
 
-def with_control(conditioning, application: ControlApplication):
+def with_control(conditioning: Conditioning, application: ControlApplication) -> Conditioning:
     """A copy of ``conditioning`` with ``application`` stacked on its ControlNets."""
     import dataclasses
 
     return dataclasses.replace(conditioning, control=tuple(getattr(conditioning, "control", ())) + (application,))
 
 
-def control_for_clip(conditioning, positions: Sequence[int], num_frames: int):
+def control_for_clip(conditioning: Conditioning, positions: Sequence[int], num_frames: int) -> Conditioning:
     """``conditioning`` with its ControlNets restricted to a clip showing ``positions`` (VidRD)."""
     import dataclasses
 

@@ -17,7 +17,7 @@ present; anything else is an error listing the keys.
 import json
 import re
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import torch
 
@@ -148,7 +148,10 @@ def diffusers_controlnet_to_ldm(sd: Dict[str, torch.Tensor], config: ControlNetC
 
 
 def build_controlnet(
-    state_dict: Dict[str, torch.Tensor], config: Optional[ControlNetConfig] = None, dtype=None, name: str = ""
+    state_dict: Dict[str, torch.Tensor],
+    config: Optional[ControlNetConfig] = None,
+    dtype: Union[str, torch.dtype, None] = None,
+    name: str = "",
 ) -> ControlNet:
     """A :class:`ControlNet` from a state dict in any supported naming (exact key coverage)."""
     if "difference" in state_dict:
@@ -169,7 +172,7 @@ def build_controlnet(
     return ControlNet(model.eval(), name)
 
 
-def load_controlnet(path, dtype=None) -> ControlNet:
+def load_controlnet(path: Union[str, Path], dtype: Union[str, torch.dtype, None] = None) -> ControlNet:
     """A :class:`ControlNet` from a file (LDM with or without ``control_model.``, or diffusers naming).
 
     Other kinds of files (checkpoints, motion modules, VAEs) are refused with an error naming their loader.
@@ -181,7 +184,7 @@ def load_controlnet(path, dtype=None) -> ControlNet:
     return build_controlnet(sd, config, dtype, name=Path(path).stem)
 
 
-def save_controlnet(path, model: ControlNetModel, extra: Optional[dict] = None) -> Path:
+def save_controlnet(path: Union[str, Path], model: ControlNetModel, extra: Optional[dict] = None) -> Path:
     """Write a FrameFold ControlNet file: ``control_model.*`` keys + its config in the ``framefold`` metadata."""
     tensors = {PREFIX + k: v.detach().contiguous() for k, v in model.state_dict().items()}
     meta = {"controlnet": model.config.to_dict(), **(extra or {})}

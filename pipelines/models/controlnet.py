@@ -83,8 +83,9 @@ def hint_block(hint_channels: int, channels: Tuple[int, ...], model_channels: in
 def zero_conv(channels: int) -> nn.Sequential:
     """A 1x1 convolution initialised to zero (a ControlNet starts as a no-op)."""
     conv = nn.Conv2d(channels, channels, 1)
-    nn.init.zeros_(conv.weight)
-    nn.init.zeros_(conv.bias)
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.zero_()
     return nn.Sequential(conv)
 
 
@@ -98,8 +99,9 @@ class ControlNetModel(nn.Module):
         mc, emb_dim, groups = u.model_channels, u.model_channels * 4, u.norm_groups
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.input_hint_block = hint_block(config.hint_channels, config.embedding_channels, mc)
-        nn.init.zeros_(self.input_hint_block[-1].weight)
-        nn.init.zeros_(self.input_hint_block[-1].bias)
+        with torch.no_grad():  # the hint embedding's last convolution starts at zero too
+            for p in self.input_hint_block[-1].parameters():
+                p.zero_()
         self.input_blocks = nn.ModuleList([UNetBlock([nn.Conv2d(u.in_channels, mc, 3, padding=1)])])
         self.zero_convs = nn.ModuleList([zero_conv(mc)])
         ch = mc
@@ -171,9 +173,11 @@ class ControlNetModel(nn.Module):
         return {"down": down, "mid": self.middle_block_out(h)}
 
     @staticmethod
-    def _run_block(block: nn.Module, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor, backend: str):
+    def _run_block(
+        block: nn.Module, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor, backend: str
+    ) -> torch.Tensor:
         """The layers of one encoder block (no temporal layers: the ControlNet is per frame)."""
-        for layer in block:
+        for layer in block.children():
             if isinstance(layer, ResBlock):
                 h = layer(h, emb)
             elif isinstance(layer, SpatialTransformer):

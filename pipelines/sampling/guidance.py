@@ -95,7 +95,7 @@ class GuidedDenoiser:
             lambda xw, s, frames: self.denoise_frames(xw, s, frames, num_frames), x, sigma, self.context
         )
 
-    def denoise_frames(self, x, sigma, frames, num_frames):
+    def denoise_frames(self, x: torch.Tensor, sigma: float, frames: torch.Tensor, num_frames: int) -> torch.Tensor:
         """x0 for the frames ``frames`` (``x`` holds just those frames): one batched cond/uncond model call."""
         device, dtype = self.model.device, self.model.dtype
         count, n_conds = x.shape[0], len(self.embeds)
