@@ -7,8 +7,8 @@
    prompt's. For every video: mean IoU over frames between the generated object's mask (the evaluator's
    foreground mask) and the control clip's silhouette, with control, without control (same prompt and seed),
    and with keyframe control on frames 0 and 15 only (IoU at those two frames). Prints medians and counts.
-2. Memory: peak RSS (fresh subprocess each) of sampling with the ControlNet and context windows (16-frame
-   windows, overlap 4) for 16 and 64 frames, at a 256 px video (64x64 latents) so activations dominate.
+2. Memory: peak RSS (fresh subprocess each) of one sampling step with the ControlNet and context windows
+   (16-frame windows, overlap 4) for 16 and 64 frames, at a 192 px video (48x48 latents) so activations dominate.
 3. Preprocessors: ms per 512x512 frame of each OpenCV preprocessor over a 16-frame clip.
 
 Sampler settings are the text-to-video example's (20 DDIM steps, trailing, cfg 4.5). Prints figures; it
@@ -37,6 +37,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--controlnet", default=CONTROLNET)
     p.add_argument("--skip-structure", action="store_true")
+    p.add_argument(
+        "--skip-uncontrolled", action="store_true", help="skip the runs without control (e.g. a 2nd strength)"
+    )
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-preprocessors", action="store_true")
     p.add_argument("--json", help="write per-video results here")
@@ -118,6 +121,9 @@ def structure(args: argparse.Namespace) -> None:
         keys = ControlApplication(controlnet, edges[[0, 15]], (0, 15), strength=args.strength)
         result = {"prompt": prompt.caption, "control": control_scene.caption, "seed": seed}
         for name, control in (("with", full), ("without", None), ("keyframes", keys)):
+            if name == "without" and args.skip_uncontrolled:
+                result.update(without=float("nan"), without_0_15=[float("nan")] * 2)
+                continue
             video = generate(model, text_encoder, vae, prompt.caption, seed, args.steps, args.cfg, control)
             scores = iou(foreground_masks(video), silhouette)
             result[name] = float(scores.mean())
@@ -149,6 +155,7 @@ def summarize(rows: list) -> None:
     print(f"videos where control raised the IoU: {better}/{len(rows)}")
 
 
+MEMORY_SIZE = 192  # pixels: 48x48 latents, so activations dominate the tiny model's memory
 MEMORY_CHILD = r"""
 import json, resource, sys
 import torch
@@ -172,7 +179,7 @@ with torch.no_grad():
     pos = with_control(text_encoder.encode("a red circle moving left on a black background"), app)
     neg = with_control(text_encoder.encode(""), app)
     denoise = GuidedDenoiser(model, pos, neg, 4.5, context=ContextOptions(16, 4))
-    sigmas = schedules.sampling_sigmas(schedules.alphas_cumprod_from_config(model.schedule), 2, "trailing")
+    sigmas = schedules.sampling_sigmas(schedules.alphas_cumprod_from_config(model.schedule), 1, "trailing")
     noise = torch.randn(frames, 4, size // 4, size // 4, generator=g)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     samplers.sample("ddim", denoise, noise, sigmas)
@@ -190,7 +197,7 @@ def memory() -> None:
     runs = []
     for frames in (16, 64):
         out = subprocess.run(
-            [sys.executable, "-c", MEMORY_CHILD, str(frames), "256", here], capture_output=True, text=True
+            [sys.executable, "-c", MEMORY_CHILD, str(frames), str(MEMORY_SIZE), here], capture_output=True, text=True
         )
         if out.returncode != 0:
             raise RuntimeError(f"memory run failed ({frames} frames):\n{out.stderr}")
@@ -198,7 +205,7 @@ def memory() -> None:
     for r in runs:
         growth = (r["peak_kib"] - r["base_kib"]) / 1024
         print(
-            f"frames={r['frames']:3d} (256 px, windows 16/4, ControlNet): peak RSS {r['peak_kib'] / 1024:7.1f} MiB, "
+            f"frames={r['frames']:3d} ({MEMORY_SIZE} px, windows 16/4, ControlNet, 1 step): peak RSS {r['peak_kib'] / 1024:7.1f} MiB, "
             f"growth while sampling {growth:6.1f} MiB, model calls {r['calls']}, ControlNet runs {r['controlnet_runs']}"
         )
     print(f"peak RSS 64 frames / 16 frames: {runs[1]['peak_kib'] / runs[0]['peak_kib']:.2f}x")
