@@ -12,11 +12,12 @@ from ..pipelines.interpolation import (
     interpolate_video,
 )
 from ..pipelines.interpolation.ifnet import IFNet
-from ..pipelines.loading.rife import load_rife
+from ..pipelines.loading.rife import check_rife_file, load_rife
 from . import _types as T
 from ._comfy import with_host_progress
-from ._errors import NodeInputError, node_inputs
-from ._folders import list_models, resolve_model
+from ._errors import node_inputs
+from ._folders import list_models
+from .loaders import load_input_file, resolve_input_file, validate_model_file
 
 CATEGORY = "FrameFold/interpolation"
 FF_INTERPOLATION_MODEL = "FF_INTERPOLATION_MODEL"  # pipelines.interpolation.ifnet.IFNet
@@ -44,18 +45,15 @@ class FrameFoldLoadFrameInterpolationModel:
     CATEGORY = CATEGORY
     DESCRIPTION = "Loads a RIFE 4.7 frame-interpolation model (fp32); other RIFE versions are refused by name."
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_name: str) -> "bool | str":
+        """The file must be a RIFE model (checked from its header, before anything runs)."""
+        return validate_model_file(cls.__name__, "model_name", "frame_interpolation", model_name, check_rife_file)
+
     def load(self, model_name: str) -> Tuple[IFNet]:
         """Read the file and build the IFNet."""
-        name = type(self).__name__
-        try:
-            path = resolve_model("frame_interpolation", model_name)
-        except FileNotFoundError as e:
-            raise NodeInputError(name, "model_name", str(e)) from e
-        try:
-            model = load_rife(path)
-        except ValueError as e:
-            raise NodeInputError(name, "model_name", f"a RIFE 4.7 file: {e}") from e
-        return (model,)
+        path = resolve_input_file(type(self).__name__, "model_name", "frame_interpolation", model_name)
+        return (load_input_file(type(self).__name__, "model_name", load_rife, path),)
 
 
 class FrameFoldInterpolateFrames:

@@ -17,6 +17,7 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from .control.apply import control_for_clip
 from .device import Float32Denoiser, compute_device
 from .interpolation.diffusion import inbetween, key_positions
 from .memory import check_sampler_memory
@@ -324,16 +325,20 @@ def inbetween_video(
 
 def clip_conditioning(cond: Conditioning, positions: Sequence[int], total_frames: int, which: str) -> Conditioning:
     """The conditioning of one long-video clip: per-frame prompts sliced at the output frames the clip shows
-    (:func:`~.sampling.guidance.frame_embeds`; one prompt is repeated for every frame)."""
+    (:func:`~.sampling.guidance.frame_embeds`; one prompt is repeated for every frame); attached ControlNets keep
+    the control images of those frames (:func:`~.control.apply.control_for_clip`)."""
     frames = torch.tensor(positions)
-    return Conditioning(frame_embeds(cond.embeds, frames, total_frames, which), cond.prompt)
+    clipped = Conditioning(frame_embeds(cond.embeds, frames, total_frames, which), cond.prompt, cond.control)
+    return control_for_clip(clipped, positions, total_frames)
 
 
 def _clip_denoisers(
     model: DiffusionModel, positive: Conditioning, negative: Conditioning, cfg: float, total_frames: int
 ) -> Tuple[Optional[Denoiser], Optional[Callable[[List[int]], Denoiser]]]:
-    """``(denoiser, None)`` for one prompt each, else ``(None, denoiser_for_clip)`` for per-frame prompts."""
-    if max(positive.embeds.shape[0], negative.embeds.shape[0]) == 1:
+    """``(denoiser, None)`` for one prompt each and no ControlNet, else ``(None, denoiser_for_clip)`` (per-frame
+    prompts or control images follow the clip's frames)."""
+    per_clip = max(positive.embeds.shape[0], negative.embeds.shape[0]) > 1 or bool(positive.control + negative.control)
+    if not per_clip:
         return GuidedDenoiser(model, positive, negative, cfg), None
 
     def for_clip(positions: List[int]) -> Denoiser:

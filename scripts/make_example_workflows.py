@@ -229,12 +229,55 @@ def interpolate_video():
     return graph
 
 
+CONTROLNET = "framefold-tiny-controlnet.safetensors"
+
+
+def controlnet_video():
+    """ControlNet: the edges of a procedural clip (a square moving down) steer a prompt that says 'right'."""
+    graph = _model_nodes("a red square moving right on a black background")
+    graph["6"] = {
+        "class_type": "FrameFoldEmptyVideoLatent",
+        "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES},
+    }
+    graph["7"] = {
+        "class_type": "FrameFoldSyntheticVideo",
+        "inputs": {
+            "caption": "a cyan square moving down on a black background",
+            "seed": 5,
+            "frames": FRAMES,
+            "size": SIZE,
+        },
+    }
+    graph["8"] = {"class_type": "FrameFoldCanny", "inputs": {"images": ["7", 0], "low": 100, "high": 200}}
+    graph["9"] = {"class_type": "FrameFoldLoadControlNet", "inputs": {"controlnet_name": CONTROLNET, "dtype": "auto"}}
+    graph["10"] = {
+        "class_type": "FrameFoldApplyControlNet",
+        "inputs": {
+            "positive": ["4", 0],
+            "negative": ["5", 0],
+            "controlnet": ["9", 0],
+            "images": ["8", 0],
+            "strength": 1.0,
+            "start_percent": 0.0,
+            "end_percent": 1.0,
+            "resize": "crop",
+            "frame_indices": "",
+        },
+    }
+    sampler = _sampler(["6", 0], seed=21)
+    sampler["inputs"].update(positive=["10", 0], negative=["10", 1])
+    graph["11"] = sampler
+    _chain(graph, 12, ["11", 0], "FrameFold/controlnet_video")
+    return graph
+
+
 EXAMPLES = {
     "text_to_video": text_to_video,
     "long_video_vidrd": long_video_vidrd,
     "noise_prior_comparison": noise_prior_comparison,
     "image_to_video": image_to_video,
     "interpolate_video": interpolate_video,
+    "controlnet_video": controlnet_video,
 }
 
 

@@ -100,7 +100,7 @@ def test_control_hook_gets_window_frames_and_slices_per_frame_tensors():
     hints = {"hint": torch.arange(20.0).view(20, 1), "scale": torch.tensor(0.5), "nested": [torch.zeros(20, 2)]}
     seen = []
 
-    def control(frames, n_conds):
+    def control(frames, n_conds, **model_inputs):
         sliced = slice_frames(hints, frames, 20)
         seen.append((frames.tolist(), n_conds, sliced["hint"].flatten().tolist(), sliced["nested"][0].shape))
         return sliced

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Union
 import torch
 
 from ..interpolation.ifnet import FEATURE_CHANNELS, LASTCONV_CHANNELS, IFNet, ifnet_config_from_state_dict
-from .detect import RIFE, require_format
+from .detect import RIFE, FileHeader, check_file, require_format
 from .files import WeightFileError, parse_dtype, read_state_dict, unwrap_state_dict
 
 LOADER_NAME = "FrameFold Load Frame Interpolation Model"
@@ -86,6 +86,11 @@ def check_exact_keys(path: Union[str, Path], state_dict: Dict[str, torch.Tensor]
         raise WeightFileError(
             f"{Path(path).name}: not a complete RIFE {SUPPORTED_VERSION} IFNet: keys {'; '.join(parts)}"
         )
+
+
+def check_rife_file(path: Union[str, Path]) -> FileHeader:
+    """Refuse a file that is not a RIFE model from its header alone (no tensor data read)."""
+    return check_file(path, (RIFE,), LOADER_NAME)
 
 
 def load_rife(path: Union[str, Path], *, dtype: Optional[Union[str, torch.dtype]] = None, device: str = "cpu") -> IFNet:

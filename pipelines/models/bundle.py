@@ -165,7 +165,9 @@ class Conditioning:
 
     embeds: ``[1, L, D]`` for one prompt for all frames, or ``[F, L, D]`` for per-frame prompts.
     L is a multiple of 77 when a long prompt was encoded in chunks (ComfyUI's convention).
+    control: ControlNets applied with this prompt (``pipelines.control.apply.ControlApplication``; they stack).
     """
 
     embeds: torch.Tensor
     prompt: str = ""
+    control: tuple = ()

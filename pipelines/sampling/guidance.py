@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
+from ..control.apply import control_from_conditionings
 from ..models.bundle import Conditioning, DiffusionModel
 from . import context as context_windows
 from .context import ContextOptions
@@ -63,8 +64,11 @@ class GuidedDenoiser:
     model: called as ``model(x_vp[B*f], t[B*f], context[B*f, L, D], num_frames=f, control=...)``.
     positive / negative: :class:`~pipelines.models.bundle.Conditioning` (negative may be None when cfg == 1).
     guidance_rescale: Lin et al.'s phi in [0, 1]. context: optional ContextOptions (windows inside this call).
-    control: optional ``control(frames, num_conds) -> object`` passed as the UNet's ``control=`` for a window
-    (``frames`` are the window's frame indices; ``context.slice_frames`` slices dicts of per-frame tensors).
+    control: optional ``control(frames, num_conds, *, x, timesteps, context, sigma, num_frames) -> object``
+    passed as the UNet's ``control=`` for a window (``frames`` are the window's frame indices, ``x``,
+    ``timesteps``, ``context`` the model inputs of the call; ``context.slice_frames`` slices dicts of
+    per-frame tensors). Without it, ControlNets attached to the conditionings (``Conditioning.control``)
+    build it (``pipelines.control.apply``).
     """
 
     def __init__(
@@ -76,7 +80,7 @@ class GuidedDenoiser:
         *,
         guidance_rescale: float = 0.0,
         context: Optional[ContextOptions] = None,
-        control: Optional[Callable[[torch.Tensor, int], Any]] = None,
+        control: Optional[Callable[..., Any]] = None,
     ):
         if cfg != 1.0 and negative is None:
             raise ValueError("a negative conditioning is required when cfg != 1")
@@ -92,6 +96,9 @@ class GuidedDenoiser:
         else:
             conds = list(match_lengths(positive.embeds, negative.embeds))
         self.embeds = conds
+        if control is None:
+            used = [positive] if len(conds) == 1 else [positive, negative]
+            self.control = control_from_conditionings(used, self.sigmas_train)
         self.calls = 0  # model calls made, for tests and benchmarks
 
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -117,9 +124,13 @@ class GuidedDenoiser:
                 for e, which in zip(self.embeds, ("positive", "negative"))
             ]
         )
-        control = self.control(frames, n_conds) if self.control is not None else None
+        x_in = x_in.repeat(n_conds, 1, 1, 1)
+        control = None
+        if self.control is not None:
+            inputs = dict(x=x_in, timesteps=timesteps, context=ctx, sigma=float(sigma), num_frames=num_frames)
+            control = self.control(frames, n_conds, **inputs)
         with torch.no_grad():
-            out = self.model(x_in.repeat(n_conds, 1, 1, 1), timesteps, ctx, num_frames=count, control=control)
+            out = self.model(x_in, timesteps, ctx, num_frames=count, control=control)
         self.calls += 1
         out = out.to(x.dtype)
         if n_conds == 1:
