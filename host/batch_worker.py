@@ -49,7 +49,7 @@ class _ComputedNodes(ExecutionHooks):
     def __init__(self) -> None:
         self.computed: list[str] = []
 
-    def node_start(self, prompt_id: str, node_id: str) -> None:
+    def node_start(self, prompt_id: str | None, node_id: str) -> None:
         """Note a node that runs."""
         self.computed.append(node_id)
 

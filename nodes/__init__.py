@@ -10,8 +10,8 @@ import pkgutil
 
 from ._comfy import wrap_node_class
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
+NODE_CLASS_MAPPINGS: dict[str, type] = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
 
 
 def _collect_families():

@@ -92,9 +92,11 @@ class FrameFoldCheckpointLoader:
     def load(self, ckpt_name: str, dtype: str = "auto") -> Tuple[DiffusionModel, TextEncoder, VAE]:
         """Read the file and build the three models."""
         path = resolve_input_file(type(self).__name__, "ckpt_name", "checkpoints", ckpt_name)
-        models = load_input_file(type(self).__name__, "ckpt_name", checkpoint.load_checkpoint, path, dtype=dtype)
-        apply_precision(*models, dtype)  # auto: each model's dtype from the device policy (fp32 on the CPU)
-        return models
+        model, text_encoder, vae_model = load_input_file(
+            type(self).__name__, "ckpt_name", checkpoint.load_checkpoint, path, dtype=dtype
+        )
+        apply_precision(model, text_encoder, vae_model, dtype)  # auto: the device policy's dtypes (fp32 on a CPU)
+        return model, text_encoder, vae_model
 
 
 class FrameFoldVAELoader:
