@@ -4,10 +4,9 @@ tests/comfy_double.py), extra_model_paths.yaml entries respected, core entries n
 import os
 
 import pytest
+from comfy_double import install, load_extra_path_config
 
 from framefold.nodes import _comfy_paths, _folders
-
-from comfy_double import install, load_extra_path_config
 
 FF_NAMES = ("animatediff_models", "animatediff_motion_lora", "frame_interpolation", "vfi_models")
 
