@@ -1,6 +1,6 @@
 """The ``.latent`` files of the input and output folders: new names, the list a node offers, and resolving a name.
 
-Files are written under ``output/latents/``; names from the output folder carry an ``" [output]"`` suffix.
+Files are named like ComfyUI's Save Latent (``output/latents/<prefix>_00001_.latent`` by default); names from the output folder carry an ``" [output]"`` suffix.
 """
 
 import os
@@ -12,18 +12,32 @@ from ..pipelines.paths import PathRefused, contained_path
 from ._errors import NodeInputError
 from ._folders import io_dir
 
-LATENT_SUBFOLDER = "latents"
 _FOLDER_TAGS = {"input": "", "output": " [output]"}
 
 
-def unique_latent_path(prefix: str) -> Path:
-    """A new ``output/latents/<prefix>_<n>.latent`` path (counter above existing files)."""
-    folder = io_dir("output") / LATENT_SUBFOLDER
+def unique_latent_path(node_class: str, filename_prefix: str) -> Path:
+    """A new ``output/<subfolders>/<name>_<n>_.latent`` path for ``filename_prefix`` ``[<subfolders>/]<name>``, with
+    ComfyUI's Save Latent naming: ``n`` (5 digits) is one above the highest number already used for ``name``."""
+    output = io_dir("output")
+    prefix = filename_prefix.strip().replace("\\", "/")
+    subfolder, _, name = prefix.rpartition("/")
+    try:
+        folder = contained_path(output, subfolder) if subfolder else output
+    except PathRefused:
+        folder = None
+    if folder is None or not name or name.startswith("."):
+        raise NodeInputError(
+            node_class,
+            "filename_prefix",
+            f"a file name prefix inside the output folder, e.g. 'latents/x', got {prefix!r}",
+        )
     folder.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while (folder / f"{prefix}_{n:05d}{LATENT_EXTENSION}").exists():
-        n += 1
-    return folder / f"{prefix}_{n:05d}{LATENT_EXTENSION}"
+    used = [0]
+    for existing in os.listdir(folder):
+        head, digits = existing[: len(name) + 1], existing[len(name) + 1 :].split("_")[0]
+        if head == f"{name}_" and digits.isdigit():
+            used.append(int(digits))
+    return folder / f"{name}_{max(used) + 1:05d}_{LATENT_EXTENSION}"
 
 
 def list_latent_files() -> List[str]:

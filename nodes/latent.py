@@ -1,11 +1,13 @@
 """Latent nodes: an empty video latent, and latents saved to / loaded from ComfyUI-compatible ``.latent`` files.
 
-Files are written under ``output/latents/``; FrameFold VAE Decode (``nodes/vae_codec.py``) saves its input there
+LATENT samples are raw VAE latents, as in ComfyUI (the sampler applies the model's scale). Files are named and written
+exactly as ComfyUI's Save Latent does (``output/latents/FrameFold_00001_.latent`` by default); FrameFold VAE Decode (``nodes/vae_codec.py``) saves its input there
 when decoding fails, and FrameFold Load Latent lists both the input and the output folder.
 """
 
 import hashlib
-from typing import Any, Dict, Tuple
+import json
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -13,7 +15,8 @@ from ..pipelines.latents import EmptyLatentOptions, empty_video_latent
 from ..pipelines.loading.files import WeightFileError, load_latent_file, save_latent_file
 from . import _types as T
 from ._errors import NodeInputError, node_inputs
-from ._latent_files import LATENT_SUBFOLDER, list_latent_files, resolve_latent_file, unique_latent_path
+from ._folders import io_dir
+from ._latent_files import list_latent_files, resolve_latent_file, unique_latent_path
 
 CATEGORY = "FrameFold/latent"
 
@@ -74,9 +77,14 @@ class FrameFoldSaveLatent:
                 "samples": (T.LATENT, {"tooltip": "Latents to save."}),
                 "filename_prefix": (
                     T.STRING,
-                    {"default": "FrameFold", "tooltip": "File name prefix; files go to output/latents/."},
+                    {
+                        "default": "latents/FrameFold",
+                        "tooltip": "File name prefix inside the output folder; subfolders allowed "
+                        "(files are named <prefix>_00001_.latent, as ComfyUI's Save Latent names them).",
+                    },
                 ),
-            }
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
     RETURN_TYPES = ()
@@ -85,15 +93,22 @@ class FrameFoldSaveLatent:
     CATEGORY = CATEGORY
     DESCRIPTION = "Saves latents (safetensors .latent, readable by ComfyUI's Load Latent too)."
 
-    def save(self, samples: Dict[str, Any], filename_prefix: str = "FrameFold") -> Dict[str, Any]:
-        """Write the file; the UI gets its name."""
-        prefix = filename_prefix.strip().replace("\\", "/")
-        if not prefix or "/" in prefix or prefix.startswith("."):
-            raise NodeInputError(
-                type(self).__name__, "filename_prefix", f"a plain file name prefix, got {filename_prefix!r}"
-            )
-        path = save_latent_file(unique_latent_path(prefix), T.latent_samples(self, samples, "samples"))
-        return {"ui": {"latents": [{"filename": path.name, "subfolder": LATENT_SUBFOLDER, "type": "output"}]}}
+    def save(
+        self,
+        samples: Dict[str, Any],
+        filename_prefix: str = "latents/FrameFold",
+        prompt: Optional[Dict[str, Any]] = None,
+        extra_pnginfo: Optional[Dict[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        """Write the file (with the prompt and workflow as metadata, like ComfyUI); the UI gets its name."""
+        latents = T.latent_samples(self, samples, "samples")
+        path = unique_latent_path(type(self).__name__, filename_prefix)
+        metadata = {"prompt": json.dumps(prompt)} if prompt is not None else {}
+        metadata.update({k: json.dumps(v) for k, v in (extra_pnginfo or {}).items()})
+        save_latent_file(path, latents, metadata)
+        subfolder = path.parent.relative_to(io_dir("output")).as_posix()
+        entry = {"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}
+        return {"ui": {"latents": [entry]}}
 
 
 class FrameFoldLoadLatent:

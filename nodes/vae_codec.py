@@ -153,7 +153,7 @@ class FrameFoldVAEDecode:
 
     def _saved_latents_error(self, latents: torch.Tensor, error: BaseException) -> BaseException:
         """Write the latents to ``output/latents/``; the error to raise says where they are."""
-        saved = save_latent_file(unique_latent_path("FrameFold_decode_failed"), latents)
+        saved = save_latent_file(unique_latent_path(type(self).__name__, "latents/FrameFold_decode_failed"), latents)
         name = saved.relative_to(io_dir("output")).as_posix()
         if isinstance(error, progress.Interrupted):
             return progress.Interrupted(f"{error}; the latents were saved to {saved}")

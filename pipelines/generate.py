@@ -6,11 +6,13 @@
 - :func:`encode_prompt`: the text conditioning all of them take.
 
 Each call seeds one CPU ``torch.Generator`` from ``options.seed`` and draws, in this order, the initial noise (from
-the optional noise prior) and then the sampler's own noise, so the same options give bit-identical latents. Every
+the optional noise prior) and then the sampler's own noise, so the same options give bit-identical latents. Latents
+in and out are raw VAE latents (ComfyUI's LATENT convention); the model's latent format scales them for the UNet. Every
 bad value raises :class:`~.options.OptionError` naming the option or input (``model``, ``positive``, ``noise``,
 ``context``, ``freeinit``, ``first_frame``, ``image``, ``vae`` or an options field).
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -202,11 +204,11 @@ def generate_video(
         denoiser,
         run.noise.to(model.device),
         run.sigmas,
-        latent=latent.to(device=model.device, dtype=torch.float32),
+        latent=model.latents_in(latent.float()).to(device=model.device, dtype=torch.float32),
         denoise_strength=options.denoise_strength,
         generator=run.generator,
     )
-    return out.float().cpu()
+    return model.latents_out(out.float().cpu())
 
 
 def animate_image(
@@ -229,7 +231,7 @@ def animate_image(
         raise OptionError("image", "an IMAGE [F,H,W,3] in 0..1")
     _check_window(model, context, options.frames, "frames")
     try:
-        image_latent = vae.encode(image[:1, :, :, :3].float())
+        image_latent = model.latents_in(vae.encode(image[:1, :, :, :3].float(), scaled=False))
     except ValueError as e:
         raise OptionError("image", str(e)) from e
     run = _start_run(model, options, (options.frames, *image_latent.shape[1:]), noise)
@@ -254,7 +256,7 @@ def animate_image(
         )
     else:
         out = one_pass(initial)
-    return out.float().cpu()
+    return model.latents_out(out.float().cpu())
 
 
 def clip_conditioning(cond: Conditioning, positions: Sequence[int], total_frames: int, which: str) -> Conditioning:
@@ -308,10 +310,10 @@ def generate_long_video(
             raise OptionError(
                 "first_frame", f"a latent [1, {', '.join(map(str, frame_shape))}] (the same frame size as the video)"
             )
-        image = first_frame[:1].float().to(run.noise.device)
+        image = model.latents_in(first_frame[:1].float()).to(run.noise.device)
         hooks.append(first_frame_hold(image, run.noise, float(options.first_frame_strength)))
     denoiser, for_clip = _clip_denoisers(model, positive, negative, options.cfg, total)
-    return sample_long_video(
+    result = sample_long_video(
         denoiser,
         frame_shape,
         total,
@@ -325,6 +327,7 @@ def generate_long_video(
         alphas_cumprod=run.alphas_cumprod,
         first_clip_hooks=hooks,
     )
+    return dataclasses.replace(result, latent=model.latents_out(result.latent.float().cpu()))
 
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Entry points between frames and latents: an empty video latent, VAE encode and decode of whole videos.
 
-Sizes are in pixels everywhere here (frame size, tile size, tile overlap); :func:`decode_video` converts tiles to the
+Latents here are raw VAE latents, as in ComfyUI's LATENT (the sampler applies the model's scale, see
+:meth:`~.models.bundle.DiffusionModel.latents_in`). Sizes are in pixels everywhere here (frame size, tile size, tile overlap); :func:`decode_video` converts tiles to the
 latent pixels :meth:`~.models.vae.VAE.decode` takes. Bad values raise :class:`~.options.OptionError` naming the field
 or input (``images``, ``samples``, ``vae``).
 """
@@ -69,18 +70,18 @@ def empty_video_latent(vae: VAE, options: EmptyLatentOptions) -> torch.Tensor:
 
 
 def encode_video(vae: VAE, images: torch.Tensor, options: EncodeOptions) -> torch.Tensor:
-    """IMAGE ``[F, H, W, C]`` in 0..1 -> scaled latents ``[F, C, H/d, W/d]`` (float32, CPU)."""
+    """IMAGE ``[F, H, W, C]`` in 0..1 -> raw VAE latents ``[F, C, H/d, W/d]`` (float32, CPU)."""
     check_type("vae", vae, VAE, "a VAE from a FrameFold loader")
     d = vae.downscale
     if images.ndim != 4 or images.shape[1] % d or images.shape[2] % d:
         raise OptionError("images", f"frames [F,H,W,C] with H and W multiples of {d}, got {tuple(images.shape)}")
     sample = options.mode == "sample"
     generator: Optional[torch.Generator] = torch.Generator().manual_seed(int(options.seed)) if sample else None
-    return vae.encode(images, sample=sample, generator=generator, frame_chunk=options.frame_chunk)
+    return vae.encode(images, sample=sample, generator=generator, frame_chunk=options.frame_chunk, scaled=False)
 
 
 def decode_video(vae: VAE, latents: torch.Tensor, options: DecodeOptions) -> torch.Tensor:
-    """Scaled latents ``[F, C, h, w]`` -> IMAGE ``[F, h*d, w*d, 3]`` float32 in 0..1 on the CPU."""
+    """Raw VAE latents ``[F, C, h, w]`` -> IMAGE ``[F, h*d, w*d, 3]`` float32 in 0..1 on the CPU."""
     check_type("vae", vae, VAE, "a VAE from a FrameFold loader")
     if latents.ndim != 4 or latents.shape[1] != vae.latent_channels:
         got = latents.shape[1] if latents.ndim == 4 else tuple(latents.shape)
@@ -98,4 +99,5 @@ def decode_video(vae: VAE, latents: torch.Tensor, options: DecodeOptions) -> tor
         tile=options.tile_size // d,
         tile_overlap=options.tile_overlap // d,
         temporal=options.temporal,
+        scaled=False,
     )

@@ -86,15 +86,41 @@ def test_failed_decode_saves_latents_and_load_latent_resumes(folders, monkeypatc
     assert isinstance(FrameFoldLoadLatent.VALIDATE_INPUTS("../../etc/passwd"), str)
 
 
-def test_save_latent_node(folders):
+def test_save_latent_node_names_files_like_comfyui(folders):
     latents = torch.randn(2, 4, 3, 3)
-    ui = FrameFoldSaveLatent().save({"samples": latents}, "clip")
-    entry = ui["ui"]["latents"][0]
-    assert entry["filename"] == "clip_00001.latent"
-    (loaded,) = FrameFoldLoadLatent().load("latents/clip_00001.latent [output]")
+    ui = FrameFoldSaveLatent().save({"samples": latents}, "latents/clip", prompt={"1": {"class_type": "X"}})
+    assert ui["ui"]["latents"] == [{"filename": "clip_00001_.latent", "subfolder": "latents", "type": "output"}]
+    (folders / "output" / "latents" / "clip_00007_.latent").write_bytes(b"")  # ComfyUI: one above the highest
+    ui = FrameFoldSaveLatent().save({"samples": latents}, "latents/clip")
+    assert ui["ui"]["latents"][0]["filename"] == "clip_00008_.latent"
+    ui = FrameFoldSaveLatent().save({"samples": latents}, "runs/a/clip")
+    assert ui["ui"]["latents"][0] == {"filename": "clip_00001_.latent", "subfolder": "runs/a", "type": "output"}
+    ui = FrameFoldSaveLatent().save({"samples": latents}, "top")
+    assert ui["ui"]["latents"][0] == {"filename": "top_00001_.latent", "subfolder": "", "type": "output"}
+    (loaded,) = FrameFoldLoadLatent().load("latents/clip_00001_.latent [output]")
     assert torch.equal(loaded["samples"], latents)
-    with pytest.raises(NodeInputError, match="filename_prefix"):
-        FrameFoldSaveLatent().save({"samples": latents}, "../x")
+    from safetensors import safe_open
+
+    with safe_open(str(folders / "output" / "latents" / "clip_00001_.latent"), "pt") as f:
+        assert sorted(f.keys()) == ["latent_format_version_0", "latent_tensor"]  # what ComfyUI's Load Latent reads
+        assert f.metadata()["prompt"] == '{"1": {"class_type": "X"}}'
+    for bad in ("../x", "latents/", "a/../../x", "/abs/x"):
+        with pytest.raises(NodeInputError, match="FrameFoldSaveLatent: input 'filename_prefix'"):
+            FrameFoldSaveLatent().save({"samples": latents}, bad)
+
+
+def test_latent_samples_are_raw_vae_latents_like_comfyui(folders):
+    """VAE Encode gives the VAE's raw posterior mean (ComfyUI's VAE Encode does not scale); decode takes it back."""
+    vae = _vae()
+    images = torch.rand(2, 8, 16, 3)
+    (enc,) = FrameFoldVAEEncode().encode(images, vae)
+    with torch.no_grad():
+        mean, _ = vae.model.encode_moments(images.permute(0, 3, 1, 2) * 2 - 1)
+    assert torch.allclose(enc["samples"], mean, atol=1e-6)
+    scaled = vae.encode(images)
+    assert torch.allclose(enc["samples"] * vae.config.scaling_factor, scaled, atol=1e-6)
+    (out,) = FrameFoldVAEDecode().decode(enc, vae)
+    assert torch.allclose(out, vae.decode(scaled), atol=1e-5)
 
 
 def _tiny_checkpoint(path):

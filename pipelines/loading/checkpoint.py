@@ -295,6 +295,7 @@ def assemble_checkpoint(state_dict, metadata=None, dtype=None, name="checkpoint"
         parts.clip, clip_cfg, tokenizer, dtype, what=f"{name} text encoder (cond_stage_model.*)", name=name
     )
     model_kwargs = {"frame_window": int(ff["frame_window"])} if "frame_window" in ff else {}
+    model_kwargs.update(latent_scale=vae.config.scaling_factor, latent_shift=vae.config.shift_factor)
     model = DiffusionModel(unet=unet, schedule=_schedule_from_dict(ff.get("schedule")), name=name, **model_kwargs)
     return model, text_encoder, vae
 
