@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 
@@ -179,7 +179,9 @@ FRAMEFOLD_LATENT_KEY = "framefold_latents"
 SD_LATENT_SCALE = 0.18215
 
 
-def save_latent_file(path, samples: torch.Tensor, metadata: Optional[dict] = None) -> Path:
+def save_latent_file(
+    path: Union[str, "os.PathLike[str]"], samples: torch.Tensor, metadata: Optional[dict] = None
+) -> Path:
     """Write raw VAE latents ``samples`` ``[F,C,h,w]`` as ComfyUI's Save Latent does (safetensors: ``latent_tensor``
     and the ``latent_format_version_0`` marker); ``metadata`` (e.g. ComfyUI's ``prompt``/``workflow``) is kept."""
     tensors = {
@@ -197,7 +199,7 @@ def _raw_metadata(path: Path) -> Optional[dict]:
         return f.metadata()
 
 
-def load_latent_file(path) -> torch.Tensor:
+def load_latent_file(path: Union[str, "os.PathLike[str]"]) -> torch.Tensor:
     """Read a ``.latent`` file of ComfyUI's Save Latent or FrameFold -> raw VAE latents ``[F,C,h,w]``.
 
     Like ComfyUI's Load Latent, files without the version marker are multiplied by 1/0.18215. FrameFold files written
