@@ -27,6 +27,18 @@ def seed_widget(tooltip: str) -> Widget:
     return (INT, {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True, "tooltip": tooltip})
 
 
+def size_policy_widget() -> Widget:
+    """How an image whose sides are not multiples of the VAE downscale is fitted (pipelines/latents.py)."""
+    return (
+        ["crop", "pad", "resize"],
+        {
+            "default": "crop",
+            "tooltip": "Sides that are not multiples of the VAE downscale (8 for SD): crop (default, centred, as "
+            "ComfyUI's VAE Encode does), pad (centred, edge pixels repeated) or resize (bilinear, nearest multiple).",
+        },
+    )
+
+
 def cfg_widget() -> Widget:
     """The classifier-free guidance scale widget shared by the samplers."""
     return (

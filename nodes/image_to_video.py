@@ -28,8 +28,8 @@ class FrameFoldImageToVideo:
                 "image": (
                     T.IMAGE,
                     {
-                        "tooltip": "The first frame (the batch's first image is used); width and height must be "
-                        "multiples of the VAE's downscale (8 for SD)."
+                        "tooltip": "The first frame (the batch's first image is used); other sizes than multiples of "
+                        "the VAE's downscale are fitted by size_policy."
                     },
                 ),
                 "strength": (
@@ -55,6 +55,7 @@ class FrameFoldImageToVideo:
                     {"tooltip": "Context windows for more frames than the motion module's window."},
                 ),
                 "freeinit": (T.FF_FREEINIT, {"tooltip": "FreeInit re-initialisation passes."}),
+                "size_policy": T.size_policy_widget(),
             },
         }
 
@@ -83,6 +84,7 @@ class FrameFoldImageToVideo:
         noise: Optional[Any] = None,
         context: Optional[Any] = None,
         freeinit: Optional[Any] = None,
+        size_policy: str = "crop",
     ) -> Tuple[Dict[str, Any]]:
         """Widgets -> ImageToVideoOptions -> animate_image -> the LATENT dict."""
         with node_inputs(self, WIDGET_NAMES):
@@ -94,6 +96,7 @@ class FrameFoldImageToVideo:
                 seed=int(seed),
                 frames=int(frames),
                 image_strength=float(strength),
+                size_policy=size_policy,
             )
             out = animate_image(
                 model, positive, negative, vae, image, options, noise=noise, context=context, freeinit=freeinit

@@ -29,7 +29,14 @@ class FrameFoldEmptyVideoLatent:
         """Size, frame count and the VAE that sets channels and downscale."""
         return {
             "required": {
-                "vae": (T.FF_VAE, {"tooltip": "The VAE: sets the latent channels and the pixels per latent pixel."}),
+                "vae": (
+                    T.FF_VAE,
+                    {
+                        "tooltip": "The VAE: sets the latent channels and its downscale factor d, the pixels per "
+                        "latent pixel (8 for SD 1.5 VAEs, 4 for FrameFold's tiny default model). ComfyUI's Empty "
+                        "Latent Image always assumes 8, which gives the tiny model a half-size video."
+                    },
+                ),
                 "width": (
                     T.INT,
                     {
@@ -37,7 +44,8 @@ class FrameFoldEmptyVideoLatent:
                         "min": 8,
                         "max": 8192,
                         "step": 8,
-                        "tooltip": "Video width in pixels (a multiple of the VAE downscale, 8 for SD).",
+                        "tooltip": "Video width in pixels: a multiple of the VAE's downscale d (8 for SD, 4 for the "
+                        "tiny default model).",
                     },
                 ),
                 "height": (
@@ -47,7 +55,7 @@ class FrameFoldEmptyVideoLatent:
                         "min": 8,
                         "max": 8192,
                         "step": 8,
-                        "tooltip": "Video height in pixels (a multiple of the VAE downscale).",
+                        "tooltip": "Video height in pixels: a multiple of the VAE's downscale d.",
                     },
                 ),
                 "frames": (T.INT, {"default": 16, "min": 1, "max": 4096, "tooltip": "Number of frames."}),
@@ -58,7 +66,10 @@ class FrameFoldEmptyVideoLatent:
     RETURN_NAMES = ("latent",)
     FUNCTION = "generate"
     CATEGORY = CATEGORY
-    DESCRIPTION = "Makes an empty latent video [frames, channels, height/d, width/d]."
+    DESCRIPTION = (
+        "Makes an empty latent video [frames, channels, height/d, width/d], d = the VAE's downscale factor "
+        "(8 for SD 1.5, 4 for FrameFold's tiny default model)."
+    )
 
     def generate(self, vae: Any, width: int, height: int, frames: int) -> Tuple[Dict[str, torch.Tensor]]:
         """Zeros ``[frames, C, height/d, width/d]``."""

@@ -18,6 +18,7 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
+from .latents import SIZE_POLICIES, fit_to_multiple
 from .models.bundle import Conditioning, DiffusionModel
 from .models.clip import TextEncoder
 from .models.vae import VAE
@@ -65,15 +66,18 @@ class VideoOptions(SamplingOptions):
 
 @dataclass(frozen=True)
 class ImageToVideoOptions(SamplingOptions):
-    """:func:`animate_image`: frames to generate and how firmly frame 0 is held to the image (1 = pinned)."""
+    """:func:`animate_image`: frames to generate, how firmly frame 0 is held to the image (1 = pinned) and how its
+    sides are fitted to the VAE downscale (:data:`~.latents.SIZE_POLICIES`)."""
 
     frames: int = 16
     image_strength: float = 1.0
+    size_policy: str = "crop"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("frames", self.frames, 1)
         check_range("image_strength", self.image_strength, 0.0, 1.0)
+        check_choice("size_policy", self.size_policy, SIZE_POLICIES)
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,8 @@ def animate_image(
         raise OptionError("image", "an IMAGE [F,H,W,3] in 0..1")
     _check_window(model, context, options.frames, "frames")
     try:
-        image_latent = model.latents_in(vae.encode(image[:1, :, :, :3].float(), scaled=False))
+        image = fit_to_multiple(image[:1, :, :, :3].float(), vae.downscale, options.size_policy, "image")
+        image_latent = model.latents_in(vae.encode(image, scaled=False))
     except ValueError as e:
         raise OptionError("image", str(e)) from e
     run = _start_run(model, options, (options.frames, *image_latent.shape[1:]), noise)

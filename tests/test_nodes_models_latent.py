@@ -177,3 +177,31 @@ def test_loaders_refuse_wrong_files(folders):
     (vae_dir / "broken.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(NodeInputError, match="input 'vae_name'.*broken.safetensors"):
         FrameFoldVAELoader().load("broken.safetensors", "auto")
+
+
+def test_image_size_policy_fits_sides_to_the_vae_downscale(folders):
+    from framefold.pipelines.latents import fit_to_multiple
+
+    images = torch.rand(2, 10, 13, 3)
+    cropped = fit_to_multiple(images, 4, "crop")
+    assert torch.equal(cropped, images[:, 1:9, 0:12])  # centred, like ComfyUI's vae_encode_crop_pixels
+    padded = fit_to_multiple(images, 4, "pad")
+    assert padded.shape == (2, 12, 16, 3)
+    assert torch.equal(padded[:, 1:11, 1:14], images)  # centred
+    assert torch.equal(padded[:, 0], padded[:, 1]) and torch.equal(padded[:, :, -1], padded[:, :, -3])
+    resized = fit_to_multiple(images, 4, "resize")
+    assert resized.shape == (2, 12, 12, 3) and 0 <= resized.min() and resized.max() <= 1
+    even = torch.rand(1, 8, 8, 3)
+    assert fit_to_multiple(even, 4, "pad") is even
+    with pytest.raises(ValueError, match="images.*at least 8x8"):
+        fit_to_multiple(torch.rand(1, 5, 9, 3), 8, "crop")
+
+    vae = _vae()
+    (enc,) = FrameFoldVAEEncode().encode(images, vae)  # default: crop
+    assert vae.downscale == 2 and enc["samples"].shape == (2, 4, 5, 6)
+    (enc_pad,) = FrameFoldVAEEncode().encode(images, vae, size_policy="pad")
+    assert enc_pad["samples"].shape == (2, 4, 5, 7)
+    with pytest.raises(NodeInputError, match="FrameFoldVAEEncode: input 'size_policy'"):
+        FrameFoldVAEEncode().encode(images, vae, size_policy="stretch")
+    tooltip = FrameFoldVAEEncode.INPUT_TYPES()["optional"]["size_policy"][1]["tooltip"]
+    assert "crop (default" in tooltip

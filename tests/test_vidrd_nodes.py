@@ -155,7 +155,8 @@ def test_image_to_video_node_with_freeinit_still_pins_the_image():
     [
         (dict(frames=9), "frames"),
         (dict(strength=1.5), "strength"),
-        (dict(image=torch.rand(1, 18, 16, 3)), "image"),
+        (dict(image=torch.rand(1, 1, 1, 3)), "image"),  # too small to crop to the downscale
+        (dict(image=torch.rand(1, 18, 16, 3), size_policy="stretch"), "size_policy"),
         (dict(vae="vae"), "vae"),
     ],
 )
