@@ -115,3 +115,78 @@ def install(monkeypatch: Any, base: Path) -> types.ModuleType:
     fp = make_folder_paths(base)
     monkeypatch.setitem(sys.modules, "folder_paths", fp)
     return fp
+
+
+SD15_LATENT_RGB_FACTORS = [  # comfy/latent_formats.py SD15
+    [0.3512, 0.2297, 0.3227],
+    [0.3250, 0.4974, 0.2350],
+    [-0.2829, 0.1762, 0.2721],
+    [-0.2120, -0.2616, -0.7177],
+]
+
+
+def install_comfy_progress(monkeypatch: Any, preview_method: str = "auto") -> Dict[str, Any]:
+    """``comfy.utils`` (ProgressBar), ``comfy.model_management`` (interrupt check), ``comfy.latent_formats`` (SD15)
+    and ``latent_preview`` (``get_previewer`` honouring ``--preview-method``: none / auto = latent2rgb) doubles.
+
+    Returns a record: ``updates`` holds each ``update_absolute(value, total, preview)`` call.
+    """
+    import torch
+    from PIL import Image
+
+    record: Dict[str, Any] = {"updates": [], "previewer_devices": []}
+
+    class ProgressBar:
+        def __init__(self, total: int) -> None:
+            self.total = total
+
+        def update_absolute(self, value: int, total: Any = None, preview: Any = None) -> None:
+            record["updates"].append((value, total, preview))
+
+    class LatentFormat:
+        scale_factor = 1.0
+        latent_channels = 4
+        latent_rgb_factors = None
+        latent_rgb_factors_bias = None
+        taesd_decoder_name = None
+
+    class SD15(LatentFormat):
+        def __init__(self, scale_factor: float = 0.18215) -> None:
+            self.scale_factor = scale_factor
+            self.latent_rgb_factors = SD15_LATENT_RGB_FACTORS
+            self.taesd_decoder_name = "taesd_decoder"
+
+    class Latent2RGBPreviewer:
+        def __init__(self, factors: Any) -> None:
+            self.factors = torch.tensor(factors).transpose(0, 1)
+
+        def decode_latent_to_preview_image(self, preview_format: str, x0: Any) -> Any:
+            rgb = torch.nn.functional.linear(x0[0].movedim(0, -1), self.factors.to(x0.dtype))
+            ubyte = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(0xFF).to(torch.uint8)
+            return ("JPEG", Image.fromarray(ubyte.numpy()), 512)
+
+    def get_previewer(device: Any, latent_format: Any) -> Any:
+        record["previewer_devices"].append(device)
+        if preview_method == "none":
+            return None
+        return Latent2RGBPreviewer(latent_format.latent_rgb_factors)
+
+    comfy = types.ModuleType("comfy")
+    utils = types.ModuleType("comfy.utils")
+    utils.ProgressBar = ProgressBar
+    mm = types.ModuleType("comfy.model_management")
+    mm.throw_exception_if_processing_interrupted = lambda: None
+    formats = types.ModuleType("comfy.latent_formats")
+    formats.LatentFormat, formats.SD15 = LatentFormat, SD15
+    preview = types.ModuleType("latent_preview")
+    preview.get_previewer = get_previewer
+    comfy.utils, comfy.model_management, comfy.latent_formats = utils, mm, formats
+    for name, module in (
+        ("comfy", comfy),
+        ("comfy.utils", utils),
+        ("comfy.model_management", mm),
+        ("comfy.latent_formats", formats),
+        ("latent_preview", preview),
+    ):
+        monkeypatch.setitem(sys.modules, name, module)
+    return record
