@@ -54,11 +54,17 @@ def cfg_widget() -> Widget:
     )
 
 
+CORE_NOTE = " FrameFold Text Encode or core CLIP Text Encode (one plain text conditioning)."
+
+
 def prompt_inputs(positive_tooltip: str = "What the video should show.") -> Dict[str, Widget]:
     """The positive / negative conditioning sockets shared by the samplers (in this order)."""
     return {
-        "positive": (FF_CONDITIONING, {"tooltip": positive_tooltip}),
-        "negative": (FF_CONDITIONING, {"tooltip": "What to steer away from (unused at cfg 1)."}),
+        "positive": (FF_CONDITIONING + ",CONDITIONING", {"tooltip": positive_tooltip + CORE_NOTE}),
+        "negative": (
+            FF_CONDITIONING + ",CONDITIONING",
+            {"tooltip": "What to steer away from (unused at cfg 1)." + CORE_NOTE},
+        ),
     }
 
 

@@ -7,6 +7,7 @@ import torch
 from ..pipelines.generate import ImageToVideoOptions, animate_image
 from . import _types as T
 from ._comfy import with_host_progress
+from ._core_types import prompt_pair
 from ._errors import node_inputs
 
 CATEGORY = "FrameFold/sampling"
@@ -87,6 +88,7 @@ class FrameFoldImageToVideo:
         size_policy: str = "crop",
     ) -> Tuple[Dict[str, Any]]:
         """Widgets -> ImageToVideoOptions -> animate_image -> the LATENT dict."""
+        positive, negative = prompt_pair(self, positive, negative)
         with node_inputs(self, WIDGET_NAMES):
             options = ImageToVideoOptions(
                 steps=steps,
