@@ -8,15 +8,16 @@ and interrupts reach ComfyUI's progress bar, and the model folders core does not
 
 import importlib
 import pkgutil
+from typing import Dict
 
 from ._comfy import wrap_node_class
 from ._comfy_paths import register_if_inside_comfyui
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
+NODE_CLASS_MAPPINGS: Dict[str, type] = {}
+NODE_DISPLAY_NAME_MAPPINGS: Dict[str, str] = {}
 
 
-def _collect_families():
+def _collect_families() -> None:
     """Import each node family module and merge its mappings, refusing duplicate class names."""
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
