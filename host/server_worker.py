@@ -28,7 +28,7 @@ log = logging.getLogger("framefold.server")
 BINARY_PREVIEW_IMAGE = 1
 BINARY_PREVIEW_WITH_METADATA = 4
 PREVIEW_MAX_SIDE = 384
-PREVIEW_MIN_INTERVAL_S = 0.25
+PREVIEW_MIN_INTERVAL_S = 0.0  # one preview per sampler step, as ComfyUI's KSampler sends
 PROGRESS_MIN_INTERVAL_S = 0.05
 
 # Fixed projection of SD-style 4-channel latents to RGB (approximate, as used for cheap previews).

@@ -2,19 +2,21 @@
 
 Every module in this package that defines ``NODE_CLASS_MAPPINGS`` is collected here, so adding a
 family is adding a file. Inside real ComfyUI each node's FUNCTION is wrapped so library progress
-and interrupts reach ComfyUI's progress bar (a no-op elsewhere). Modules starting with ``_`` are helpers, not families.
+and interrupts reach ComfyUI's progress bar, and the model folders core does not define are registered with
+``folder_paths`` (both no-ops elsewhere). Modules starting with ``_`` are helpers, not families.
 """
 
 import importlib
 import pkgutil
 
 from ._comfy import wrap_node_class
+from ._comfy_paths import register_if_inside_comfyui
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
 
 
-def _collect_families():
+def _collect_families() -> None:
     """Import each node family module and merge its mappings, refusing duplicate class names."""
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if info.name.startswith("_"):
@@ -27,4 +29,5 @@ def _collect_families():
         NODE_DISPLAY_NAME_MAPPINGS.update(getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {}))
 
 
+register_if_inside_comfyui()
 _collect_families()

@@ -4,16 +4,22 @@ Library loops report through ``pipelines.progress``. FrameFold's own host instal
 every node call; inside ComfyUI nobody does, so this module maps the same reports to ComfyUI's
 ``comfy.utils.ProgressBar`` (which drives the canvas bar and checks for interrupts) and to
 ``comfy.model_management.throw_exception_if_processing_interrupted`` (so a stop request raises
-ComfyUI's own interrupt exception, reported as "interrupted", not as an error).
+ComfyUI's own interrupt exception, reported as "interrupted", not as an error). A sampler's preview latent (the
+denoised estimate, in the UNet's latent space like core's ``x0``) goes through core's ``latent_preview`` previewer
+for the SD 1.5 latent format, so ``--preview-method`` (none / latent2rgb / taesd) is honoured as for KSampler.
 
 Outside ComfyUI every helper here is a no-op, so nodes can use them unconditionally.
 """
 
 import contextlib
 import functools
+import logging
 from typing import Any, Callable, Iterator, Optional, Tuple
 
 from ..pipelines import progress
+
+log = logging.getLogger("framefold")
+PREVIEW_CHANNELS = 4  # the SD 1.5 latent format core's previewers are built for
 
 
 def comfy_modules() -> Optional[Tuple[Any, Any]]:
@@ -35,18 +41,47 @@ class ComfyProgressSink(progress.ProgressSink):
         self._mm = model_management
         self._bar: Any = None
         self._total: Optional[int] = None
+        self._previewer: Any = None
+        self._previews = True  # off once core says previews are disabled (or cannot make one)
 
     def progress(self, step: int, total: int, preview: Any = None) -> None:
-        """Update (or start) the ComfyUI progress bar for this node."""
+        """Update (or start) the ComfyUI progress bar for this node, with a preview image when one is given."""
         if self._bar is None or total != self._total:
             self._bar = self._utils.ProgressBar(total)
             self._total = total
-        self._bar.update_absolute(step, total)
+        self._bar.update_absolute(step, total, self._preview_image(preview))
+
+    def _preview_image(self, latent: Any) -> Any:
+        """Core's ``("JPEG", PIL image, size)`` preview of the first frame of ``latent [F,C,h,w]``, or None."""
+        if latent is None or not self._previews or latent.ndim != 4 or latent.shape[1] != PREVIEW_CHANNELS:
+            return None
+        try:
+            if self._previewer is None:
+                self._previewer = core_previewer(latent.device)
+                if self._previewer is None:
+                    self._previews = False
+                    return None
+            return self._previewer.decode_latent_to_preview_image("JPEG", latent[:1].float())
+        except Exception as e:  # a preview must never fail the run
+            log.warning("FrameFold: latent preview skipped: %s", e)
+            self._previews = False
+            return None
 
     def should_stop(self) -> bool:
         """Raise ComfyUI's interrupt exception when the user pressed stop; otherwise keep going."""
         self._mm.throw_exception_if_processing_interrupted()
         return False
+
+
+def core_previewer(device: Any) -> Any:
+    """Core's previewer (``latent_preview.get_previewer``) for SD 1.5 latents, or None when ``--preview-method``
+    is ``none`` or ComfyUI is not there."""
+    try:
+        import comfy.latent_formats as latent_formats  # type: ignore
+        import latent_preview  # type: ignore
+    except ImportError:
+        return None
+    return latent_preview.get_previewer(device, latent_formats.SD15())
 
 
 @contextlib.contextmanager

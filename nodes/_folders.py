@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from ..pipelines.paths import PathRefused, contained_path
+from ._comfy_paths import comfy_folder_names
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 EMBEDDED_DIR = PACKAGE_DIR / "default_model"
@@ -19,6 +20,7 @@ MODEL_KINDS = (
     "vae",
     "text_encoders",
     "animatediff_models",
+    "animatediff_motion_lora",
     "controlnet",
     "upscale_models",
     "frame_interpolation",
@@ -68,10 +70,11 @@ def model_search_dirs(kind: str) -> List[Path]:
     dirs = [EMBEDDED_DIR / kind]
     fp = _comfy_folder_paths()
     if fp is not None:
-        try:
-            dirs += [Path(p) for p in fp.get_folder_paths(kind)]
-        except Exception:  # folder kind unknown to this ComfyUI version
-            pass
+        for name in comfy_folder_names(kind):
+            try:
+                dirs += [Path(p) for p in fp.get_folder_paths(name) if Path(p) not in dirs]
+            except Exception:  # folder name unknown to this ComfyUI version
+                pass
     else:
         roots = os.environ.get("FRAMEFOLD_MODELS")
         for root in roots.split(os.pathsep) if roots else [str(Path.cwd() / "models")]:

@@ -27,6 +27,18 @@ def seed_widget(tooltip: str) -> Widget:
     return (INT, {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True, "tooltip": tooltip})
 
 
+def size_policy_widget() -> Widget:
+    """How an image whose sides are not multiples of the VAE downscale is fitted (pipelines/latents.py)."""
+    return (
+        ["crop", "pad", "resize"],
+        {
+            "default": "crop",
+            "tooltip": "Sides that are not multiples of the VAE downscale (8 for SD): crop (default, centred, as "
+            "ComfyUI's VAE Encode does), pad (centred, edge pixels repeated) or resize (bilinear, nearest multiple).",
+        },
+    )
+
+
 def cfg_widget() -> Widget:
     """The classifier-free guidance scale widget shared by the samplers."""
     return (
@@ -52,11 +64,17 @@ def fraction_widget(tooltip: str, default: float = 1.0, low: float = 0.0) -> Wid
     return (FLOAT, {"default": default, "min": low, "max": 1.0, "step": 0.01, "tooltip": tooltip})
 
 
+CORE_NOTE = " FrameFold Text Encode or core CLIP Text Encode (one plain text conditioning)."
+
+
 def prompt_inputs(positive_tooltip: str = "What the video should show.") -> Dict[str, Widget]:
     """The positive / negative conditioning sockets shared by the samplers (in this order)."""
     return {
-        "positive": (FF_CONDITIONING, {"tooltip": positive_tooltip}),
-        "negative": (FF_CONDITIONING, {"tooltip": "What to steer away from (unused at cfg 1)."}),
+        "positive": (FF_CONDITIONING + ",CONDITIONING", {"tooltip": positive_tooltip + CORE_NOTE}),
+        "negative": (
+            FF_CONDITIONING + ",CONDITIONING",
+            {"tooltip": "What to steer away from (unused at cfg 1)." + CORE_NOTE},
+        ),
     }
 
 

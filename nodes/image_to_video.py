@@ -7,6 +7,7 @@ import torch
 from ..pipelines.generate import ImageToVideoOptions, animate_image
 from . import _types as T
 from ._comfy import with_host_progress
+from ._core_types import prompt_pair
 from ._errors import node_inputs
 
 CATEGORY = "FrameFold/sampling"
@@ -28,8 +29,8 @@ class FrameFoldImageToVideo:
                 "image": (
                     T.IMAGE,
                     {
-                        "tooltip": "The first frame (the batch's first image is used); width and height must be "
-                        "multiples of the VAE's downscale (8 for SD)."
+                        "tooltip": "The first frame (the batch's first image is used); other sizes than multiples of "
+                        "the VAE's downscale are fitted by size_policy."
                     },
                 ),
                 "strength": T.fraction_widget("1 pins frame 0 to the image; lower lets it drift; 0 ignores the image."),
@@ -46,6 +47,7 @@ class FrameFoldImageToVideo:
                     {"tooltip": "Context windows for more frames than the motion module's window."},
                 ),
                 "freeinit": (T.FF_FREEINIT, {"tooltip": "FreeInit re-initialisation passes."}),
+                "size_policy": T.size_policy_widget(),
             },
         }
 
@@ -74,11 +76,15 @@ class FrameFoldImageToVideo:
         noise: Optional[Any] = None,
         context: Optional[Any] = None,
         freeinit: Optional[Any] = None,
+        size_policy: str = "crop",
     ) -> Tuple[Dict[str, Any]]:
         """Widgets -> ImageToVideoOptions -> animate_image -> the LATENT dict."""
+        positive, negative = prompt_pair(self, positive, negative)
         with node_inputs(self, WIDGET_NAMES):
             fields = T.sampling_fields(seed, steps, cfg, sampler_name, scheduler)
-            options = ImageToVideoOptions(**fields, frames=int(frames), image_strength=float(strength))
+            options = ImageToVideoOptions(
+                **fields, frames=int(frames), image_strength=float(strength), size_policy=size_policy
+            )
             out = animate_image(
                 model, positive, negative, vae, image, options, noise=noise, context=context, freeinit=freeinit
             )

@@ -1,10 +1,12 @@
 """Latent nodes: an empty video latent, and latents saved to / loaded from ComfyUI-compatible ``.latent`` files.
 
-Files are written under ``output/latents/``; FrameFold VAE Decode (``nodes/vae_codec.py``) saves its input there
+LATENT samples are raw VAE latents, as in ComfyUI (the sampler applies the model's scale). Files are named and written
+exactly as ComfyUI's Save Latent does (``output/latents/FrameFold_00001_.latent`` by default); FrameFold VAE Decode (``nodes/vae_codec.py``) saves its input there
 when decoding fails, and FrameFold Load Latent lists both the input and the output folder.
 """
 
-from typing import Any, Dict, Tuple
+import json
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -12,8 +14,9 @@ from ..pipelines.latents import EmptyLatentOptions, empty_video_latent
 from ..pipelines.loading.files import WeightFileError, load_latent_file
 from . import _types as T
 from ._errors import NodeInputError, node_inputs
+from ._folders import io_dir
 from ._io_files import io_file_changed, io_file_verdict, resolve_io_file
-from ._latent_files import LATENT_KIND, LATENT_SUBFOLDER, list_latent_files, save_numbered_latent
+from ._latent_files import LATENT_KIND, list_latent_files, save_numbered_latent
 
 CATEGORY = "FrameFold/latent"
 
@@ -26,7 +29,14 @@ class FrameFoldEmptyVideoLatent:
         """Size, frame count and the VAE that sets channels and downscale."""
         return {
             "required": {
-                "vae": (T.FF_VAE, {"tooltip": "The VAE: sets the latent channels and the pixels per latent pixel."}),
+                "vae": (
+                    T.FF_VAE,
+                    {
+                        "tooltip": "The VAE: sets the latent channels and its downscale factor d, the pixels per "
+                        "latent pixel (8 for SD 1.5 VAEs, 4 for FrameFold's tiny default model). ComfyUI's Empty "
+                        "Latent Image always assumes 8, which gives the tiny model a half-size video."
+                    },
+                ),
                 "width": (
                     T.INT,
                     {
@@ -34,7 +44,8 @@ class FrameFoldEmptyVideoLatent:
                         "min": 8,
                         "max": 8192,
                         "step": 8,
-                        "tooltip": "Video width in pixels (a multiple of the VAE downscale, 8 for SD).",
+                        "tooltip": "Video width in pixels: a multiple of the VAE's downscale d (8 for SD, 4 for the "
+                        "tiny default model).",
                     },
                 ),
                 "height": (
@@ -44,7 +55,7 @@ class FrameFoldEmptyVideoLatent:
                         "min": 8,
                         "max": 8192,
                         "step": 8,
-                        "tooltip": "Video height in pixels (a multiple of the VAE downscale).",
+                        "tooltip": "Video height in pixels: a multiple of the VAE's downscale d.",
                     },
                 ),
                 "frames": (T.INT, {"default": 16, "min": 1, "max": 4096, "tooltip": "Number of frames."}),
@@ -55,7 +66,10 @@ class FrameFoldEmptyVideoLatent:
     RETURN_NAMES = ("latent",)
     FUNCTION = "generate"
     CATEGORY = CATEGORY
-    DESCRIPTION = "Makes an empty latent video [frames, channels, height/d, width/d]."
+    DESCRIPTION = (
+        "Makes an empty latent video [frames, channels, height/d, width/d], d = the VAE's downscale factor "
+        "(8 for SD 1.5, 4 for FrameFold's tiny default model)."
+    )
 
     def generate(self, vae: Any, width: int, height: int, frames: int) -> Tuple[Dict[str, torch.Tensor]]:
         """Zeros ``[frames, C, height/d, width/d]``."""
@@ -74,9 +88,14 @@ class FrameFoldSaveLatent:
                 "samples": (T.LATENT, {"tooltip": "Latents to save."}),
                 "filename_prefix": (
                     T.STRING,
-                    {"default": "FrameFold", "tooltip": "File name prefix; files go to output/latents/."},
+                    {
+                        "default": "latents/FrameFold",
+                        "tooltip": "File name prefix inside the output folder; subfolders allowed "
+                        "(files are named <prefix>_00001_.latent, as ComfyUI's Save Latent names them).",
+                    },
                 ),
-            }
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
     RETURN_TYPES = ()
@@ -85,15 +104,21 @@ class FrameFoldSaveLatent:
     CATEGORY = CATEGORY
     DESCRIPTION = "Saves latents (safetensors .latent, readable by ComfyUI's Load Latent too)."
 
-    def save(self, samples: Dict[str, Any], filename_prefix: str = "FrameFold") -> Dict[str, Any]:
-        """Write the file; the UI gets its name."""
-        prefix = filename_prefix.strip().replace("\\", "/")
-        if not prefix or "/" in prefix or prefix.startswith("."):
-            raise NodeInputError(
-                type(self).__name__, "filename_prefix", f"a plain file name prefix, got {filename_prefix!r}"
-            )
-        path = save_numbered_latent(prefix, T.latent_samples(self, samples, "samples"))
-        return {"ui": {"latents": [{"filename": path.name, "subfolder": LATENT_SUBFOLDER, "type": "output"}]}}
+    def save(
+        self,
+        samples: Dict[str, Any],
+        filename_prefix: str = "latents/FrameFold",
+        prompt: Optional[Dict[str, Any]] = None,
+        extra_pnginfo: Optional[Dict[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        """Write the file (with the prompt and workflow as metadata, like ComfyUI); the UI gets its name."""
+        latents = T.latent_samples(self, samples, "samples")
+        metadata = {"prompt": json.dumps(prompt)} if prompt is not None else {}
+        metadata.update({k: json.dumps(v) for k, v in (extra_pnginfo or {}).items()})
+        path = save_numbered_latent(type(self).__name__, filename_prefix, latents, metadata)
+        subfolder = path.parent.relative_to(io_dir("output")).as_posix()
+        entry = {"filename": path.name, "subfolder": "" if subfolder == "." else subfolder, "type": "output"}
+        return {"ui": {"latents": [entry]}}
 
 
 class FrameFoldLoadLatent:

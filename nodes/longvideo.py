@@ -6,6 +6,7 @@ from ..pipelines.generate import NOISE_REUSE, LongVideoOptions, generate_long_vi
 from ..pipelines.sampling.vidrd import DEFAULT_OVERLAP, OVERLAP_MODES
 from . import _types as T
 from ._comfy import with_host_progress
+from ._core_types import prompt_pair
 from ._errors import node_inputs
 
 CATEGORY = "FrameFold/sampling"
@@ -139,6 +140,7 @@ class FrameFoldLongVideoSampler:
     ) -> Tuple[Dict[str, Any]]:
         """Widgets -> LongVideoOptions -> generate_long_video -> the LATENT dict."""
         samples = T.latent_samples(self, latent, "latent")
+        positive, negative = prompt_pair(self, positive, negative)
         image = None if first_frame is None else T.latent_samples(self, first_frame, "first_frame")
         with node_inputs(self, T.SAMPLER_WIDGET_NAMES):
             options = LongVideoOptions(

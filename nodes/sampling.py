@@ -6,6 +6,7 @@ from ..pipelines.generate import VideoOptions, generate_video
 from ..pipelines.sampling.context import FUSE_METHODS, ContextOptions
 from . import _types as T
 from ._comfy import with_host_progress
+from ._core_types import prompt_pair
 from ._errors import node_inputs
 
 CATEGORY = "FrameFold/sampling"
@@ -156,6 +157,7 @@ class FrameFoldVideoSampler:
     ) -> Tuple[Dict[str, Any]]:
         """Widgets -> VideoOptions -> generate_video -> the LATENT dict."""
         samples = T.latent_samples(self, latent, "latent")
+        positive, negative = prompt_pair(self, positive, negative)
         with node_inputs(self, T.SAMPLER_WIDGET_NAMES):
             fields = T.sampling_fields(seed, steps, cfg, sampler_name, scheduler)
             options = VideoOptions(**fields, denoise_strength=float(denoise))

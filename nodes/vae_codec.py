@@ -32,7 +32,7 @@ class FrameFoldVAEEncode:
         """Frames, VAE, posterior mode, seed and chunking."""
         return {
             "required": {
-                "images": (T.IMAGE, {"tooltip": "Frames [F,H,W,C] in 0..1; H and W multiples of the VAE downscale."}),
+                "images": (T.IMAGE, {"tooltip": "Frames [F,H,W,C] in 0..1; other sizes are fitted by size_policy."}),
                 "vae": (T.FF_VAE, {"tooltip": "The VAE to encode with."}),
             },
             "optional": {
@@ -54,6 +54,7 @@ class FrameFoldVAEEncode:
                         "tooltip": "Frames encoded at once; lower uses less memory.",
                     },
                 ),
+                "size_policy": T.size_policy_widget(),
             },
         }
 
@@ -61,14 +62,21 @@ class FrameFoldVAEEncode:
     RETURN_NAMES = ("latent",)
     FUNCTION = "encode"
     CATEGORY = CATEGORY
-    DESCRIPTION = "Encodes frames into scaled latents for the sampler."
+    DESCRIPTION = "Encodes frames into latents (raw VAE latents, the same values as ComfyUI's VAE Encode)."
 
     def encode(
-        self, images: torch.Tensor, vae: Any, mode: str = "mean", seed: int = 0, frame_chunk: int = 16
+        self,
+        images: torch.Tensor,
+        vae: Any,
+        mode: str = "mean",
+        seed: int = 0,
+        frame_chunk: int = 16,
+        size_policy: str = "crop",
     ) -> Tuple[Dict[str, torch.Tensor]]:
         """IMAGE -> LATENT."""
         with node_inputs(self):
-            return ({"samples": encode_video(vae, images, EncodeOptions(mode, int(seed), frame_chunk))},)
+            options = EncodeOptions(mode, int(seed), frame_chunk, size_policy)
+            return ({"samples": encode_video(vae, images, options)},)
 
 
 class FrameFoldVAEDecode:
@@ -152,7 +160,7 @@ class FrameFoldVAEDecode:
 
     def _saved_latents_error(self, latents: torch.Tensor, error: BaseException) -> BaseException:
         """Write the latents to ``output/latents/``; the error to raise says where they are."""
-        saved = save_numbered_latent("FrameFold_decode_failed", latents)
+        saved = save_numbered_latent(type(self).__name__, "latents/FrameFold_decode_failed", latents)
         name = saved.relative_to(io_dir("output")).as_posix()
         if isinstance(error, progress.Interrupted):
             return progress.Interrupted(f"{error}; the latents were saved to {saved}")

@@ -7,11 +7,13 @@
 - :func:`encode_prompt`: the text conditioning all of them take.
 
 Each call seeds one CPU ``torch.Generator`` from ``options.seed`` and draws, in this order, the initial noise (from
-the optional noise prior) and then the sampler's own noise, so the same options give bit-identical latents. Every
+the optional noise prior) and then the sampler's own noise, so the same options give bit-identical latents. Latents
+in and out are raw VAE latents (ComfyUI's LATENT convention); the model's latent format scales them for the UNet. Every
 bad value raises :class:`~.options.OptionError` naming the option or input (``model``, ``positive``, ``noise``,
 ``context``, ``freeinit``, ``first_frame``, ``image``, ``vae``, ``key_latents`` or an options field).
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -20,6 +22,7 @@ import torch
 from .control.apply import control_for_clip
 from .device import Float32Denoiser, compute_device
 from .interpolation.diffusion import inbetween, key_positions
+from .latents import SIZE_POLICIES, fit_to_multiple
 from .memory import check_sampler_memory
 from .models.bundle import Conditioning, DiffusionModel
 from .models.clip import TextEncoder
@@ -81,15 +84,18 @@ class InbetweenOptions(VideoOptions):
 
 @dataclass(frozen=True)
 class ImageToVideoOptions(SamplingOptions):
-    """:func:`animate_image`: frames to generate and how firmly frame 0 is held to the image (1 = pinned)."""
+    """:func:`animate_image`: frames to generate, how firmly frame 0 is held to the image (1 = pinned) and how its
+    sides are fitted to the VAE downscale (:data:`~.latents.SIZE_POLICIES`)."""
 
     frames: int = 16
     image_strength: float = 1.0
+    size_policy: str = "crop"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("frames", self.frames, 1)
         check_range("image_strength", self.image_strength, 0.0, 1.0)
+        check_choice("size_policy", self.size_policy, SIZE_POLICIES)
 
 
 @dataclass(frozen=True)
@@ -237,11 +243,11 @@ def generate_video(
             denoiser,
             run.noise.to(model.device),
             run.sigmas,
-            latent=latent.to(device=model.device, dtype=torch.float32),
+            latent=model.latents_in(latent.float()).to(device=model.device, dtype=torch.float32),
             denoise_strength=options.denoise_strength,
             generator=run.generator,
         )
-    return out.float().cpu()
+    return model.latents_out(out.float().cpu())
 
 
 def animate_image(
@@ -264,7 +270,8 @@ def animate_image(
         raise OptionError("image", "an IMAGE [F,H,W,3] in 0..1")
     _check_window(model, context, options.frames, "frames")
     try:
-        image_latent = vae.encode(image[:1, :, :, :3].float())
+        image = fit_to_multiple(image[:1, :, :, :3].float(), vae.downscale, options.size_policy, "image")
+        image_latent = model.latents_in(vae.encode(image, scaled=False))
     except ValueError as e:
         raise OptionError("image", str(e)) from e
     run = _start_run(model, options, (options.frames, *image_latent.shape[1:]), noise)
@@ -289,7 +296,7 @@ def animate_image(
         )
     else:
         out = one_pass(initial)
-    return out.float().cpu()
+    return model.latents_out(out.float().cpu())
 
 
 def inbetween_video(
@@ -312,7 +319,7 @@ def inbetween_video(
     with default_placement().use(model):
         out = inbetween(
             denoiser,
-            key_latents.to(device=model.device, dtype=torch.float32),
+            model.latents_in(key_latents.float()).to(device=model.device, dtype=torch.float32),
             run.noise.to(model.device),
             run.sigmas,
             multiplier=options.multiplier,
@@ -320,7 +327,10 @@ def inbetween_video(
             denoise_strength=options.denoise_strength,
             generator=run.generator,
         )
-    return out.float().cpu()
+    out = model.latents_out(out.float().cpu())
+    # the keys end exactly on their latents in the UNet's space; the raw round trip may differ in the last bit
+    out[key_positions(key_latents.shape[0], options.multiplier)] = key_latents.float().cpu()
+    return out
 
 
 def clip_conditioning(cond: Conditioning, positions: Sequence[int], total_frames: int, which: str) -> Conditioning:
@@ -378,10 +388,10 @@ def generate_long_video(
             raise OptionError(
                 "first_frame", f"a latent [1, {', '.join(map(str, frame_shape))}] (the same frame size as the video)"
             )
-        image = first_frame[:1].float().to(run.noise.device)
+        image = model.latents_in(first_frame[:1].float()).to(run.noise.device)
         hooks.append(first_frame_hold(image, run.noise, float(options.first_frame_strength)))
     denoiser, for_clip = _clip_denoisers(model, positive, negative, options.cfg, total)
-    return sample_long_video(
+    result = sample_long_video(
         denoiser,
         frame_shape,
         total,
@@ -395,6 +405,7 @@ def generate_long_video(
         alphas_cumprod=run.alphas_cumprod,
         first_clip_hooks=hooks,
     )
+    return dataclasses.replace(result, latent=model.latents_out(result.latent.float().cpu()))
 
 
 __all__ = [

@@ -3,11 +3,15 @@
 The graphs are the source of truth; this script turns them into canvas-loadable files with the host's own
 ``api_to_ui`` so widget order always matches the node definitions. Run it after changing a node's inputs:
 
-    python scripts/make_example_workflows.py
+    python scripts/make_example_workflows.py [OUT_DIR] [--no-thumbnails]
+
+Each example is also run once (``framefold run``, minutes on a CPU) and the first frame of its first video is saved
+as ``<name>.jpg``, the template thumbnail ComfyUI's template browser asks for.
 """
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from framefold.host.registry import default_registry
@@ -281,8 +285,43 @@ EXAMPLES = {
 }
 
 
-def main(out_dir=None):
-    """Write every example as UI-format JSON into ``out_dir`` (default: the package's example_workflows)."""
+THUMBNAIL_SIDE = 256  # ComfyUI's template browser shows <name>.jpg beside each example
+
+
+def first_frame(video_path: Path):
+    """The first frame of a video file as an RGB uint8 array ``[H, W, 3]``."""
+    import av
+
+    with av.open(str(video_path)) as container:
+        for frame in container.decode(video=0):
+            return frame.to_ndarray(format="rgb24")
+    raise RuntimeError(f"{video_path}: no frames")
+
+
+def write_thumbnail(workflow: Path) -> Path:
+    """Run ``workflow`` with ``framefold run`` and save the first frame of its first video as ``<name>.jpg``
+    (nearest-neighbour enlarged to :data:`THUMBNAIL_SIDE` pixels on the long side)."""
+    import cv2
+
+    from framefold.host.cli import main as framefold_main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if framefold_main(["run", str(workflow), "--output-dir", tmp, "--quiet"]) != 0:
+            raise RuntimeError(f"{workflow.name}: framefold run failed")
+        videos = sorted(p for p in Path(tmp).rglob("*") if p.suffix in (".mp4", ".webm", ".webp", ".gif"))
+        if not videos:
+            raise RuntimeError(f"{workflow.name}: wrote no video")
+        rgb = first_frame(videos[0])
+    scale = max(1, THUMBNAIL_SIDE // max(rgb.shape[:2]))
+    big = cv2.resize(rgb, (rgb.shape[1] * scale, rgb.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
+    path = workflow.with_suffix(".jpg")
+    cv2.imwrite(str(path), cv2.cvtColor(big, cv2.COLOR_RGB2BGR), [int(cv2.IMWRITE_JPEG_QUALITY), 90])
+    return path
+
+
+def main(out_dir=None, thumbnails: bool = True):
+    """Write every example as UI-format JSON into ``out_dir`` (default: the package's example_workflows), and with
+    ``thumbnails`` run each one for its template thumbnail ``<name>.jpg`` (minutes on a CPU)."""
     out = Path(out_dir) if out_dir else Path(__file__).resolve().parent.parent / "example_workflows"
     out.mkdir(parents=True, exist_ok=True)
     registry = default_registry()
@@ -290,7 +329,10 @@ def main(out_dir=None):
         ui = api_to_ui(build(), registry)
         (out / f"{name}.json").write_text(json.dumps(ui, indent=1) + "\n")
         print(f"wrote {out / (name + '.json')}")
+        if thumbnails:
+            print(f"wrote {write_thumbnail(out / f'{name}.json')}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else None)
+    args = [a for a in sys.argv[1:] if a != "--no-thumbnails"]
+    main(args[0] if args else None, thumbnails="--no-thumbnails" not in sys.argv[1:])

@@ -186,6 +186,16 @@ def test_latent_file_round_trip(tmp_path):
     assert torch.equal(load_latent_file(path), samples)
     save_file({"latent_tensor": samples}, str(tmp_path / "old.latent"))  # ComfyUI's pre-version-marker files
     assert torch.allclose(load_latent_file(tmp_path / "old.latent"), samples / 0.18215)
+    marker = torch.tensor([])
+    save_file({"latent_tensor": samples, "latent_format_version_0": marker}, str(tmp_path / "core.latent"))
+    assert torch.equal(load_latent_file(tmp_path / "core.latent"), samples)  # ComfyUI --disable-metadata
+    save_file(
+        {"latent_tensor": samples, "latent_format_version_0": marker}, str(tmp_path / "c2.latent"), {"prompt": "{}"}
+    )
+    assert torch.equal(load_latent_file(tmp_path / "c2.latent"), samples)  # ComfyUI's Save Latent
+    old_ff = {"latent_tensor": samples, "latent_format_version_0": marker}
+    save_file(old_ff, str(tmp_path / "old_ff.latent"), metadata={})  # FrameFold's scaled files: empty metadata
+    assert torch.allclose(load_latent_file(tmp_path / "old_ff.latent"), samples / 0.18215)
     save_file({"other": samples}, str(tmp_path / "bad.latent"))
     with pytest.raises(WeightFileError, match="not a latent file"):
         load_latent_file(tmp_path / "bad.latent")

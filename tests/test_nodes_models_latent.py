@@ -87,15 +87,41 @@ def test_failed_decode_saves_latents_and_load_latent_resumes(folders, monkeypatc
     assert isinstance(FrameFoldLoadLatent.VALIDATE_INPUTS("../../etc/passwd"), str)
 
 
-def test_save_latent_node(folders):
+def test_save_latent_node_names_files_like_comfyui(folders):
     latents = torch.randn(2, 4, 3, 3)
-    ui = FrameFoldSaveLatent().save({"samples": latents}, "clip")
-    entry = ui["ui"]["latents"][0]
-    assert entry["filename"] == "clip_00001_.latent"
+    ui = FrameFoldSaveLatent().save({"samples": latents}, "latents/clip", prompt={"1": {"class_type": "X"}})
+    assert ui["ui"]["latents"] == [{"filename": "clip_00001_.latent", "subfolder": "latents", "type": "output"}]
+    (folders / "output" / "latents" / "clip_00007_.latent").write_bytes(b"")  # ComfyUI: one above the highest
+    ui = FrameFoldSaveLatent().save({"samples": latents}, "latents/clip")
+    assert ui["ui"]["latents"][0]["filename"] == "clip_00008_.latent"
+    ui = FrameFoldSaveLatent().save({"samples": latents}, "runs/a/clip")
+    assert ui["ui"]["latents"][0] == {"filename": "clip_00001_.latent", "subfolder": "runs/a", "type": "output"}
+    ui = FrameFoldSaveLatent().save({"samples": latents}, "top")
+    assert ui["ui"]["latents"][0] == {"filename": "top_00001_.latent", "subfolder": "", "type": "output"}
     (loaded,) = FrameFoldLoadLatent().load("latents/clip_00001_.latent [output]")
     assert torch.equal(loaded["samples"], latents)
-    with pytest.raises(NodeInputError, match="filename_prefix"):
-        FrameFoldSaveLatent().save({"samples": latents}, "../x")
+    from safetensors import safe_open
+
+    with safe_open(str(folders / "output" / "latents" / "clip_00001_.latent"), "pt") as f:
+        assert sorted(f.keys()) == ["latent_format_version_0", "latent_tensor"]  # what ComfyUI's Load Latent reads
+        assert f.metadata()["prompt"] == '{"1": {"class_type": "X"}}'
+    for bad in ("../x", "latents/", "a/../../x", "/abs/x"):
+        with pytest.raises(NodeInputError, match="FrameFoldSaveLatent: input 'filename_prefix'"):
+            FrameFoldSaveLatent().save({"samples": latents}, bad)
+
+
+def test_latent_samples_are_raw_vae_latents_like_comfyui(folders):
+    """VAE Encode gives the VAE's raw posterior mean (ComfyUI's VAE Encode does not scale); decode takes it back."""
+    vae = _vae()
+    images = torch.rand(2, 8, 16, 3)
+    (enc,) = FrameFoldVAEEncode().encode(images, vae)
+    with torch.no_grad():
+        mean, _ = vae.model.encode_moments(images.permute(0, 3, 1, 2) * 2 - 1)
+    assert torch.allclose(enc["samples"], mean, atol=1e-6)
+    scaled = vae.encode(images)
+    assert torch.allclose(enc["samples"] * vae.config.scaling_factor, scaled, atol=1e-6)
+    (out,) = FrameFoldVAEDecode().decode(enc, vae)
+    assert torch.allclose(out, vae.decode(scaled), atol=1e-5)
 
 
 def test_save_latent_takes_the_next_free_number_and_leaves_no_temp_file(folders):
@@ -103,7 +129,9 @@ def test_save_latent_takes_the_next_free_number_and_leaves_no_temp_file(folders)
     out = folders / "output" / "latents"
     out.mkdir(parents=True)
     (out / "clip_00003_.latent").write_bytes(b"taken")
-    names = [FrameFoldSaveLatent().save({"samples": latents}, "clip")["ui"]["latents"][0]["filename"] for _ in "ab"]
+    names = [
+        FrameFoldSaveLatent().save({"samples": latents}, "latents/clip")["ui"]["latents"][0]["filename"] for _ in "ab"
+    ]
     assert names == ["clip_00004_.latent", "clip_00005_.latent"]
     assert sorted(p.name for p in out.iterdir()) == ["clip_00003_.latent", *names]
     assert (out / "clip_00003_.latent").read_bytes() == b"taken"
@@ -180,3 +208,31 @@ def test_one_resolver_reads_folder_annotations_and_refuses_escapes(folders):
     assert "a video file inside the output folder" in io_file_verdict(
         "N", "video", "/etc/passwd [output]", "video file"
     )
+
+
+def test_image_size_policy_fits_sides_to_the_vae_downscale(folders):
+    from framefold.pipelines.latents import fit_to_multiple
+
+    images = torch.rand(2, 10, 13, 3)
+    cropped = fit_to_multiple(images, 4, "crop")
+    assert torch.equal(cropped, images[:, 1:9, 0:12])  # centred, like ComfyUI's vae_encode_crop_pixels
+    padded = fit_to_multiple(images, 4, "pad")
+    assert padded.shape == (2, 12, 16, 3)
+    assert torch.equal(padded[:, 1:11, 1:14], images)  # centred
+    assert torch.equal(padded[:, 0], padded[:, 1]) and torch.equal(padded[:, :, -1], padded[:, :, -3])
+    resized = fit_to_multiple(images, 4, "resize")
+    assert resized.shape == (2, 12, 12, 3) and 0 <= resized.min() and resized.max() <= 1
+    even = torch.rand(1, 8, 8, 3)
+    assert fit_to_multiple(even, 4, "pad") is even
+    with pytest.raises(ValueError, match="images.*at least 8x8"):
+        fit_to_multiple(torch.rand(1, 5, 9, 3), 8, "crop")
+
+    vae = _vae()
+    (enc,) = FrameFoldVAEEncode().encode(images, vae)  # default: crop
+    assert vae.downscale == 2 and enc["samples"].shape == (2, 4, 5, 6)
+    (enc_pad,) = FrameFoldVAEEncode().encode(images, vae, size_policy="pad")
+    assert enc_pad["samples"].shape == (2, 4, 5, 7)
+    with pytest.raises(NodeInputError, match="FrameFoldVAEEncode: input 'size_policy'"):
+        FrameFoldVAEEncode().encode(images, vae, size_policy="stretch")
+    tooltip = FrameFoldVAEEncode.INPUT_TYPES()["optional"]["size_policy"][1]["tooltip"]
+    assert "crop (default" in tooltip

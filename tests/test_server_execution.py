@@ -192,7 +192,7 @@ def test_websocket_message_sequence_for_one_run(server):
     assert executed["node"] == "3" and executed["display_node"] == "3" and executed["prompt_id"] == prompt_id
     assert executed["output"]["images"][0]["type"] == "output"
     binaries = [m["binary"] for m in messages if m["type"] == "<binary>"]
-    assert len(binaries) >= 2  # first and last step always; middle ones throttled
+    assert len(binaries) == 3  # one preview per step, as ComfyUI's KSampler sends
     for frame in binaries:
         kind, length = struct.unpack(">II", frame[:8])
         meta = json.loads(frame[8 : 8 + length])

@@ -38,7 +38,7 @@ def test_every_boot_route_answers_json_under_both_prefixes(server, prefix):
 def test_boot_route_contents(server):
     users = server.get_json("/api/users")
     assert users == {"storage": "server", "migrated": True} and "users" not in users
-    assert server.get_json("/api/extensions") == []  # the pack's web dir has no JS yet
+    assert server.get_json("/api/extensions") == ["/extensions/framefold/framefold_text.js"]  # the shipped extension
     info = server.get_json("/api/object_info")
     assert set(info) == {
         "FrameFoldTestSource",

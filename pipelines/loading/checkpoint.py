@@ -103,6 +103,7 @@ def assemble_checkpoint(
         parts.clip, clip_cfg, tokenizer, dtype, what=f"{source} text encoder (cond_stage_model.*)", name=name
     )
     model_kwargs: Dict[str, Any] = {"frame_window": int(ff["frame_window"])} if "frame_window" in ff else {}
+    model_kwargs.update(latent_scale=vae.config.scaling_factor, latent_shift=vae.config.shift_factor)
     schedule = config_from_dict(ScheduleConfig, ff.get("schedule") or {})
     model = DiffusionModel(unet=unet, schedule=schedule, name=name, **model_kwargs)
     return model, text_encoder, vae

@@ -263,31 +263,43 @@ def write_safetensors(
 LATENT_EXTENSION = ".latent"
 
 
-def save_latent_file(
-    path: Union[str, Path], samples: torch.Tensor, metadata: Optional[Mapping[str, Any]] = None
-) -> Path:
-    """Write ``samples`` ``[F,C,h,w]`` as a ComfyUI-compatible ``.latent`` file (safetensors, ``latent_tensor``).
+# The metadata key FrameFold adds to its .latent files; files without ``latent_format_version_0`` (very old ComfyUI)
+# and old FrameFold files (the marker but an empty metadata table) hold latents scaled by the SD VAE's factor.
+FRAMEFOLD_LATENT_KEY = "framefold_latents"
+SD_LATENT_SCALE = 0.18215
 
-    The ``latent_format_version_0`` marker tells ComfyUI's Load Latent the values are already scaled.
-    """
+
+def save_latent_file(
+    path: Union[str, "os.PathLike[str]"], samples: torch.Tensor, metadata: Optional[dict] = None
+) -> Path:
+    """Write raw VAE latents ``samples`` ``[F,C,h,w]`` as ComfyUI's Save Latent does (safetensors: ``latent_tensor``
+    and the ``latent_format_version_0`` marker); ``metadata`` (e.g. ComfyUI's ``prompt``/``workflow``) is kept."""
     tensors = {
         "latent_tensor": samples.detach().float().contiguous().cpu(),
         "latent_format_version_0": torch.tensor([]),
     }
-    return write_safetensors(path, tensors, metadata)
+    return write_safetensors(path, tensors, {**(metadata or {}), FRAMEFOLD_LATENT_KEY: "raw_vae"})
 
 
-def load_latent_file(path: Union[str, Path]) -> torch.Tensor:
-    """Read a ``.latent`` file written by :func:`save_latent_file` or ComfyUI's Save Latent -> ``[F,C,h,w]``.
+def _raw_metadata(path: Path) -> Optional[dict]:
+    """The ``__metadata__`` table of a safetensors file as stored: None when absent, ``{}`` when empty."""
+    from safetensors import safe_open
 
-    Files without the version marker (written by very old ComfyUI versions) are multiplied by 1/0.18215, as
-    ComfyUI's Load Latent does.
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return f.metadata()
+
+
+def load_latent_file(path: Union[str, "os.PathLike[str]"]) -> torch.Tensor:
+    """Read a ``.latent`` file of ComfyUI's Save Latent or FrameFold -> raw VAE latents ``[F,C,h,w]``.
+
+    Like ComfyUI's Load Latent, files without the version marker are multiplied by 1/0.18215. FrameFold files written
+    before LATENT meant raw VAE latents (the marker and an empty metadata table) are converted the same way.
     """
     path = Path(path)
     tensors, _ = _read_safetensors(path, "cpu")
     if "latent_tensor" not in tensors:
         raise WeightFileError(f"{path}: not a latent file (no 'latent_tensor'; keys: {sorted(tensors)[:5]})")
     samples = tensors["latent_tensor"].float()
-    if "latent_format_version_0" not in tensors:
-        samples = samples * (1.0 / 0.18215)
+    if "latent_format_version_0" not in tensors or _raw_metadata(path) == {}:
+        samples = samples * (1.0 / SD_LATENT_SCALE)
     return samples

@@ -91,6 +91,18 @@ class DiffusionModel:
     name: str = ""
     native_schedule: Optional[ScheduleConfig] = None  # the checkpoint's own schedule (None: ``schedule`` is it)
     schedule_choice: str = "auto"  # one of SCHEDULE_CHOICES
+    # The latent format of the VAE the model was trained with: LATENT values are raw VAE latents (ComfyUI's
+    # convention), the UNet works on (z - shift) * scale.
+    latent_scale: float = 0.18215
+    latent_shift: float = 0.0
+
+    def latents_in(self, latents: torch.Tensor) -> torch.Tensor:
+        """Raw VAE latents (a LATENT's samples) -> the UNet's latent space (ComfyUI's ``process_in``)."""
+        return (latents - self.latent_shift) * self.latent_scale
+
+    def latents_out(self, latents: torch.Tensor) -> torch.Tensor:
+        """The UNet's latent space -> raw VAE latents (ComfyUI's ``process_out``)."""
+        return latents / self.latent_scale + self.latent_shift
 
     @property
     def device(self) -> torch.device:

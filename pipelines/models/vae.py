@@ -462,8 +462,9 @@ class VAE:
         frame_chunk: int = 16,
         tile: int = 0,
         tile_overlap: int = 64,
+        scaled: bool = True,
     ) -> torch.Tensor:
-        """IMAGE ``[F,H,W,C]`` -> scaled latents ``[F,C,H/d,W/d]`` (float32, CPU).
+        """IMAGE ``[F,H,W,C]`` -> scaled latents ``[F,C,H/d,W/d]`` (float32, CPU); raw VAE latents if not ``scaled``.
 
         ``sample=False`` returns the posterior mean; ``sample=True`` draws from it with ``generator``
         (one draw over the whole video, so the result does not depend on the chunking).
@@ -492,7 +493,7 @@ class VAE:
             progress.report(min(start + chunk, frames), frames)
         mean, logvar = torch.cat(means), torch.cat(logvars)
         z = sample_latent(mean, logvar, generator) if sample else mean
-        return self.scale_latents(z)
+        return self.scale_latents(z) if scaled else z
 
     @torch.no_grad()
     def decode(
@@ -503,8 +504,10 @@ class VAE:
         tile: int = 0,
         tile_overlap: int = 64,
         temporal: bool = True,
+        scaled: bool = True,
     ) -> torch.Tensor:
-        """Scaled latents ``[F,C,h,w]`` -> IMAGE ``[F,h*d,w*d,3]`` float32 0..1 on the CPU.
+        """Scaled latents (raw VAE latents if not ``scaled``) ``[F,C,h,w]`` -> IMAGE ``[F,h*d,w*d,3]`` float32 0..1
+        on the CPU.
 
         Frames are decoded ``frame_chunk`` at a time. With a temporal decoder (and ``temporal=True``) each
         chunk is decoded with ``temporal_radius`` extra context frames on both sides, which are then
@@ -526,7 +529,8 @@ class VAE:
         for start in range(0, frames, chunk):
             stop = min(start + chunk, frames)
             lo, hi = max(0, start - radius), min(frames, stop + radius)
-            z = self.unscale_latents(latents[lo:hi].to(self.device, torch.float32)).to(self.dtype)
+            z = latents[lo:hi].to(self.device, torch.float32)
+            z = (self.unscale_latents(z) if scaled else z).to(self.dtype)
             num_frames = (hi - lo) if use_temporal else None
 
             def decode_tile(t):
