@@ -4,7 +4,9 @@
 """
 
 import json
+import re
 from pathlib import Path
+from typing import Iterable
 
 SD_CHECKPOINT = "sd_checkpoint"
 FRAMEFOLD_CHECKPOINT = "framefold_checkpoint"
@@ -15,6 +17,7 @@ STANDALONE_VAE = "standalone_vae"
 MOTION_MODULE = "motion_module"
 CONTROLNET = "controlnet"
 CLIP_TEXT = "clip_text"
+UPSCALER = "upscaler"
 UNKNOWN = "unknown"
 
 FORMATS = (
@@ -27,6 +30,7 @@ FORMATS = (
     MOTION_MODULE,
     CONTROLNET,
     CLIP_TEXT,
+    UPSCALER,
     UNKNOWN,
 )
 
@@ -40,6 +44,7 @@ LOADER_FOR_FORMAT = {
     MOTION_MODULE: "FrameFold Load Motion Module",
     CONTROLNET: "FrameFold Load ControlNet",
     CLIP_TEXT: "a text-encoder loader (a standalone CLIP file is not a full checkpoint)",
+    UPSCALER: "FrameFold Load Upscale Model",
 }
 
 DESCRIPTION = {
@@ -52,6 +57,7 @@ DESCRIPTION = {
     MOTION_MODULE: "an AnimateDiff motion module",
     CONTROLNET: "a ControlNet",
     CLIP_TEXT: "a CLIP text encoder",
+    UPSCALER: "an ESRGAN-family upscale model",
     UNKNOWN: "a file of unknown format",
 }
 
@@ -111,7 +117,19 @@ def detect_format(state_dict, metadata=None) -> str:
         return STANDALONE_VAE
     if _has_key_part(keys, "encoder.layers.0.self_attn.q_proj.weight") and _has_key_part(keys, "token_embedding"):
         return CLIP_TEXT
+    if is_upscaler(keys):
+        return UPSCALER
     return UNKNOWN
+
+
+def is_upscaler(keys: Iterable[str]) -> bool:
+    """ESRGAN-family key layouts: RRDBNet new-arch, old-arch ESRGAN, or SRVGGNetCompact's flat ``body.N``."""
+    keys = list(keys)
+    if "conv_first.weight" in keys and _has_prefix(keys, "body.0.rdb1."):
+        return True
+    if "model.0.weight" in keys and _has_key_part(keys, ".sub.0.RDB1."):
+        return True
+    return bool(keys) and "body.0.weight" in keys and all(re.fullmatch(r"body\.\d+\.(weight|bias)", k) for k in keys)
 
 
 def detect_path_format(path) -> str:

@@ -1,0 +1,115 @@
+"""Train the two tiny 2x upscalers shipped in ``default_model/upscale_models/`` on procedural frames.
+
+Data: random scenes of :mod:`pipelines.synthetic` rendered at 128x128 (the ground truth), shrunk to 64x64 with
+area averaging (the input); random aligned crops of 24x24 input / 48x48 target pixels. Loss: L1. One CPU thread,
+seeded, a few minutes per model:
+
+    PYTHONPATH=... python -m framefold.training.train_upscalers --out default_model/upscale_models
+
+- ``framefold-tiny-rrdb-x2.safetensors``: RRDBNet (ESRGAN new-arch keys), 16 features, 2 RRDB blocks, growth 8,
+  scale 2 (so the input is pixel-unshuffled, as in basicsr's x2 models).
+- ``framefold-tiny-compact-x2.safetensors``: SRVGGNetCompact (realesr-general keys), 16 features, 6 convs, PReLU.
+"""
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..pipelines.loading.files import write_safetensors
+from ..pipelines.models.upscalers import (
+    RRDBNetConfig,
+    SRVGGNetCompactConfig,
+    UpscalerConfig,
+    build_upscaler,
+)
+from ..pipelines.synthetic import random_scene, render_scene
+
+HR_SIZE = 128
+SCALE = 2
+MODELS = {
+    "framefold-tiny-rrdb-x2": RRDBNetConfig(num_feat=16, num_block=2, num_grow_ch=8, scale=SCALE),
+    "framefold-tiny-compact-x2": SRVGGNetCompactConfig(num_feat=16, num_conv=6, upscale=SCALE),
+}
+STEPS = {"framefold-tiny-rrdb-x2": 800, "framefold-tiny-compact-x2": 1500}  # ~3 min and ~1 min on one thread
+
+
+def downscale(frames_hr: torch.Tensor, scale: int = SCALE) -> torch.Tensor:
+    """``[N, 3, H, W]`` -> ``[N, 3, H/scale, W/scale]`` by area averaging (the degradation the models undo)."""
+    return F.avg_pool2d(frames_hr, scale)
+
+
+def frame_pool(seed: int, clips: int, frames_per_clip: int = 4) -> torch.Tensor:
+    """High-resolution training frames ``[N, 3, 128, 128]`` from ``clips`` random scenes (seeded)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(clips):
+        video = render_scene(random_scene(rng, size=HR_SIZE))
+        picks = rng.choice(video.shape[0], size=frames_per_clip, replace=False)
+        frames.append(video[picks])
+    return torch.from_numpy(np.concatenate(frames)).permute(0, 3, 1, 2).contiguous()
+
+
+def random_crops(
+    pool: torch.Tensor, generator: torch.Generator, batch: int, crop_lr: int = 24
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(input crops ``[B,3,crop,crop]``, target crops ``[B,3,crop*2,crop*2]``) at aligned random positions."""
+    crop_hr = crop_lr * SCALE
+    idx = torch.randint(pool.shape[0], (batch,), generator=generator)
+    ys = torch.randint(0, (HR_SIZE - crop_hr) // SCALE + 1, (batch,), generator=generator) * SCALE
+    xs = torch.randint(0, (HR_SIZE - crop_hr) // SCALE + 1, (batch,), generator=generator) * SCALE
+    hr = torch.stack([pool[i, :, y : y + crop_hr, x : x + crop_hr] for i, y, x in zip(idx, ys, xs)])
+    return downscale(hr), hr
+
+
+def train_upscaler(
+    config: UpscalerConfig, *, steps: int, seed: int = 0, batch: int = 16, lr: float = 2e-3, log_every: int = 0
+) -> Tuple[torch.nn.Module, float]:
+    """Train one net from scratch; returns (net, mean L1 of the last 50 steps)."""
+    torch.manual_seed(seed)
+    net = build_upscaler(config)
+    pool = frame_pool(seed, clips=96)
+    generator = torch.Generator().manual_seed(seed + 1)
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    losses = []
+    for step in range(steps):
+        for group in optimiser.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        lr_crop, hr_crop = random_crops(pool, generator, batch)
+        loss = F.l1_loss(net(lr_crop), hr_crop)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+        if log_every and (step + 1) % log_every == 0:
+            print(f"  step {step + 1}/{steps} l1 {np.mean(losses[-log_every:]):.4f}", flush=True)
+    return net.eval(), float(np.mean(losses[-50:]))
+
+
+def main(argv=None) -> None:
+    """Train both models and write them (safetensors, config in the ``framefold`` metadata entry)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "default_model/upscale_models"))
+    parser.add_argument("--steps", type=int, default=0, help="steps per model (0 = the STEPS table)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    for name, config in MODELS.items():
+        start = time.time()
+        print(f"{name}: {type(config).__name__} {config.to_dict()}", flush=True)
+        steps = args.steps or STEPS[name]
+        net, loss = train_upscaler(config, steps=steps, seed=args.seed, log_every=250)
+        path = Path(args.out) / f"{name}.safetensors"
+        meta = {"architecture": type(net).__name__, "config": config.to_dict(), "steps": steps, "l1": loss}
+        write_safetensors(path, net.state_dict(), {"framefold_upscaler": json.dumps(meta)})
+        print(f"wrote {path} ({path.stat().st_size} bytes), last l1 {loss:.4f}, {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
