@@ -71,8 +71,8 @@ def upscale_latent(samples: torch.Tensor, scale: float, method: str = "bicubic",
     """``[F, C, h, w]`` -> ``[F, C, H, W]`` with H, W = h*scale, w*scale rounded to a multiple of ``multiple``."""
     if method not in LATENT_UPSCALE_METHODS:
         raise ValueError(f"latent upscale method must be one of {LATENT_UPSCALE_METHODS}, got {method!r}")
-    height = max(multiple, round(samples.shape[2] * scale / multiple) * multiple)
-    width = max(multiple, round(samples.shape[3] * scale / multiple) * multiple)
+    height = max(multiple, int(samples.shape[2] * scale / multiple + 0.5) * multiple)  # halves round up
+    width = max(multiple, int(samples.shape[3] * scale / multiple + 0.5) * multiple)
     if (height, width) == tuple(samples.shape[2:]):
         return samples
     kwargs = {"align_corners": False} if method in ("bicubic", "bilinear") else {}

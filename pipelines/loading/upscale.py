@@ -39,8 +39,10 @@ def own_architecture(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
     """'RRDBNet' or 'SRVGGNetCompact' when the keys are one of FrameFold's own layouts, else None."""
     if "conv_first.weight" in state_dict and "body.0.rdb1.conv1.weight" in state_dict:
         return "RRDBNet"
-    if detect_format(state_dict) == UPSCALER and "body.0.weight" in state_dict:
-        return "SRVGGNetCompact"
+    first = state_dict.get("body.0.weight")
+    if first is not None and first.ndim == 4 and "body.0.bias" in state_dict:
+        if detect_format(state_dict) in (UPSCALER, UNKNOWN):  # extra keys are reported by the exact key check
+            return "SRVGGNetCompact"
     return None
 
 
