@@ -142,3 +142,17 @@ def test_resize_matches_opencv_and_area_shrinks_by_block_means():
     assert torch.allclose(down, blocks, atol=1e-5)
     with pytest.raises(ValueError, match="resize method must be one of"):
         resize_video(frames, 64, 64, "sinc")
+
+
+def test_half_precision_path_matches_fp32_and_restores_the_model(monkeypatch):
+    """The fp16 path (what CUDA uses) run on the CPU: close to fp32 (within 1/255), and the model's own device
+    and dtype are restored afterwards (the cached loader output is not left in fp16)."""
+    from framefold.pipelines import upscale as upscale_module
+
+    model = random_model(CONFIGS[0])
+    frames = scene_frames(6, size=32, frames=2)
+    reference = upscale_video(model, frames, tile=16, overlap=8)
+    monkeypatch.setattr(upscale_module, "inference_dtype", lambda device: torch.float16)
+    half = upscale_video(model, frames, tile=16, overlap=8)
+    assert float((half - reference).abs().max()) < 1 / 255
+    assert model.dtype == torch.float32 and half.dtype == torch.float32
