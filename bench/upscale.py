@@ -82,10 +82,10 @@ def masked_flicker(video, mask):
     return float(steps[mask].mean())
 
 
-def redenoise_frames(model, text, vae, frames, caption, strength, seed, tile=0, scale=2.0):
+def redenoise_frames(model, text, vae, frames, caption, strength, seed, tile=0, scale=2.0, steps=10):
     """Encode ``frames`` -> latent re-denoise (x``scale``) -> decode."""
     latent = vae.encode(frames)
-    options = RedenoiseOptions(scale=scale, strength=strength, steps=10, cfg=4.5, seed=seed, tile=tile)
+    options = RedenoiseOptions(scale=scale, strength=strength, steps=steps, cfg=4.5, seed=seed, tile=tile)
     out = latent_redenoise(model, text.encode(caption), text.encode(""), latent, options)
     return vae.decode(out)
 
@@ -93,18 +93,20 @@ def redenoise_frames(model, text, vae, frames, caption, strength, seed, tile=0, 
 def methods(args, upscalers, video_model):
     """name -> function(frames 64 px, caption, seed) -> frames 128 px."""
     model, text, vae = video_model
-    table = {"lanczos": lambda f, c, s: resize_video_by(f, 2.0, "lanczos")}
+    strength, steps = args.strength, args.steps
+    table = {"nearest": lambda f, c, s: resize_video_by(f, 2.0, "nearest")}
+    table["lanczos"] = lambda f, c, s: resize_video_by(f, 2.0, "lanczos")
     table["bicubic"] = lambda f, c, s: resize_video_by(f, 2.0, "bicubic")
     for name, up in upscalers.items():
         table[name] = lambda f, c, s, up=up: upscale_video(up, f)
-    table[f"redenoise s={args.strength}"] = lambda f, c, s: redenoise_frames(model, text, vae, f, c, args.strength, s)
-    table[f"redenoise s={args.strength} tiles16"] = lambda f, c, s: redenoise_frames(
-        model, text, vae, f, c, args.strength, s, tile=16
-    )
-    table[f"redenoise s={args.strength} -> {next(iter(upscalers))}"] = lambda f, c, s: upscale_video(
-        next(iter(upscalers.values())),
-        resize_video_by(redenoise_frames(model, text, vae, f, c, args.strength, s), 0.5, "area"),
-    )
+    if args.redenoise:
+        table[f"redenoise s={strength}"] = lambda f, c, s: redenoise_frames(
+            model, text, vae, f, c, strength, s, steps=steps
+        )
+    if args.redenoise and args.variants:
+        table[f"redenoise s={strength} tiles16"] = lambda f, c, s: redenoise_frames(
+            model, text, vae, f, c, strength, s, tile=16, steps=steps
+        )
     return table
 
 
@@ -137,7 +139,7 @@ def generated_table(args, table, video_model):
         "a red circle moving right on a black background",
         "a blue square moving left on a white background",
         "a green triangle moving up on a gray background",
-    ][: args.clips]
+    ][: args.generated]
     print(f"\ngenerated clips (text_to_video settings), flicker on achromatic background, {len(captions)} clips")
     abar = schedules.alphas_cumprod_from_config(model.schedule)
     generated = []
@@ -145,7 +147,7 @@ def generated_table(args, table, video_model):
         gen = torch.Generator().manual_seed(42 + i)
         noise = torch.randn(16, 4, 16, 16, generator=gen)
         denoise = build_denoiser(model, text.encode(caption), text.encode(""), 4.5)
-        sigmas = schedules.sampling_sigmas(abar, 20, "trailing")
+        sigmas = schedules.sampling_sigmas(abar, 20, "trailing")  # the text_to_video example's settings
         generated.append((vae.decode(samplers.sample("ddim", denoise, noise, sigmas)), caption))
     before = np.mean([masked_flicker(v, achromatic_mask(v, 128)) for v, _ in generated])
     print(f"{'input (64 px, nearest)':44s} {before:14.5f}")
@@ -169,8 +171,13 @@ def big_run(frames):
 def main():
     """Parse arguments and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clips", type=int, default=4)
+    parser.add_argument("--clips", type=int, default=2)
+    parser.add_argument("--generated", type=int, default=1, help="generated clips for the last table (0 = skip)")
     parser.add_argument("--strength", type=float, default=0.4)
+    parser.add_argument("--steps", type=int, default=10, help="re-denoise steps")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated upscale_models files")
+    parser.add_argument("--no-redenoise", dest="redenoise", action="store_false")
+    parser.add_argument("--variants", action="store_true", help="also the re-denoise with 16 px latent tiles")
     parser.add_argument("--noise", type=float, default=0.02)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--big", action="store_true")
@@ -179,11 +186,13 @@ def main():
     if args.big_run:
         return big_run(args.big_run)
     torch.set_num_threads(args.threads)
-    upscalers = {name.split(".")[0]: load_upscale_model(resolve_model("upscale_models", name)) for name in MODELS}
+    names = [n for n in args.models.split(",") if n]
+    upscalers = {name.split(".")[0]: load_upscale_model(resolve_model("upscale_models", name)) for name in names}
     video_model = load_video_model()
     table = methods(args, upscalers, video_model)
     quality_tables(args, table, clips(args.clips))
-    generated_table(args, table, video_model)
+    if args.generated:
+        generated_table(args, table, video_model)
     if args.big:
         print("\n512x512 latent re-denoise (latent 128x128, 32 px tiles, 16-frame windows, 1 step), fresh processes:")
         for frames in (16, 64):
