@@ -80,8 +80,9 @@ def random_crops(
 
 
 def init_residual_scaled(net: torch.nn.Module, scale: float = 0.1) -> None:
-    """Kaiming-normal convs scaled by ``scale`` (ESRGAN's initialisation): residual blocks start near identity."""
-    for module in net.modules():
+    """ESRGAN's initialisation: the dense-block convs of the trunk (``net.body``) Kaiming-normal scaled by
+    ``scale``, so the residual blocks start near identity; the other convs keep PyTorch's default."""
+    for module in net.body.modules():
         if isinstance(module, torch.nn.Conv2d):
             torch.nn.init.kaiming_normal_(module.weight)
             module.weight.data.mul_(scale)
