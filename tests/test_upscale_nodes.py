@@ -57,7 +57,7 @@ def test_shipped_compact_upscaler_beats_nearest_upsampling():
 
 
 def test_shipped_rrdb_upscaler_learned_from_its_training():
-    """The tiny RRDBNet (600 steps; undertrained: below nearest upsampling, see the bench) is far better than the
+    """The tiny RRDBNet (1500 steps; undertrained: below nearest upsampling, see the bench) is far better than the
     same net untrained, so the weights, the x2 pixel-unshuffle path and the loader work on real numbers."""
     (model,) = node("FrameFoldLoadUpscaleModel").load(SHIPPED[0])
     assert (model.scale, model.architecture) == (2, "RRDBNet")

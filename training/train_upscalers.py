@@ -39,7 +39,7 @@ MODELS = {
     "framefold-tiny-compact-x2": SRVGGNetCompactConfig(num_feat=16, num_conv=6, upscale=SCALE),
 }
 # Steps and peak learning rate per model: RRDBNet has no input skip, so it needs more and faster steps.
-STEPS = {"framefold-tiny-rrdb-x2": 600, "framefold-tiny-compact-x2": 1000}
+STEPS = {"framefold-tiny-rrdb-x2": 1500, "framefold-tiny-compact-x2": 1000}
 LEARNING_RATES = {"framefold-tiny-rrdb-x2": 3e-3, "framefold-tiny-compact-x2": 2e-3}
 
 
