@@ -275,6 +275,56 @@ def controlnet_video():
     return graph
 
 
+def upscale_video():
+    """Cascaded spatial SR (seed 000 §2.1): text_to_video at 64x64 -> 2x latent re-denoise with the video model
+    (temporal stage) -> 2x per-frame model upscale -> a 256x256 mp4."""
+    graph = _model_nodes("a red circle moving right on a black background")
+    graph["6"] = {
+        "class_type": "FrameFoldEmptyVideoLatent",
+        "inputs": {"vae": ["1", 2], "width": SIZE, "height": SIZE, "frames": FRAMES},
+    }
+    graph["7"] = _sampler(["6", 0], seed=42)
+    graph["8"] = {
+        "class_type": "FrameFoldLatentUpscaleRedenoise",
+        "inputs": {
+            "model": ["3", 0],
+            "positive": ["4", 0],
+            "negative": ["5", 0],
+            "latent": ["7", 0],
+            "scale": 2.0,
+            "upscale_method": "bicubic",
+            "denoise": 0.4,
+            "seed": 43,
+            "steps": 10,
+            "cfg": CFG,
+            "sampler_name": "ddim",
+            "scheduler": SCHEDULER,
+            "tile_size": 0,
+            "tile_overlap": 8,
+        },
+    }
+    graph["9"] = {"class_type": "FrameFoldVAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}}
+    graph["10"] = {
+        "class_type": "FrameFoldLoadUpscaleModel",
+        "inputs": {"model_name": "framefold-tiny-compact-x2.safetensors"},
+    }
+    graph["11"] = {
+        "class_type": "FrameFoldUpscaleVideoModel",
+        # an explicit tile size: "auto" depends on the free memory, and the frames must not
+        "inputs": {
+            "images": ["9", 0],
+            "upscale_model": ["10", 0],
+            "scale_by": 0.0,
+            "tile_size": 64,
+            "tile_overlap": 16,
+        },
+    }
+    _, save = _decode_and_save(None, "FrameFold/upscale_video")
+    save["inputs"]["images"] = ["11", 0]
+    graph["12"] = save
+    return graph
+
+
 EXAMPLES = {
     "text_to_video": text_to_video,
     "long_video_vidrd": long_video_vidrd,
@@ -282,6 +332,7 @@ EXAMPLES = {
     "image_to_video": image_to_video,
     "interpolate_video": interpolate_video,
     "controlnet_video": controlnet_video,
+    "upscale_video": upscale_video,
 }
 
 

@@ -9,8 +9,9 @@ checks them with :func:`.state_dict.check_state_dict`.
 """
 
 import json
+import re
 from pathlib import Path
-from typing import Any, Collection, Mapping, Optional, Union
+from typing import Any, Collection, Iterable, Mapping, Optional, Union
 
 import torch
 
@@ -26,6 +27,7 @@ MOTION_MODULE = "motion_module"
 CONTROLNET = "controlnet"
 CLIP_TEXT = "clip_text"
 RIFE = "rife"
+UPSCALER = "upscaler"
 UNKNOWN = "unknown"
 
 FORMATS = (
@@ -39,6 +41,7 @@ FORMATS = (
     CONTROLNET,
     CLIP_TEXT,
     RIFE,
+    UPSCALER,
     UNKNOWN,
 )
 
@@ -53,6 +56,7 @@ LOADER_FOR_FORMAT = {
     CONTROLNET: "FrameFold Load ControlNet",
     CLIP_TEXT: "a text-encoder loader (a standalone CLIP file is not a full checkpoint)",
     RIFE: "FrameFold Load Frame Interpolation Model",
+    UPSCALER: "FrameFold Load Upscale Model",
 }
 
 DESCRIPTION = {
@@ -66,6 +70,7 @@ DESCRIPTION = {
     CONTROLNET: "a ControlNet",
     CLIP_TEXT: "a CLIP text encoder",
     RIFE: "a RIFE frame-interpolation model (IFNet)",
+    UPSCALER: "an ESRGAN-family upscale model",
     UNKNOWN: "a file of unknown format",
 }
 
@@ -115,7 +120,19 @@ def detect_format(state_dict: Mapping[str, Any], metadata: Optional[Mapping[str,
         return CLIP_TEXT
     if _has_prefix(keys, "block0.conv0.") and _has_prefix(keys, "block1.") and _has_key_part(keys, ".lastconv."):
         return RIFE
+    if is_upscaler(keys):
+        return UPSCALER
     return UNKNOWN
+
+
+def is_upscaler(keys: Iterable[str]) -> bool:
+    """ESRGAN-family key layouts: RRDBNet new-arch, old-arch ESRGAN, or SRVGGNetCompact's flat ``body.N``."""
+    keys = list(keys)
+    if "conv_first.weight" in keys and _has_prefix(keys, "body.0.rdb1."):
+        return True
+    if "model.0.weight" in keys and _has_key_part(keys, ".sub.0.RDB1."):
+        return True
+    return bool(keys) and "body.0.weight" in keys and all(re.fullmatch(r"body\.\d+\.(weight|bias)", k) for k in keys)
 
 
 def detect_path_format(path: Union[str, Path]) -> str:
