@@ -278,7 +278,7 @@ def save_latent_file(
         "latent_tensor": samples.detach().float().contiguous().cpu(),
         "latent_format_version_0": torch.tensor([]),
     }
-    return write_safetensors(path, tensors, {**(metadata or {}), FRAMEFOLD_LATENT_KEY: "raw_vae"})
+    return write_safetensors(Path(path), tensors, {**(metadata or {}), FRAMEFOLD_LATENT_KEY: "raw_vae"})
 
 
 def _raw_metadata(path: Path) -> Optional[dict]:
