@@ -42,10 +42,15 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The request body, refused (413) when longer than ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyRefused(413, f"body of {request.content_length} bytes is larger than the limit of {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise BodyRefused(413, f"body is larger than the limit of {limit} bytes")
-    return body
+    chunks, size = [], 0
+    while True:  # read(n) returns what has arrived (up to n bytes), not the whole body
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise BodyRefused(413, f"body is larger than the limit of {limit} bytes")
 
 
 async def read_json_body(request: web.Request, limit: int = MAX_JSON_BODY_BYTES) -> object:

@@ -273,9 +273,16 @@ def _check_node(node_id, node, prompt, registry):
             )
         else:
             if verdict is not True:
+                # like ComfyUI, the error names the input a validator was given (when it checks exactly one)
+                checked = [k for k in kwargs if k != "input_types"]
+                input_name = checked[0] if len(checked) == 1 else None
+                details = f"{input_name} - {verdict}" if input_name else ""
                 errors.append(
                     _error(
-                        "custom_validation_failed", f"Custom validation failed for node: {verdict}", "", input_name=None
+                        "custom_validation_failed",
+                        f"Custom validation failed for node: {verdict}",
+                        details,
+                        input_name=input_name,
                     )
                 )
     return errors, coerced

@@ -300,15 +300,19 @@ def test_text_to_video_runs_in_bf16_on_the_cpu_and_the_evaluator_reads_the_capti
     example = Path(__file__).resolve().parent.parent / "example_workflows" / "text_to_video.json"
     caption = next(n["widgets_values"][0] for n in json.loads(example.read_text())["nodes"] if n["id"] == 4)
     frames, seen_dtypes = [], set()
-    original = video_io.write_video
+    originals = {name: getattr(video_io, name) for name in ("write_video", "write_video_numbered")}
 
-    def recording_write_video(images, path, *args, **kwargs):
-        frames.append(images.clone())
-        return original(images, path, *args, **kwargs)
+    def recorder(name):
+        def record(images, *args, **kwargs):
+            frames.append(images.clone())
+            return originals[name](images, *args, **kwargs)
+
+        return record
 
     for module in [m for m in list(sys.modules.values()) if (getattr(m, "__name__", "") or "").startswith("framefold")]:
-        if getattr(module, "write_video", None) is original:
-            monkeypatch.setattr(module, "write_video", recording_write_video)
+        for name, original in originals.items():
+            if getattr(module, name, None) is original:
+                monkeypatch.setattr(module, name, recorder(name))
     from framefold.pipelines.models import bundle
 
     call = bundle.DiffusionModel.__call__

@@ -22,11 +22,10 @@ from typing import Dict, Optional, Union
 import torch
 
 from ..models.controlnet import ControlNet, ControlNetConfig, ControlNetModel
-from ..models.unet import UNetConfig
 from . import detect
 from .files import parse_dtype, read_framefold_metadata, read_state_dict, write_safetensors
 from .state_dict import StateDictError, assign_weights, check_state_dict, model_shapes
-from .unet import heads_rule, infer_diffusers_unet_config, max_index
+from .unet import infer_diffusers_unet_config, infer_unet_config, max_index
 from .unet_keys import ldm_to_diffusers_key
 
 PREFIX = "control_model."
@@ -62,37 +61,9 @@ def infer_controlnet_config(sd: Dict[str, torch.Tensor]) -> ControlNetConfig:
         raise ValueError(
             "not a ControlNet state dict: 'input_blocks.0.0.weight' or 'input_hint_block.0.weight' missing"
         )
-    conv_in = sd["input_blocks.0.0.weight"]
-    mc = int(conv_in.shape[0])
-    last_input = max_index(sd, r"input_blocks\.(\d+)\.")
-    downsamples = [n for n in range(1, last_input + 1) if f"input_blocks.{n}.0.op.weight" in sd]
-    num_res_blocks = downsamples[0] - 1 if downsamples else last_input
-    per_level = num_res_blocks + 1
-    channel_mult, attention_levels = [], []
-    for level in range(len(downsamples) + 1):
-        first = 1 + level * per_level
-        channel_mult.append(int(sd[f"input_blocks.{first}.0.out_layers.3.weight"].shape[0]) // mc)
-        if f"input_blocks.{first}.1.norm.weight" in sd:
-            attention_levels.append(level)
-    attn_k = [v for k, v in sd.items() if k.endswith("attn2.to_k.weight")]
-    context_dim = int(attn_k[0].shape[1]) if attn_k else 768
-    proj_in = [v for k, v in sd.items() if k.endswith(".proj_in.weight")]
-    depth = 1
-    if attention_levels:
-        first = 1 + attention_levels[0] * per_level
-        depth = max_index(sd, rf"input_blocks\.{first}\.1\.transformer_blocks\.(\d+)\.") + 1
-    unet = UNetConfig(
-        in_channels=int(conv_in.shape[1]),
-        model_channels=mc,
-        channel_mult=tuple(channel_mult),
-        num_res_blocks=num_res_blocks,
-        attention_levels=tuple(attention_levels),
-        context_dim=context_dim,
-        transformer_depth=depth,
-        use_linear_projection=bool(proj_in) and proj_in[0].ndim == 2,
-        mid_attention="middle_block.1.norm.weight" in sd,
-        **heads_rule(context_dim),
-    )
+    # the encoder is a UNet's: read it as one (a ControlNet has no output conv; a 4-channel stand-in is added)
+    probe = dict(sd, **{"out.2.weight": torch.empty(4, 1, 1, 1, device="meta")})
+    unet = infer_unet_config(probe)
     hint_in = int(sd["input_hint_block.0.weight"].shape[1])
     return ControlNetConfig(unet, hint_in, _hint_channels_list(sd))
 

@@ -24,6 +24,7 @@ from torch import nn
 from .configs import config_from_dict, config_to_dict
 from .layers import Downsample, ResBlock, SpatialTransformer, timestep_embedding
 from .unet import UNetBlock, UNetConfig, UNetModel
+from .weights import HoldsWeights
 
 Residuals = Dict[str, Union[List[torch.Tensor], torch.Tensor]]
 
@@ -194,7 +195,7 @@ class ControlNetModel(nn.Module):
 
 
 @dataclass(frozen=True)
-class ControlNet:
+class ControlNet(HoldsWeights):
     """What a FF_CONTROLNET socket carries: a ControlNet model and its name."""
 
     model: ControlNetModel
@@ -204,16 +205,6 @@ class ControlNet:
     def config(self) -> ControlNetConfig:
         """The model's architecture."""
         return self.model.config
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the weights."""
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Dtype of the weights."""
-        return next(self.model.parameters()).dtype
 
 
 def scale_residuals(residuals: Residuals, scale: float, mask: Optional[torch.Tensor] = None) -> Residuals:

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .weights import HoldsWeights
+
 LRELU_SLOPE = 0.2  # ESRGAN's leaky ReLU
 RESIDUAL_SCALE = 0.2  # residual scaling inside RDB and RRDB blocks
 
@@ -234,7 +236,7 @@ def module_shapes(module: nn.Module) -> Dict[str, tuple]:
 
 
 @dataclass
-class UpscaleModel:
+class UpscaleModel(HoldsWeights):
     """What a ``FF_UPSCALE_MODEL`` socket carries: a per-frame SR net and how to call it.
 
     net: ``[N, 3, H, W]`` in 0..1 -> ``[N, 3, H*scale, W*scale]``. size_multiple: H and W must be multiples of it.
@@ -249,17 +251,9 @@ class UpscaleModel:
     size_multiple: int = 1
     feature_channels: int = 64
 
-    @property
-    def device(self) -> torch.device:
-        """Device of the net's weights (CPU for a net without parameters)."""
-        param = next(iter(self.net.parameters()), None)
-        return param.device if param is not None else torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Dtype of the net's weights."""
-        param = next(iter(self.net.parameters()), None)
-        return param.dtype if param is not None else torch.float32
+    def weights_module(self) -> nn.Module:
+        """The SR net."""
+        return self.net
 
     def to(self, device: Union[str, torch.device], dtype: Union[torch.dtype, None] = None) -> "UpscaleModel":
         """Move (and optionally cast) the net in place; returns self."""

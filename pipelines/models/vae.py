@@ -27,6 +27,7 @@ from einops import rearrange
 
 from ...kernels import attention
 from .. import progress
+from .weights import HoldsWeights
 
 
 @dataclass(frozen=True)
@@ -389,7 +390,7 @@ def tiled_apply(
     return out / weight
 
 
-class VAE:
+class VAE(HoldsWeights):
     """What a ``FF_VAE`` socket carries: an :class:`AutoencoderKL` plus the video conventions.
 
     ``encode(images [F,H,W,C] 0..1) -> latents [F,C,h,w]`` (scaled) and ``decode(latents) -> images``,
@@ -415,16 +416,6 @@ class VAE:
     def latent_channels(self) -> int:
         """Latent channels."""
         return self.config.latent_channels
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the weights."""
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Dtype of the weights."""
-        return next(self.model.parameters()).dtype
 
     @property
     def has_temporal_decoder(self) -> bool:
