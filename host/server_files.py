@@ -42,7 +42,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The request body, refused (413) when longer than ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise BodyRefused(413, f"body of {request.content_length} bytes is larger than the limit of {limit} bytes")
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:  # read(n) returns what has arrived (up to n bytes), not the whole body
         chunk = await request.content.read(limit + 1 - size)
         if not chunk:
