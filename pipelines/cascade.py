@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from .models.bundle import Conditioning, DiffusionModel
+from .models.layers import feather
 from .noise import NoisePrior
 from .sampling import samplers, schedules
 from .sampling.context import ContextOptions
 from .sampling.guidance import build_denoiser
-from .upscale import feather, tile_starts
+from .upscale import tile_starts
 
 LATENT_UPSCALE_METHODS = ("bicubic", "bilinear", "nearest-exact", "area")
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from . import progress
+from .models.layers import feather
 from .models.upscalers import UpscaleModel
 
 RESIZE_METHODS = ("lanczos", "bicubic", "area", "bilinear", "nearest")
@@ -109,20 +110,6 @@ def tile_starts(size: int, tile: int, overlap: int, multiple: int = 1) -> List[i
     step = max(multiple, (tile - overlap) // multiple * multiple)
     starts = list(range(0, size - tile, step)) + [size - tile]
     return sorted(set(starts))
-
-
-def feather(length: int, ramp: int, ramp_start: bool, ramp_end: bool) -> torch.Tensor:
-    """1-D blend weights: linear ramps of ``ramp`` samples at the inner ends, 1 elsewhere (all > 0)."""
-    w = torch.ones(length)
-    if ramp <= 0:
-        return w
-    ramp = min(ramp, length)
-    up = (torch.arange(ramp, dtype=torch.float32) + 1.0) / (ramp + 1.0)
-    if ramp_start:
-        w[:ramp] = torch.minimum(w[:ramp], up)
-    if ramp_end:
-        w[length - ramp :] = torch.minimum(w[length - ramp :], up.flip(0))
-    return w
 
 
 def tiled_map(

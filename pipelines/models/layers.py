@@ -268,3 +268,18 @@ class SpatialTransformer(nn.Module):
             tokens = block(tokens, context, backend=backend, self_pattern=self_pattern)
         tokens = F.linear(tokens, self._as_linear_weight(self.proj_out), self.proj_out.bias)
         return x + rearrange(tokens, "n (h w) c -> n c h w", h=h, w=w)
+
+
+def feather(length: int, ramp: int, ramp_start: bool, ramp_end: bool) -> torch.Tensor:
+    """1-D blend weights for overlapping tiles: linear ramps of ``ramp`` samples at the requested ends, 1
+    elsewhere (all > 0). Used by the VAE's tiled decode and the upscalers' tiles."""
+    w = torch.ones(length)
+    if ramp <= 0:
+        return w
+    ramp = min(ramp, length)
+    up = (torch.arange(ramp, dtype=torch.float32) + 1.0) / (ramp + 1.0)
+    if ramp_start:
+        w[:ramp] = torch.minimum(w[:ramp], up)
+    if ramp_end:
+        w[length - ramp :] = torch.minimum(w[length - ramp :], up.flip(0))
+    return w

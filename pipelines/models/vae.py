@@ -27,6 +27,7 @@ from einops import rearrange
 
 from ...kernels import attention
 from .. import progress
+from .layers import feather
 from .weights import HoldsWeights
 
 
@@ -327,19 +328,6 @@ def sample_latent(mean: torch.Tensor, logvar: torch.Tensor, generator: Optional[
     return mean + torch.exp(0.5 * logvar) * eps.to(mean.device, mean.dtype)
 
 
-def _ramp(length: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Tensor:
-    """1-D blending weights: linear ramps over ``overlap`` samples at the requested ends, 1 elsewhere."""
-    w = torch.ones(length)
-    if overlap <= 0:
-        return w
-    ramp = (torch.arange(overlap, dtype=torch.float32) + 1.0) / (overlap + 1.0)
-    if ramp_start:
-        w[:overlap] = torch.minimum(w[:overlap], ramp)
-    if ramp_end:
-        w[length - overlap :] = torch.minimum(w[length - overlap :], ramp.flip(0))
-    return w
-
-
 def _tile_starts(size: int, tile: int, overlap: int):
     """Start offsets of tiles of ``tile`` with at least ``overlap`` overlap covering ``size``."""
     if tile >= size:
@@ -381,8 +369,8 @@ def tiled_apply(
                 out = torch.zeros(n, out_channels, out_h, out_w, device=x.device, dtype=torch.float32)
             oy, ox, oh, ow = int(y0 * scale), int(x0 * scale), piece.shape[2], piece.shape[3]
             o = int(overlap * scale)
-            wy = _ramp(oh, o, y0 > 0, y0 + th < height).to(x.device)
-            wx = _ramp(ow, o, x0 > 0, x0 + tw < width).to(x.device)
+            wy = feather(oh, o, y0 > 0, y0 + th < height).to(x.device)
+            wx = feather(ow, o, x0 > 0, x0 + tw < width).to(x.device)
             w = wy[:, None] * wx[None, :]
             out[:, :, oy : oy + oh, ox : ox + ow] += piece * w
             weight[oy : oy + oh, ox : ox + ow] += w
