@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from .configs import config_from_dict, config_to_dict
-from .layers import Downsample, ResBlock, SpatialTransformer, timestep_embedding
-from .unet import UNetBlock, UNetConfig, UNetModel
+from .layers import ResBlock, SpatialTransformer, timestep_embedding
+from .unet import UNetConfig, UNetModel, encoder_blocks, middle_block
 from .weights import HoldsWeights
 
 Residuals = Dict[str, Union[List[torch.Tensor], torch.Tensor]]
@@ -103,41 +103,16 @@ class ControlNetModel(nn.Module):
         super().__init__()
         self.config = config
         u = config.unet
-        mc, emb_dim, groups = u.model_channels, u.model_channels * 4, u.norm_groups
+        mc, emb_dim = u.model_channels, u.model_channels * 4
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.input_hint_block = hint_block(config.hint_channels, config.embedding_channels, mc)
         with torch.no_grad():  # the hint embedding's last convolution starts at zero too
             for p in self.input_hint_block[-1].parameters():
                 p.zero_()
-        self.input_blocks = nn.ModuleList([UNetBlock([nn.Conv2d(u.in_channels, mc, 3, padding=1)])])
-        self.zero_convs = nn.ModuleList([zero_conv(mc)])
-        ch = mc
-        last_level = len(u.channel_mult) - 1
-        for level, mult in enumerate(u.channel_mult):
-            for _ in range(u.num_res_blocks):
-                layers: List[nn.Module] = [ResBlock(ch, emb_dim, mc * mult, groups)]
-                ch = mc * mult
-                if level in u.attention_levels:
-                    layers.append(self._transformer(ch))
-                self.input_blocks.append(UNetBlock(layers))
-                self.zero_convs.append(zero_conv(ch))
-            if level != last_level:
-                self.input_blocks.append(UNetBlock([Downsample(ch)]))
-                self.zero_convs.append(zero_conv(ch))
-        middle: List[nn.Module] = [ResBlock(ch, emb_dim, ch, groups)]
-        if u.mid_attention:
-            middle.append(self._transformer(ch))
-        middle.append(ResBlock(ch, emb_dim, ch, groups))
-        self.middle_block = UNetBlock(middle)
+        self.input_blocks, channels, ch = encoder_blocks(u)
+        self.zero_convs = nn.ModuleList([zero_conv(c) for c in channels])
+        self.middle_block = middle_block(u, ch)
         self.middle_block_out = zero_conv(ch)
-
-    def _transformer(self, channels: int) -> SpatialTransformer:
-        """A spatial transformer for a level with ``channels`` (as in the UNet)."""
-        u = self.config.unet
-        heads, dim_head = u.heads_for(channels)
-        return SpatialTransformer(
-            channels, heads, dim_head, u.transformer_depth, u.context_dim, u.use_linear_projection, u.norm_groups
-        )
 
     def forward(
         self,

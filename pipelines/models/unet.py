@@ -92,6 +92,52 @@ def _temporal_conv_key(where, index, layer=0):
     return f"{where}_{index}" if where != "middle" else f"middle_{layer}"
 
 
+def spatial_transformer(config: UNetConfig, channels: int) -> SpatialTransformer:
+    """The spatial transformer of a UNet level with ``channels`` (heads from ``config.heads_for``)."""
+    heads, dim_head = config.heads_for(channels)
+    return SpatialTransformer(
+        channels,
+        heads,
+        dim_head,
+        config.transformer_depth,
+        config.context_dim,
+        config.use_linear_projection,
+        config.norm_groups,
+    )
+
+
+def encoder_blocks(config: UNetConfig) -> Tuple[nn.ModuleList, List[int], int]:
+    """The UNet encoder (``input_blocks``: conv_in, then per level ResBlocks [+ transformer] and a Downsample),
+    the channels after each block (the skip connections) and the channels at the bottom. The ControlNet copies it."""
+    mc, emb_dim, groups = config.model_channels, config.model_channels * 4, config.norm_groups
+    blocks = nn.ModuleList([UNetBlock([nn.Conv2d(config.in_channels, mc, 3, padding=1)])])
+    channels = [mc]
+    ch = mc
+    last_level = len(config.channel_mult) - 1
+    for level, mult in enumerate(config.channel_mult):
+        for _ in range(config.num_res_blocks):
+            layers: List[nn.Module] = [ResBlock(ch, emb_dim, mc * mult, groups)]
+            ch = mc * mult
+            if level in config.attention_levels:
+                layers.append(spatial_transformer(config, ch))
+            blocks.append(UNetBlock(layers))
+            channels.append(ch)
+        if level != last_level:
+            blocks.append(UNetBlock([Downsample(ch)]))
+            channels.append(ch)
+    return blocks, channels, ch
+
+
+def middle_block(config: UNetConfig, channels: int) -> "UNetBlock":
+    """ResBlock, [spatial transformer,] ResBlock at the bottom of the UNet."""
+    emb_dim, groups = config.model_channels * 4, config.norm_groups
+    middle: List[nn.Module] = [ResBlock(channels, emb_dim, channels, groups)]
+    if config.mid_attention:
+        middle.append(spatial_transformer(config, channels))
+    middle.append(ResBlock(channels, emb_dim, channels, groups))
+    return UNetBlock(middle)
+
+
 class UNetModel(nn.Module):
     """SD UNet with frames folded into the batch; temporal layers are optional add-ons."""
 
@@ -102,32 +148,16 @@ class UNetModel(nn.Module):
         emb_dim = mc * 4
         groups = config.norm_groups
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.input_blocks = nn.ModuleList([UNetBlock([nn.Conv2d(config.in_channels, mc, 3, padding=1)])])
+        self.input_blocks, skip_channels, ch = encoder_blocks(config)
+        self.middle_block = middle_block(config, ch)
         temporal_convs = {}
-        skip_channels = [mc]
-        ch = mc
-        last_level = len(config.channel_mult) - 1
-        for level, mult in enumerate(config.channel_mult):
-            for _ in range(config.num_res_blocks):
-                layers: List[nn.Module] = [ResBlock(ch, emb_dim, mc * mult, groups)]
-                ch = mc * mult
-                if level in config.attention_levels:
-                    layers.append(self._transformer(ch))
-                if config.temporal_conv:
-                    temporal_convs[_temporal_conv_key("input", len(self.input_blocks))] = ch
-                self.input_blocks.append(UNetBlock(layers))
-                skip_channels.append(ch)
-            if level != last_level:
-                self.input_blocks.append(UNetBlock([Downsample(ch)]))
-                skip_channels.append(ch)
-        middle = [ResBlock(ch, emb_dim, ch, groups)]
-        if config.mid_attention:
-            middle.append(self._transformer(ch))
-        middle.append(ResBlock(ch, emb_dim, ch, groups))
-        self.middle_block = UNetBlock(middle)
         if config.temporal_conv:
+            for index, block in enumerate(self.input_blocks):
+                if isinstance(block[0], ResBlock):
+                    temporal_convs[_temporal_conv_key("input", index)] = skip_channels[index]
             temporal_convs[_temporal_conv_key("middle", 0, 0)] = ch
-            temporal_convs[_temporal_conv_key("middle", 0, len(middle) - 1)] = ch
+            temporal_convs[_temporal_conv_key("middle", 0, len(self.middle_block) - 1)] = ch
+        skip_channels = list(skip_channels)
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mult))):
             for i in range(config.num_res_blocks + 1):
@@ -149,13 +179,9 @@ class UNetModel(nn.Module):
         groups = self.config.norm_groups
         return nn.ModuleDict({k: TemporalConv(c, norm_groups=groups) for k, c in self._temporal_conv_channels.items()})
 
-    def _transformer(self, channels):
+    def _transformer(self, channels: int) -> SpatialTransformer:
         """A spatial transformer for a level with ``channels``."""
-        c = self.config
-        heads, dim_head = c.heads_for(channels)
-        return SpatialTransformer(
-            channels, heads, dim_head, c.transformer_depth, c.context_dim, c.use_linear_projection, c.norm_groups
-        )
+        return spatial_transformer(self.config, channels)
 
     def with_motion(self, motion_module: MotionModule, norm_across_frames: Optional[bool] = None) -> "AnimatedUNet":
         """This UNet with a motion module set attached; the weights of both are shared, not copied.
