@@ -150,18 +150,17 @@ class UNetModel(nn.Module):
         self.time_embed = nn.Sequential(nn.Linear(mc, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.input_blocks, skip_channels, ch = encoder_blocks(config)
         self.middle_block = middle_block(config, ch)
-        temporal_convs = {}
+        temporal_convs: Dict[str, int] = {}
         if config.temporal_conv:
             for index, block in enumerate(self.input_blocks):
-                if isinstance(block[0], ResBlock):
+                if isinstance(block, UNetBlock) and isinstance(block[0], ResBlock):
                     temporal_convs[_temporal_conv_key("input", index)] = skip_channels[index]
             temporal_convs[_temporal_conv_key("middle", 0, 0)] = ch
             temporal_convs[_temporal_conv_key("middle", 0, len(self.middle_block) - 1)] = ch
-        skip_channels = list(skip_channels)
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(config.channel_mult))):
             for i in range(config.num_res_blocks + 1):
-                layers = [ResBlock(ch + skip_channels.pop(), emb_dim, mc * mult, groups)]
+                layers: List[nn.Module] = [ResBlock(ch + skip_channels.pop(), emb_dim, mc * mult, groups)]
                 ch = mc * mult
                 if level in config.attention_levels:
                     layers.append(self._transformer(ch))
