@@ -2,12 +2,13 @@
 
 from typing import Any, Dict, Optional, Tuple
 
-from ..pipelines.generate import VideoOptions, generate_video
+from ..pipelines.generate import SamplingOutOfMemory, VideoOptions, generate_video
 from ..pipelines.sampling.context import FUSE_METHODS, ContextOptions
 from . import _types as T
 from ._comfy import with_host_progress
 from ._core_types import prompt_pair
 from ._errors import node_inputs
+from ._latent_files import save_numbered_latent
 
 CATEGORY = "FrameFold/sampling"
 CONTEXT_WIDGETS = {
@@ -161,7 +162,14 @@ class FrameFoldVideoSampler:
         with node_inputs(self, T.SAMPLER_WIDGET_NAMES):
             fields = T.sampling_fields(seed, steps, cfg, sampler_name, scheduler)
             options = VideoOptions(**fields, denoise_strength=float(denoise))
-            out = generate_video(model, positive, negative, samples, options, noise=noise, context=context)
+            try:
+                out = generate_video(model, positive, negative, samples, options, noise=noise, context=context)
+            except SamplingOutOfMemory as e:
+                saved = save_numbered_latent(type(self).__name__, "latents/FrameFold_sampling_oom", e.latents)
+                raise RuntimeError(
+                    f"{type(self).__name__}: {e}. The latents after step {e.steps_done} were saved to {saved} "
+                    "(FrameFold Load Latent reads them); use a shorter context_length or a smaller latent."
+                ) from e
         return ({**latent, "samples": out},)
 
 

@@ -34,9 +34,10 @@ from .sampling import schedules
 from .sampling.context import ContextOptions
 from .sampling.freeinit import FreeInitOptions, sample_with_freeinit
 from .sampling.guidance import GuidedDenoiser, frame_embeds
-from .sampling.hooks import FrameHold
+from .sampling.hooks import FrameHold, LastState
 from .sampling.i2v import first_frame_hold, image_to_video
 from .sampling.samplers import SAMPLERS, Denoiser, sample
+from .sampling.schedules import from_sigma_space
 from .sampling.vidrd import DEFAULT_OVERLAP, OVERLAP_MODES, LongVideoResult, VidRDOptions, sample_long_video
 
 NOISE_REUSE = ("pns", "fnr")
@@ -237,17 +238,43 @@ def generate_video(
     motion module's window.
     """
     run, denoiser = _start_guided_run(model, positive, negative, options, latent.shape, noise, context)
-    with default_placement().use(model):
-        out = sample(
-            options.sampler,
-            denoiser,
-            run.noise.to(model.device),
-            run.sigmas,
-            latent=model.latents_in(latent.float()).to(device=model.device, dtype=torch.float32),
-            denoise_strength=options.denoise_strength,
-            generator=run.generator,
-        )
+    last = LastState()
+    try:
+        with default_placement().use(model):
+            out = sample(
+                options.sampler,
+                denoiser,
+                run.noise.to(model.device),
+                run.sigmas,
+                latent=model.latents_in(latent.float()).to(device=model.device, dtype=torch.float32),
+                denoise_strength=options.denoise_strength,
+                generator=run.generator,
+                hooks=[last],
+            )
+    except (torch.OutOfMemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e) or last.x is None:
+            raise
+        partial = model.latents_out(from_sigma_space(last.x, last.sigma or 0.0).float().cpu())
+        raise SamplingOutOfMemory(last.steps_done, len(run.sigmas) - 1, partial, e) from e
     return model.latents_out(out.float().cpu())
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for an allocator failure: CUDA/MPS out of memory or the CPU allocator refusing a buffer."""
+    text = str(error).lower()
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+class SamplingOutOfMemory(RuntimeError):
+    """The memory ran out during sampling (after the pre-flight let the run start); carries the last state.
+
+    steps_done / total_steps: progress when it happened; latents: the last sampled state as a LATENT (raw VAE
+    latents, noisy unless the run was nearly done), so the work can be kept.
+    """
+
+    def __init__(self, steps_done: int, total_steps: int, latents: torch.Tensor, cause: BaseException) -> None:
+        super().__init__(f"out of memory at sampler step {steps_done + 1} of {total_steps}: {cause}")
+        self.steps_done, self.total_steps, self.latents = steps_done, total_steps, latents
 
 
 def animate_image(
@@ -409,6 +436,8 @@ def generate_long_video(
 
 
 __all__ = [
+    "SamplingOutOfMemory",
+    "is_out_of_memory",
     "OVERLAP_MODES",
     "NOISE_REUSE",
     "SamplingOptions",

@@ -173,3 +173,42 @@ def test_sampler_node_with_the_real_temporal_unet_and_motion_module():
     assert out.shape == (6, 4, 8, 8) and torch.isfinite(out).all()
     with pytest.raises(NodeInputError, match="at most 4 frames"):
         FrameFoldVideoSampler().sample(latent=six, **args)
+
+
+def test_out_of_memory_during_sampling_names_node_and_step_and_saves_the_latents(tmp_path, monkeypatch):
+    """An allocator failure after the pre-flight: the error names the node and the step, the last state is saved."""
+    from framefold.nodes import _folders
+    from framefold.pipelines.loading.files import load_latent_file
+
+    _folders.set_io_dirs(output=tmp_path / "output", input=tmp_path / "input")
+    model = tiny_model()
+    unet_forward = model.unet.forward
+    calls = {"n": 0}
+
+    def failing_forward(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third model call: sampler step 3 of 4 (cfg batches cond and uncond in one call)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return unet_forward(*args, **kwargs)
+
+    monkeypatch.setattr(model.unet, "forward", failing_forward)
+    try:
+        with pytest.raises(RuntimeError, match=r"FrameFoldVideoSampler: out of memory at sampler step 3 of 4") as info:
+            _run(model=model)
+    finally:
+        _folders.set_io_dirs(output=None, input=None)
+    saved = sorted((tmp_path / "output" / "latents").glob("FrameFold_sampling_oom_*_.latent"))
+    assert len(saved) == 1 and str(saved[0]) in str(info.value)
+    latents = load_latent_file(saved[0])
+    assert latents.shape == (4, 4, 6, 6) and torch.isfinite(latents).all()
+
+
+def test_other_runtime_errors_during_sampling_are_not_taken_for_out_of_memory(monkeypatch):
+    model = tiny_model()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch in a layer")
+
+    monkeypatch.setattr(model.unet, "forward", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch in a layer"):
+        _run(model=model)

@@ -140,3 +140,25 @@ class StepStates(SamplerHook):
         """Store a copy."""
         self.states.append(x.clone())
         return None
+
+
+class LastState(SamplerHook):
+    """Keeps a reference to the latest sampler state: ``x`` (sigma space) at ``sigma`` after ``steps_done`` steps.
+
+    Before the first step it holds the start latent (``steps_done`` 0). Used to save the work done when a run fails.
+    """
+
+    def __init__(self) -> None:
+        self.steps_done = 0
+        self.sigma: Optional[float] = None
+        self.x: Optional[torch.Tensor] = None
+
+    def start(self, sigma: float, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Remember the start latent."""
+        self.sigma, self.x = float(sigma), x
+        return None
+
+    def step(self, i: int, sigma: float, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Remember the latest state."""
+        self.steps_done, self.sigma, self.x = i + 1, float(sigma), x
+        return None
