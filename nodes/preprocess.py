@@ -30,6 +30,7 @@ class _Preprocessor:
 
     @staticmethod
     def transform(images: torch.Tensor, **widgets: Any) -> torch.Tensor:
+        """The preprocessor itself; every node class below defines it (the base has none)."""
         raise NotImplementedError
 
     @classmethod

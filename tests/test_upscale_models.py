@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from fixture_paths import MANIFESTS
 
 from framefold.pipelines.loading import detect
 from framefold.pipelines.loading.checkpoint import load_checkpoint
@@ -30,17 +31,10 @@ from framefold.pipelines.models.upscalers import (
     module_shapes,
 )
 
-MANIFESTS = Path("/work/shared/fixtures/manifests")
-if not MANIFESTS.is_dir():  # the fixtures live beside the repository in CI checkouts too
-    MANIFESTS = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "manifests"
-
 
 def manifest(name):
-    """A manifest JSON (skips only when the shared fixtures are not checked out)."""
-    path = MANIFESTS / f"{name}.json"
-    if not path.is_file():
-        pytest.skip(f"manifest {path} not available")
-    return json.loads(path.read_text())
+    """A manifest JSON from the shared fixtures (a missing file is an error, never a skip)."""
+    return json.loads((MANIFESTS / f"{name}.json").read_text())
 
 
 def meta_state_dict(keys):
