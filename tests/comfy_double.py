@@ -201,3 +201,200 @@ def install_comfy_progress(monkeypatch: Any, preview_method: str = "auto") -> Di
     ):
         monkeypatch.setitem(sys.modules, name, module)
     return record
+
+
+# -- core models: comfy.model_sampling / model_base / model_patcher / supported_models_base (ComfyUI 0.3.64) -------
+
+
+def _core_betas(schedule: str, n: int, linear_start: float, linear_end: float) -> "torch.Tensor":
+    """comfy/ldm/modules/diffusionmodules/util.make_beta_schedule (float64)."""
+    import math
+
+    if schedule == "linear":
+        return torch.linspace(linear_start**0.5, linear_end**0.5, n, dtype=torch.float64) ** 2
+    if schedule == "sqrt_linear":
+        return torch.linspace(linear_start, linear_end, n, dtype=torch.float64)
+    if schedule == "cosine":
+        steps = torch.arange(n + 1, dtype=torch.float64) / n + 8e-3
+        alphas = torch.cos(steps / (1 + 8e-3) * math.pi / 2).pow(2)
+        alphas = alphas / alphas[0]
+        return torch.clamp(1 - alphas[1:] / alphas[:-1], min=0, max=0.999)
+    raise ValueError(f"schedule '{schedule}' unknown.")
+
+
+def _rescale_zero_terminal_snr_sigmas(sigmas: "torch.Tensor") -> "torch.Tensor":
+    alphas_bar_sqrt = (1 / (sigmas * sigmas + 1)).sqrt()
+    first, last = alphas_bar_sqrt[0].clone(), alphas_bar_sqrt[-1].clone()
+    alphas_bar_sqrt = (alphas_bar_sqrt - last) * (first / (first - last))
+    alphas_bar = alphas_bar_sqrt**2
+    alphas_bar[-1] = 4.8973451890853435e-08
+    return ((1 - alphas_bar) / alphas_bar) ** 0.5
+
+
+def _reshape_sigma(sigma: "torch.Tensor", ndim: int) -> "torch.Tensor":
+    return sigma.view(()) if sigma.nelement() == 1 else sigma.view(sigma.shape[:1] + (1,) * (ndim - 1))
+
+
+def install_comfy_models(monkeypatch: Any) -> Dict[str, Any]:
+    """The progress doubles plus ``comfy.model_sampling``, ``comfy.model_base``, ``comfy.model_patcher`` and
+    ``comfy.supported_models_base`` as far as FrameFold's model adapters and a core sampler use them, and
+    ``comfy.model_management.load_models_gpu`` (applies a patcher's weight patches the way core does: patched
+    weights become new parameters, originals backed up). Returns the record of install_comfy_progress plus the
+    modules by short name."""
+    import enum
+
+    record = install_comfy_progress(monkeypatch)
+    mm = sys.modules["comfy.model_management"]
+
+    class EPS:
+        def calculate_input(self, sigma: Any, noise: Any) -> Any:
+            sigma = _reshape_sigma(sigma, noise.ndim)
+            return noise / (sigma**2 + self.sigma_data**2) ** 0.5
+
+        def calculate_denoised(self, sigma: Any, model_output: Any, model_input: Any) -> Any:
+            sigma = _reshape_sigma(sigma, model_output.ndim)
+            return model_input - model_output * sigma
+
+    class V_PREDICTION(EPS):
+        def calculate_denoised(self, sigma: Any, model_output: Any, model_input: Any) -> Any:
+            sigma = _reshape_sigma(sigma, model_output.ndim)
+            d = self.sigma_data
+            return model_input * d**2 / (sigma**2 + d**2) - model_output * sigma * d / (sigma**2 + d**2) ** 0.5
+
+    class ModelSamplingDiscrete(torch.nn.Module):
+        def __init__(self, model_config: Any = None, zsnr: Any = None) -> None:
+            super().__init__()
+            settings = model_config.sampling_settings if model_config is not None else {}
+            self.linear_start = settings.get("linear_start", 0.00085)
+            self.linear_end = settings.get("linear_end", 0.012)
+            self.zsnr = settings.get("zsnr", False) if zsnr is None else zsnr
+            betas = _core_betas(
+                settings.get("beta_schedule", "linear"),
+                settings.get("timesteps", 1000),
+                self.linear_start,
+                self.linear_end,
+            )
+            self.num_timesteps = int(betas.shape[0])
+            alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+            sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+            if self.zsnr:
+                sigmas = _rescale_zero_terminal_snr_sigmas(sigmas)
+            self.register_buffer("sigmas", sigmas.float())
+            self.register_buffer("log_sigmas", sigmas.log().float())
+            self.sigma_data = 1.0
+
+        def timestep(self, sigma: Any) -> Any:
+            dists = sigma.log() - self.log_sigmas[:, None]
+            return dists.abs().argmin(dim=0).view(sigma.shape)
+
+    class ModelType(enum.Enum):
+        EPS = 1
+        V_PREDICTION = 2
+
+    def model_sampling(model_config: Any, model_type: Any) -> Any:
+        c = V_PREDICTION if model_type == ModelType.V_PREDICTION else EPS
+
+        class ModelSampling(ModelSamplingDiscrete, c):  # type: ignore[misc, valid-type]
+            pass
+
+        return ModelSampling(model_config)
+
+    class BaseModel(torch.nn.Module):
+        def __init__(self, model_config: Any, model_type: Any = ModelType.EPS, device: Any = None) -> None:
+            super().__init__()
+            self.latent_format = model_config.latent_format
+            self.model_config = model_config
+            self.model_type = model_type
+            self.model_sampling = model_sampling(model_config, model_type)
+            if not model_config.unet_config.get("disable_unet_model_creation", False):
+                raise NotImplementedError("the double builds no core UNet")
+
+        def apply_model(self, x: Any, t: Any, c_crossattn: Any = None, transformer_options: Any = None) -> Any:
+            sigma = t
+            xc = self.model_sampling.calculate_input(sigma, x).to(self.diffusion_model.dtype)
+            timestep = self.model_sampling.timestep(t).float()
+            out = self.diffusion_model(
+                xc, timestep, context=c_crossattn, control=None, transformer_options=transformer_options or {}
+            ).float()
+            return self.model_sampling.calculate_denoised(sigma, out, x)
+
+    class BASE:
+        unet_extra_config = {"num_heads": -1, "num_head_channels": 64}
+        sampling_settings: Dict[str, Any] = {}
+
+        def __init__(self, unet_config: Dict[str, Any]) -> None:
+            self.unet_config = dict(unet_config, **self.unet_extra_config)
+            self.sampling_settings = dict(self.sampling_settings)
+            self.latent_format = sys.modules["comfy.latent_formats"].LatentFormat()
+
+    def _set_attr(root: Any, key: str, value: Any) -> None:
+        *path, name = key.split(".")
+        owner = root
+        for part in path:
+            owner = getattr(owner, part)
+        setattr(owner, name, torch.nn.Parameter(value, requires_grad=False))
+
+    class ModelPatcher:
+        """Weight patches are ``{key: [delta tensor, ...]}`` (core stores LoRA factors; the sum is the same)."""
+
+        def __init__(self, model: Any, load_device: Any, offload_device: Any) -> None:
+            self.model = model
+            self.load_device, self.offload_device = load_device, offload_device
+            self.patches: Dict[str, List[Any]] = {}
+            self.object_patches: Dict[str, Any] = {}
+            self.model_options: Dict[str, Any] = {"transformer_options": {}}
+            self.backup: Dict[str, Any] = {}
+
+        def clone(self) -> "ModelPatcher":
+            n = ModelPatcher(self.model, self.load_device, self.offload_device)
+            n.patches = {k: list(v) for k, v in self.patches.items()}
+            n.object_patches = dict(self.object_patches)
+            n.model_options = {"transformer_options": dict(self.model_options["transformer_options"])}
+            return n
+
+        def add_patches(self, patches: Dict[str, Any], strength: float = 1.0) -> None:
+            for key, delta in patches.items():
+                self.patches.setdefault(key, []).append(delta * strength)
+
+        def get_model_object(self, name: str) -> Any:
+            return self.object_patches.get(name, getattr(self.model, name))
+
+        def patch_model(self) -> None:
+            weights = dict(self.model.state_dict())
+            for key, deltas in self.patches.items():
+                self.backup.setdefault(key, weights[key])
+                _set_attr(self.model, key, weights[key] + sum(deltas))
+
+        def unpatch_model(self) -> None:
+            for key, weight in self.backup.items():
+                _set_attr(self.model, key, weight)
+            self.backup.clear()
+
+    loaded: List[Any] = []
+
+    def load_models_gpu(models: List[Any], force_full_load: bool = False, **kwargs: Any) -> None:
+        for patcher in models:
+            for other in [p for p in loaded if p.model is patcher.model and p is not patcher]:
+                other.unpatch_model()
+                loaded.remove(other)
+            if patcher not in loaded:
+                patcher.patch_model()
+                loaded.append(patcher)
+
+    mm.load_models_gpu = load_models_gpu
+    modules = {
+        "model_sampling": ("comfy.model_sampling", {"ModelSamplingDiscrete": ModelSamplingDiscrete, "EPS": EPS}),
+        "model_base": ("comfy.model_base", {"BaseModel": BaseModel, "ModelType": ModelType}),
+        "model_patcher": ("comfy.model_patcher", {"ModelPatcher": ModelPatcher}),
+        "supported_models_base": ("comfy.supported_models_base", {"BASE": BASE}),
+    }
+    for short, (name, members) in modules.items():
+        module = types.ModuleType(name)
+        for attr, value in members.items():
+            setattr(module, attr, value)
+        if short == "model_sampling":
+            module.V_PREDICTION = V_PREDICTION
+        monkeypatch.setitem(sys.modules, name, module)
+        setattr(sys.modules["comfy"], short, module)
+        record[short] = module
+    return record
