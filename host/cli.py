@@ -218,6 +218,11 @@ def _progress_hooks(registry, prompt, enabled):
                 self.bar.close()
                 self.bar = None
 
+        def node_executed(self, prompt_id, node_id, ui):
+            """Print the warnings a node returned in ``ui["warnings"]`` (e.g. Text Encode's prompt feedback)."""
+            for warning in (ui or {}).get("warnings", []):
+                print(f"{self._label(node_id)}: warning: {warning}", file=sys.stderr)
+
         def execution_error(self, prompt_id, node_id, node_type, exception, traceback_lines, executed):
             """Close the bar (the caller prints the error)."""
             self.node_finished(prompt_id, node_id)

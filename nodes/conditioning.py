@@ -1,11 +1,15 @@
 """Text conditioning node: prompt -> FF_CONDITIONING."""
 
-from typing import Any, Dict, Tuple
+import logging
+from typing import Any, Dict
 
 from ..pipelines.generate import encode_prompt
-from ..pipelines.models.bundle import Conditioning
+from ..pipelines.prompt_feedback import prompt_warnings
 from . import _types as T
+from ._comfy import comfy_modules
 from ._errors import node_inputs
+
+log = logging.getLogger("framefold")
 
 CATEGORY = "FrameFold/conditioning"
 
@@ -52,10 +56,19 @@ class FrameFoldTextEncode:
     CATEGORY = CATEGORY
     DESCRIPTION = "Turns a prompt into text embeddings for the sampler."
 
-    def encode(self, text: str, text_encoder: Any, clip_skip: int = 0) -> Tuple[Conditioning]:
-        """Tokenize (with emphasis and chunking) and run the text encoder."""
+    def encode(self, text: str, text_encoder: Any, clip_skip: int = 0) -> Dict[str, Any]:
+        """Tokenize (with emphasis and chunking) and run the text encoder; warnings about the prompt go to the
+        node (``ui.text``, shown on the canvas), to ``ui.warnings`` (printed by ``framefold run``) and, inside
+        ComfyUI, to its log."""
         with node_inputs(self):
-            return (encode_prompt(text_encoder, text, clip_skip),)
+            conditioning = encode_prompt(text_encoder, text, clip_skip)
+        warnings = prompt_warnings(getattr(text_encoder, "tokenizer", None), text)
+        if not warnings:
+            return {"result": (conditioning,)}
+        if comfy_modules() is not None:
+            for warning in warnings:
+                log.warning("FrameFold Text Encode: %s", warning)
+        return {"ui": {"text": ["\n".join(warnings)], "warnings": warnings}, "result": (conditioning,)}
 
 
 NODE_CLASS_MAPPINGS = {"FrameFoldTextEncode": FrameFoldTextEncode}

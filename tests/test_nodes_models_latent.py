@@ -166,9 +166,9 @@ def test_checkpoint_loader_and_text_encode(folders):
     assert "tiny.safetensors" in names
     model, text_encoder, vae = FrameFoldCheckpointLoader().load("tiny.safetensors", "auto")
     assert model.frame_window == 8 and vae.config == TINY_VAE
-    (cond,) = FrameFoldTextEncode().encode("a (red:1.2) cat", text_encoder)
+    (cond,) = FrameFoldTextEncode().encode("a (red:1.2) cat", text_encoder)["result"]
     assert torch.equal(cond.embeds, text.encode("a (red:1.2) cat").embeds)
-    (cond2,) = FrameFoldTextEncode().encode("a cat", text_encoder, clip_skip=2)
+    (cond2,) = FrameFoldTextEncode().encode("a cat", text_encoder, clip_skip=2)["result"]
     assert cond2.embeds.shape == (1, 77, 16)
     with pytest.raises(NodeInputError, match="clip_skip"):
         FrameFoldTextEncode().encode("a cat", text_encoder, clip_skip=3)

@@ -6,14 +6,15 @@ id table is all it needs. Only the word -> ids step lives here; BOS/EOS/padding,
 
 The vocabulary list starts with three special tokens: ``<|startoftext|>`` (BOS), ``<|endoftext|>``
 (EOS, also used as padding like CLIP) and ``<unk>``. Words are matched case-insensitively with
-punctuation stripped (``"Left,"`` -> ``left``). **A word that is not in the vocabulary maps to the
-``<unk>`` id** (one token), so an out-of-grammar prompt still runs (the model was trained with some
-captions containing ``<unk>`` so it can ignore it); a word made only of punctuation gives no token.
+punctuation stripped (``"Left,"`` -> ``left``). **A word that is not in the vocabulary gives no token**
+(nor does a word made only of punctuation): a long prompt whose first sentence is a caption keeps that caption
+instead of drowning it in chunks of ``<unk>``. Text Encode lists the dropped words in a warning
+(``pipelines.prompt_feedback``). The ``<unk>`` id stays in the vocabulary (the model saw it in training).
 """
 
 from typing import List, Sequence
 
-from .tokenizers import PromptTokenizer
+from .tokenizers import PromptTokenizer, parse_emphasis
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
@@ -46,11 +47,19 @@ class WordTokenizer(PromptTokenizer):
         return len(self.vocab)
 
     def text_to_ids(self, text: str) -> List[int]:
-        """One space-free word -> ``[id]`` (``[unk_id]`` if unknown, ``[]`` if it is only punctuation)."""
+        """One space-free word -> ``[id]`` (``[]`` if it is unknown or only punctuation)."""
         word = normalize_word(text)
-        if not word:
-            return []
-        return [self.ids.get(word, self.unk_id)]
+        return [self.ids[word]] if word in self.ids else []  # normalised words never match the <specials>
+
+    def unknown_words(self, prompt: str) -> List[str]:
+        """The words of ``prompt`` (emphasis syntax removed) that are not in the vocabulary, in order, once each."""
+        found: List[str] = []
+        for text, _weight in parse_emphasis(prompt):
+            for word in text.replace("\n", " ").split(" "):
+                normal = normalize_word(word)
+                if normal and normal not in self.ids and normal not in found:
+                    found.append(normal)
+        return found
 
     def decode(self, ids: Sequence[int]) -> str:
         """Ids back to words, specials and padding dropped (for debugging and tests)."""
