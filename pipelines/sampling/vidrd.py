@@ -52,10 +52,10 @@ Observer = Callable[[int, int, float, torch.Tensor], None]
 OVERLAP_MODES = ("drop", "keep", "drop_first")
 # seam_ratio 1 = a join as visible as an ordinary frame step, << 1 a freeze, >> 1 a jump. bench/long_video.py with the
 # long-video example's settings (embedded default model, 64 frames, 20 DDIM steps trailing, cfg 4.5, 8 prompt x seed
-# pairs), M 4, alpha 4: beta 0.4 drop median 2.66 (the paper's defaults; keep is a freeze, 0.00 at beta 1); beta 0.7
-# drop_first median 0.87 (2-pair probe; the 8-pair figures are in default_model/README.md). drop_first is the
-# long-video example's setting; "drop" stays the default so the paper's defaults (M 4, beta 0.4) reproduce the
-# paper's assembly of N - M new frames per clip.
+# pairs, 32 joins), M 4, alpha 4: the paper's beta 0.4 with drop: median 3.41 (1.74..8.66); beta 0.7 with
+# drop_first: median 0.89 (0.44..1.88); keep repeats a frame (ratio 0.00 at beta 1). drop_first is the long-video
+# example's setting; "drop" stays the default so that the paper's defaults give the paper's N - M new frames per
+# clip and existing workflows keep their output.
 DEFAULT_OVERLAP = "drop"
 
 # float tolerance for eq. 8's strict inequality (beta, j/M are decimals such as 0.4)
