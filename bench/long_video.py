@@ -23,7 +23,6 @@ Run: ``python bench/long_video.py [--model default|gp|tiny] [--pairs 8] [--frame
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
