@@ -77,7 +77,9 @@ class FrameFoldLongVideoSampler:
                     {
                         "default": DEFAULT_OVERLAP,
                         "tooltip": "drop: later clips' M prompt frames (mirrors of the previous clip's end) are left "
-                        "out; keep: whole clips are concatenated.",
+                        "out; keep: whole clips are concatenated; drop_first: only each later clip's frame 0 (a copy "
+                        "of the previous clip's last frame) is left out, so the motion turns back at the join "
+                        "without a jump (the long-video example's setting).",
                     },
                 ),
             },

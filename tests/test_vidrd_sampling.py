@@ -160,6 +160,33 @@ def test_keep_mode_concatenates_whole_clips_and_truncates():
     assert torch.equal(result.latent[2 * n :], states[2][steps - 1][:3])
 
 
+def test_drop_first_mode_leaves_only_the_mirror_axis_out():
+    n, m, steps = 8, 3, 4
+    options = VidRDOptions(clip_frames=n, prompt_frames=m, beta=1.0, overlap="drop_first")
+    total = n + 2 * (n - 1)
+    result, states, _, _ = run_observed(options, total=total, steps=steps)
+    assert result.clips == 3 and result.joins == [n, 2 * n - 1]
+    last = steps - 1
+    assert torch.equal(result.latent[:n], states[0][last])
+    assert torch.equal(result.latent[n : 2 * n - 1], states[1][last][1:])
+    assert torch.equal(result.latent[2 * n - 1 :], states[2][last][1:])
+    # beta 1: the dropped frame 0 is exactly the previous clip's last frame (already in the output), so the first
+    # kept frame is its neighbour in the new clip, not the M-th frame as with "drop"
+    for clip in (1, 2):
+        assert torch.equal(states[clip][last][0], states[clip - 1][last][n - 1])
+
+
+def test_drop_first_layout_and_clip_count():
+    options = VidRDOptions(overlap="drop_first")
+    assert options.new_frames_per_clip == 15
+    assert vidrd.clip_count(64, options) == 5  # 16 + 4 * 15 = 76 >= 64
+    kept, start, positions = vidrd.clip_layout(2, options)
+    assert (kept, start) == (1, 31) and positions[:3] == [30, 31, 32] and positions[-1] == 45
+    # no prompt frames: nothing mirrors the previous clip, so whole clips are kept
+    whole = VidRDOptions(prompt_frames=0, overlap="drop_first")
+    assert whole.new_frames_per_clip == 16 and vidrd.clip_layout(1, whole) == (0, 16, list(range(16, 32)))
+
+
 def test_clip_count_and_layout():
     assert vidrd.clip_count(64, VidRDOptions()) == 5  # 16 + 4 * 12 = 64
     assert vidrd.clip_count(64, VidRDOptions(overlap="keep")) == 4
