@@ -1,6 +1,6 @@
 """Benchmark of the embedded default model (framefold-tiny): quality by the no-human evaluator, and speed.
 
-    python bench/default_model.py [--count 60] [--steps N] [--cfg X] [--threads 2] [--long] [--noise-priors 12]
+    python bench/default_model.py [--count 72] [--steps N] [--cfg X] [--threads 2] [--long] [--noise-priors 12]
 
 Steps, cfg, sampler and scheduler default to those of the Video Sampler in
 ``example_workflows/text_to_video.json``: the default settings a newcomer runs.
@@ -8,8 +8,9 @@ Steps, cfg, sampler and scheduler default to those of the Video Sampler in
 Generates ``--count`` prompt x seed combinations through the normal pipeline (checkpoint loader ->
 motion module -> text encode -> guided sampler -> VAE decode, the same calls the nodes make), checks
 every video with ``pipelines.metrics.evaluator`` against its prompt, and prints the success rates
-(colour, motion direction, background, area stability, all four), seconds per video, and per-attribute
-breakdowns. With ``--long`` it also generates a 64-frame video with the VidRD long-video sampler and
+(colour, shape, motion, background, area stability, all five), seconds per video, per-attribute breakdowns
+(and all-correct per shape and per motion) and a confusion matrix per attribute. The prompts are balanced
+over shape x motion; their seeds (5000 + i) were never used to select weights. With ``--long`` it also generates a 64-frame video with the VidRD long-video sampler and
 prints the mean seam ratio at the clip joins; with ``--noise-priors N`` it samples N of the pairs from the
 i.i.d., VideoFusion and PYoCo priors and prints flicker and area stability. Prints figures; passes or fails
 nothing.
@@ -43,8 +44,8 @@ def parse_args():
     """Command line (sampler settings default to the text-to-video example's)."""
     defaults = example_sampler_settings()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--count", type=int, default=60, help="prompt x seed combinations")
-    p.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
+    p.add_argument("--count", type=int, default=72, help="prompt x seed pairs (balanced over shape x motion)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per prompt")
     p.add_argument("--steps", type=int, default=defaults["steps"])
     p.add_argument("--cfg", type=float, default=defaults["cfg"])
     p.add_argument("--sampler", default=defaults["sampler_name"])
@@ -99,19 +100,48 @@ def generate(model, text_encoder, vae, prompt, seed, *, steps, cfg, sampler, sch
 
 
 def prompt_set(count, seeds):
-    """``count`` (prompt, seed) pairs: prompts spread over the grammar (seeded), ``seeds`` seeds each."""
+    """``count`` (prompt, seed) pairs balanced over shape x motion (count // 18 per cell, the rest spread), colour
+    and background drawn at random (seeded); seed i is 5000 + i, a range no training run selected weights on.
+    ``seeds`` > 1 repeats each prompt with that many consecutive seeds (count stays the total)."""
     from framefold.pipelines import synthetic
 
     rng = np.random.default_rng(2024)
-    combos = synthetic.GRAMMAR.combinations()
-    order = rng.permutation(len(combos))
+    grammar = synthetic.GRAMMAR
+    cells = [(shape, motion) for shape in grammar.shapes for motion in grammar.motions]
     pairs = []
-    for i in order:
-        for s in range(seeds):
-            pairs.append((synthetic.GRAMMAR.caption(*combos[i]), 1000 + s))
-            if len(pairs) == count:
-                return pairs
-    return pairs
+    while len(pairs) < count:
+        for shape, motion in cells:
+            colour = grammar.colours[rng.integers(len(grammar.colours))]
+            background = grammar.backgrounds[rng.integers(len(grammar.backgrounds))]
+            for _ in range(seeds):
+                pairs.append((grammar.caption(colour, shape, motion, background), 5000 + len(pairs)))
+    return pairs[:count]
+
+
+def observed_motion(result, min_travel=8.0, min_area_ratio=1.6):
+    """The motion the evaluator's figures show (for the confusion matrix): growing / shrinking when the area
+    changes by ``min_area_ratio`` while the centre stays, else the main direction of travel, else ``none``."""
+    tx, ty, ratio = result["travel_x"], result["travel_y"], result["area_ratio"]
+    if ratio is None:
+        return "none"
+    if max(abs(tx), abs(ty)) < min_travel:
+        return "growing" if ratio >= min_area_ratio else "shrinking" if ratio <= 1 / min_area_ratio else "none"
+    if abs(tx) >= abs(ty):
+        return "right" if tx > 0 else "left"
+    return "down" if ty > 0 else "up"
+
+
+def print_confusion(name, rows):
+    """A confusion matrix of (wanted, seen) pairs: one line per wanted value, counts per seen value."""
+    seen_values = sorted({seen for _, seen in rows}, key=str)
+    wanted_values = sorted({wanted for wanted, _ in rows}, key=str)
+    counts = collections.Counter(rows)
+    width = max(len(str(v)) for v in seen_values + wanted_values) + 1
+    print(f"  {name} confusion (rows: asked, columns: seen)")
+    print("    " + " " * width + "".join(f"{str(v):>{width}}" for v in seen_values))
+    for wanted in wanted_values:
+        cells = "".join(f"{counts[(wanted, seen)]:>{width}}" for seen in seen_values)
+        print(f"    {str(wanted):<{width}}{cells}")
 
 
 def compare_noise_priors(model, text_encoder, vae, pairs, *, steps, cfg, sampler, scheduler):
@@ -207,7 +237,8 @@ def main():
         args.scheduler = default_spacing(model.schedule)
     print(f"load: {time.perf_counter() - t0:.2f} s")
     pairs = prompt_set(args.count, args.seeds)
-    keys = ("colour_ok", "motion_ok", "background_ok", "stability_ok", "all_ok")
+    keys = ("colour_ok", "shape_ok", "motion_ok", "background_ok", "stability_ok", "all_ok")
+    confusion = collections.defaultdict(list)
     totals = collections.Counter()
     by_attr = collections.defaultdict(collections.Counter)
     records, seconds = [], []
@@ -229,13 +260,21 @@ def main():
         result = evaluate(video, prompt)
         for k in keys:
             totals[k] += bool(result[k])
-        for attr in ("colour", "motion", "background"):
+        for attr in ("colour", "shape", "motion", "background"):
             by_attr[attr][(result[f"want_{attr}"], bool(result[f"{attr}_ok"]))] += 1
+        seen = {"colour": result["colour"], "shape": result["shape"], "background": result["background"]}
+        seen["motion"] = observed_motion(result)
+        for attr, value in seen.items():
+            confusion[attr].append((result[f"want_{attr}"], value))
+        for shape_or_motion in ("shape", "motion"):
+            by_attr[f"all-correct by {shape_or_motion}"][
+                (result[f"want_{shape_or_motion}"], bool(result["all_ok"]))
+            ] += 1
         records.append({k: v for k, v in result.items() if k != "areas"} | {"seed": seed, "seconds": seconds[-1]})
         print(
             f"{'ok ' if result['all_ok'] else 'BAD'} {prompt!r} seed {seed}: "
             + " ".join(f"{k[:-3]}={int(bool(result[k]))}" for k in keys[:-1])
-            + f" (saw {result['colour']}/{result['background']}, travel {result['travel_x']:.1f},"
+            + f" (saw {result['colour']}/{result['shape']}/{result['background']}, travel {result['travel_x']:.1f},"
             f"{result['travel_y']:.1f}, area x{(result['area_ratio'] or 0):.2f}) {seconds[-1]:.2f} s",
             flush=True,
         )
@@ -252,6 +291,8 @@ def main():
                 f"{name} {counts[(name, True)]}/{counts[(name, True)] + counts[(name, False)]}" for name in names
             )
         )
+    for attr, rows in confusion.items():
+        print_confusion(attr, rows)
     if args.noise_priors:
         compare_noise_priors(
             model,

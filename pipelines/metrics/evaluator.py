@@ -9,23 +9,27 @@ It measures, with OpenCV, four things the caption states:
   through the per-frame centroids; the travel along the stated axis must be at least ``min_travel``
   pixels and clearly larger than the travel across it). For growing/shrinking, the foreground area
   grows/shrinks by at least ``min_area_ratio`` while the centroid stays roughly put.
+- **shape**: circle / square / triangle, by a vote over the frames: each frame's foreground blob is classified by
+  its fill of its bounding box and of its minimum enclosing circle (nearest of three prototypes calibrated on
+  generator clips, raw and through the default model's VAE; frames whose blob touches the border are used only
+  when no other frame has the object).
 - **background**: the non-foreground pixels are, by grey level, black / gray / white, or a top-to-bottom
   gradient (bottom much lighter than the top).
 - **area stability**: the object is present in nearly every frame, and for translations its area
   varies little frame to frame (no flicker, no melting); for growing/shrinking the area changes
   monotonically (few reversals).
 
-``evaluate(video, caption)`` returns a dict of booleans (``colour_ok``, ``motion_ok``,
+``evaluate(video, caption)`` returns a dict of booleans (``colour_ok``, ``shape_ok``, ``motion_ok``,
 ``background_ok``, ``stability_ok``, ``all_ok``) and the measured figures behind them.
 """
 
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
 from ..options import OptionError
-from ..synthetic import BACKGROUNDS, COLOURS, GRAMMAR
+from ..synthetic import BACKGROUNDS, COLOURS, GRAMMAR, SHAPES
 
 Video = Union[np.ndarray, torch.Tensor]  # [F, H, W, 3] in 0..1
 
@@ -138,6 +142,50 @@ def _fit_slope(t: np.ndarray, values: np.ndarray) -> float:
     return float((t * (values - values.mean())).sum() / max((t * t).sum(), 1e-9))
 
 
+# (fill of the bounding box, fill of the minimum enclosing circle) of each shape's blob: the medians over 300
+# generator clips, raw and through the default model's VAE (which rounds corners and fills in triangles a little)
+SHAPE_PROTOTYPES: Dict[str, Tuple[float, float]] = {
+    "circle": (0.79, 0.975),
+    "square": (0.93, 0.78),
+    "triangle": (0.62, 0.59),
+}
+MIN_SHAPE_AREA = 25  # pixels: smaller blobs say little about their outline
+
+
+def blob_fills(mask: np.ndarray, allow_border: bool = False) -> Optional[Tuple[float, float]]:
+    """(area / bounding-box area, area / minimum-enclosing-circle area) of a blob, or None when it is too small
+    or (unless ``allow_border``) touches the frame's border, where it may be cut off."""
+    import cv2
+
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    area = float(m.sum())
+    touches = bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+    if area < MIN_SHAPE_AREA or (touches and not allow_border):
+        return None
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = max(contours, key=cv2.contourArea)
+    _x, _y, w, h = cv2.boundingRect(contour)
+    _centre, radius = cv2.minEnclosingCircle(contour)
+    return area / float(w * h), area / float(np.pi * max(radius, 0.5) ** 2)
+
+
+def classify_blob(fills: Tuple[float, float]) -> str:
+    """The shape whose prototype is nearest to a blob's two fills."""
+    return min(SHAPES, key=lambda s: sum((a - b) ** 2 for a, b in zip(fills, SHAPE_PROTOTYPES[s])))
+
+
+def measure_shape(masks: np.ndarray) -> Dict:
+    """The shape most frames show (``shape`` None when no frame has a usable blob) and the per-frame votes."""
+    fills = [f for f in (blob_fills(m) for m in masks) if f is not None]
+    if not fills:
+        fills = [f for f in (blob_fills(m, allow_border=True) for m in masks) if f is not None]
+    votes = {s: 0 for s in SHAPES}
+    for f in fills:
+        votes[classify_blob(f)] += 1
+    shape = max(SHAPES, key=lambda s: votes[s]) if fills else None
+    return {"shape": shape, "shape_votes": votes}
+
+
 def measure_motion(masks: np.ndarray) -> Dict:
     """Centroid travel (x, y over the whole clip, pixels) and area trend from the foreground masks."""
     frames = masks.shape[0]
@@ -187,11 +235,20 @@ def evaluate(
     wanted = GRAMMAR.parse(caption)
     masks = foreground_masks(video)
     colour = measure_colour(video, masks)
+    shape = measure_shape(masks)
     background = measure_background(video, masks)
     motion = measure_motion(masks)
-    result = {"caption": caption, **{f"want_{k}": v for k, v in wanted.items()}, **colour, **background, **motion}
+    result = {
+        "caption": caption,
+        **{f"want_{k}": v for k, v in wanted.items()},
+        **colour,
+        **shape,
+        **background,
+        **motion,
+    }
 
     result["colour_ok"] = None if wanted["colour"] is None else colour["colour"] == wanted["colour"]
+    result["shape_ok"] = None if wanted["shape"] is None else shape["shape"] == wanted["shape"]
     result["background_ok"] = None if wanted["background"] is None else background["background"] == wanted["background"]
 
     present = motion["present_fraction"] >= min_present
@@ -218,7 +275,7 @@ def evaluate(
     else:
         result["stability_ok"] = bool(motion["area_cv"] <= max_area_cv)
 
-    checks = [result[k] for k in ("colour_ok", "motion_ok", "background_ok", "stability_ok")]
+    checks = [result[k] for k in ("colour_ok", "shape_ok", "motion_ok", "background_ok", "stability_ok")]
     result["all_ok"] = all(c for c in checks if c is not None)
     return result
 
