@@ -172,7 +172,22 @@ def parse_args(argv=None):
         "--finetune-from",
         metavar="STATE",
         help="start the video stage from the (EMA) weights of an earlier run's state file, with this "
-        "run's schedule (how the shipped weights were moved from epsilon to v + zero SNR)",
+        "run's schedule (how the shipped weights were moved from epsilon to v + zero SNR), or from the "
+        "shipped files of a model folder (e.g. default_model)",
+    )
+    p.add_argument(
+        "--shape-pairs-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="in the video stage, every N-th step (that is not an image step) is a paired-shape step: layouts "
+        "rendered as every shape with shared noise, the loss weighted where the shapes differ "
+        "(training.shape_pair_step; 0 = never)",
+    )
+    p.add_argument("--shape-pair-layouts", type=int, default=2, help="layouts per paired-shape step")
+    p.add_argument("--shape-pair-t-from", type=int, default=200, help="paired-shape steps draw t from [this, T)")
+    p.add_argument(
+        "--shape-object-weight", type=float, default=4.0, help="extra loss weight where the shapes' renders differ"
     )
     p.add_argument("--save-every", type=float, default=180.0, help="seconds between saves")
     p.add_argument("--log-every", type=int, default=10)
@@ -269,14 +284,19 @@ def start_from_vae(model, path, args):
 
 
 def start_finetune(model, path, reset_text_encoder=False, seed=0, text_stage=False):
-    """Load an earlier run's weights (its EMA where saved) and return a state that starts at the video stage
-    (or at the text stage first, with ``text_stage``).
+    """Load an earlier run's weights (its EMA where saved; or the shipped files when ``path`` is a model folder
+    such as ``default_model``) and return a state that starts at the video stage (or at the text stage first,
+    with ``text_stage``).
 
     ``reset_text_encoder`` re-initialises the text encoder (seeded): one trained first on single frames has
     learned to keep the motion words out of every later token, and cross-attention reads mostly the later
     (padding) tokens, so the motion words never reach the UNet; fine-tuning alone does not undo that.
     """
-    blob, earlier = read_state_file(model, path)
+    if Path(path).is_dir():
+        training.load_exported_model(model, path)
+        blob, earlier = {}, {}
+    else:
+        blob, earlier = read_state_file(model, path)
     if blob.get("ema"):
         ema = training.EMA(model.denoiser_parameters())
         ema.load_state_dict(blob["ema"])
@@ -357,6 +377,16 @@ def run_step(model, stage, step, args, abar, aligner=None, table=None):
             offset_noise=args.offset_noise,
             high_noise_fraction=args.high_noise_fraction,
             high_noise_from=args.high_noise_from,
+        )
+    if stage == "video" and args.shape_pairs_every and step % args.shape_pairs_every == args.shape_pairs_every - 1:
+        return training.shape_pair_step(
+            model,
+            rng,
+            gen,
+            abar,
+            layouts=args.shape_pair_layouts,
+            t_from=args.shape_pair_t_from,
+            object_weight=args.shape_object_weight,
         )
     if stage == "video" and args.terminal_every and step % args.terminal_every == args.terminal_every - 1:
         focused = step < args.terminal_focus_steps

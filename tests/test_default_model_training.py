@@ -250,6 +250,30 @@ def test_training_script_runs_resumes_and_starts_from_earlier_runs(tmp_path, cap
     model, _, _ = load_checkpoint(tmp_path / "b" / "checkpoints" / "framefold-tiny.safetensors")
     assert model.schedule.prediction_type == "v_prediction" and model.schedule.zero_terminal_snr
 
+    # a fine-tune can start from shipped files (a model folder) and take paired-shape steps
+    shipped = training.TinyModel(training.micro_config())
+    shipped.config.schedule = model.schedule
+    training.load_exported_model(shipped, tmp_path / "b")
+    assert all(torch.equal(v, model.unet.state_dict()[k]) for k, v in shipped.unet.state_dict().items())
+    from_folder = events(
+        "--state",
+        str(tmp_path / "d.pt"),
+        "--out",
+        str(tmp_path / "d"),
+        "--finetune-from",
+        str(tmp_path / "b"),
+        "--prediction",
+        "v_prediction",
+        "--zero-terminal-snr",
+        "--shape-pairs-every",
+        "1",
+        "--shape-pair-layouts",
+        "1",
+    )
+    assert [e["stage"] for e in from_folder if e.get("event") == "stage_done"] == ["video"]
+    with pytest.raises(ValueError, match="v_prediction"):
+        training.load_exported_model(training.TinyModel(training.micro_config()), tmp_path / "b")
+
     from_vae = events(
         "--state",
         str(tmp_path / "c.pt"),
@@ -544,3 +568,71 @@ def test_terminal_table_step_regresses_each_caption_onto_its_row():
         weights=[0, 2, 0],
     )
     assert loss.item() == pytest.approx(0.0, abs=1e-12)
+
+
+def _paired_renders(seed=0):
+    scene = synthetic.random_scene(np.random.default_rng(seed))
+    scenes = [synthetic.with_attributes(scene, shape=shape) for shape in synthetic.SHAPES]
+    return np.stack([synthetic.render_scene(s) for s in scenes])
+
+
+def test_shape_difference_weight_marks_where_the_shapes_differ():
+    videos = _paired_renders()
+    weight = training.shape_difference_weight(videos, 4, 4.0)
+    assert weight.shape == (3 * 16, 1, 16, 16)
+    assert set(weight.unique().tolist()) == {1.0, 5.0}
+    differs = np.abs(videos[0] - videos[1]).max(axis=-1) > 0.02  # circle vs square: the corners
+    for frame in range(16):
+        ys, xs = np.nonzero(differs[frame])
+        assert torch.all(weight[frame, 0, ys // 4, xs // 4] == 5.0)
+    # the background far from the object is never weighted up
+    assert float((weight > 1).float().mean()) < 0.3
+    # identical renders differ nowhere
+    same = np.stack([videos[0]] * 3)
+    assert torch.all(training.shape_difference_weight(same, 4, 4.0) == 1.0)
+
+
+def test_shape_pair_step_shares_layout_noise_and_timestep_across_shapes(monkeypatch):
+    from framefold.pipelines.models.bundle import ScheduleConfig
+
+    config = training.micro_config()
+    config.schedule = ScheduleConfig(prediction_type="v_prediction", zero_terminal_snr=True)
+    torch.manual_seed(0)
+    model = training.TinyModel(config)
+    abar = training.alphas_cumprod(config.schedule)
+    seen = {}
+    encoded = []
+
+    def fake_encode(model, videos, generator):
+        # latents that say which clip they came from, so the shared noise can be recovered
+        latents = torch.arange(videos.shape[0], dtype=torch.float32).repeat_interleave(16)[:, None, None, None]
+        encoded.append(videos)
+        return latents.expand(-1, 4, 16, 16).clone()
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x, timesteps, context, num_frames):
+            seen.update(x=x, t=timesteps, context=context, frames=num_frames)
+            return torch.zeros_like(x, requires_grad=True)
+
+    monkeypatch.setattr(training, "encode_latents", fake_encode)
+    model.animated = Recorder()
+    loss, _ = training.shape_pair_step(
+        model, np.random.default_rng(3), torch.Generator().manual_seed(3), abar, layouts=2, t_from=500
+    )
+    assert torch.isfinite(loss)
+    videos = encoded[0]  # [6, F, H, W, 3]: layout 0 as circle, square, triangle, then layout 1
+    assert videos.shape[0] == 6 and seen["frames"] == 16
+    for group in (videos[:3], videos[3:]):
+        background = np.abs(group[0] - group[1]).max(axis=-1) < 1e-6
+        assert background.mean() > 0.8  # same layout: only the object's outline differs
+    t = seen["t"].reshape(6, 16)
+    assert torch.all(t >= 500) and torch.all(t == t[:, :1])
+    assert torch.all(t[:3] == t[0, 0]) and torch.all(t[3:] == t[3, 0])
+    a = abar[t.reshape(-1)][:, None, None, None]
+    latents = torch.arange(6, dtype=torch.float32).repeat_interleave(16)[:, None, None, None]
+    noise = ((seen["x"] - a.sqrt() * latents) / (1 - a).sqrt()).reshape(6, 16, 4, 16, 16)
+    assert torch.allclose(noise[0], noise[1], atol=1e-4) and torch.allclose(noise[0], noise[2], atol=1e-4)
+    assert not torch.allclose(noise[0], noise[3], atol=1e-2)
+    # each clip is captioned with its own shape
+    contexts = seen["context"].reshape(6, 16, *seen["context"].shape[1:])[:, 0]
+    assert not torch.allclose(contexts[0], contexts[1]) and not torch.allclose(contexts[1], contexts[2])

@@ -88,15 +88,36 @@ def training_batch(rng: np.random.Generator, clips: int, sparse_fraction: float)
     return np.stack(videos), captions, torch.cat(hints), torch.cat(keeps)
 
 
+def object_weight_map(videos: np.ndarray, latent_size: int, object_weight: float) -> torch.Tensor:
+    """Loss weights per latent pixel ``[B*F, 1, h, w]``: ``1 + object_weight`` on the object (its silhouette
+    max-pooled to the latent grid), 1 on the background. Where the object is, is what the control says; most
+    of a frame is background, which the UNet predicts well without it."""
+    frames = torch.from_numpy(np.ascontiguousarray(videos.reshape(-1, *videos.shape[2:])))
+    mask = preprocess.silhouette(frames)[..., 0]
+    grid = torch.nn.functional.max_pool2d(mask[:, None], mask.shape[-1] // latent_size)
+    return 1.0 + object_weight * grid
+
+
+def initial_weights(path: str, net: ControlNetModel) -> Dict[str, torch.Tensor]:
+    """The weights of an exported ControlNet file, checked to fit ``net`` (a warm start)."""
+    from ..pipelines.loading.controlnet import load_controlnet
+
+    loaded = load_controlnet(path).model.state_dict()
+    wanted = net.state_dict()
+    if set(loaded) != set(wanted) or any(loaded[k].shape != wanted[k].shape for k in wanted):
+        raise SystemExit(f"--init-from {path}: not a ControlNet of this model's shape")
+    return loaded
+
+
 class Trainer:
     """Frozen default model + trainable ControlNet; :meth:`step` runs one seeded training step."""
 
     def __init__(self, args: argparse.Namespace):
         from ..pipelines.loading.checkpoint import load_checkpoint
-        from ..pipelines.loading.motion_keys import load_motion_module
+        from ..pipelines.loading.motion import load_motion_module
         from ..pipelines.sampling.schedules import alphas_cumprod_from_config
 
-        root = Path(__file__).resolve().parents[1] / "default_model"
+        root = Path(args.model)
         model, self.text_encoder, self.vae = load_checkpoint(root / "checkpoints" / "framefold-tiny.safetensors")
         motion = load_motion_module(root / "animatediff_models" / "framefold-tiny-motion.safetensors")
         self.unet = model.unet
@@ -108,6 +129,8 @@ class Trainer:
         self.schedule = model.schedule
         self.abar = alphas_cumprod_from_config(model.schedule)
         self.controlnet = controlnet_from_unet(model.unet)
+        if args.init_from:
+            self.controlnet.load_state_dict(initial_weights(args.init_from, self.controlnet))
         self.optimizer = torch.optim.AdamW(self.controlnet.parameters(), lr=args.lr, weight_decay=0.0)
         self.args = args
         self.step_index = 0
@@ -149,8 +172,11 @@ class Trainer:
         target = a.sqrt() * noise - (1 - a).sqrt() * latents
         snr = self.abar[t] / (1 - self.abar[t])
         weight = (torch.clamp(snr + 1, max=5.0) / (snr + 1)).repeat_interleave(frames)
-        per_frame = (pred - target).square().mean(dim=(1, 2, 3))
-        loss = (per_frame * weight).mean()
+        error = (pred - target).square()
+        per_frame = error.mean(dim=(1, 2, 3))
+        if args.object_weight:
+            error = error * object_weight_map(videos, latents.shape[-1], args.object_weight)
+        loss = (error.mean(dim=(1, 2, 3)) * weight).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.controlnet.parameters(), 1.0)
@@ -187,6 +213,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--state", default="/tmp/ff_controlnet/state.pt", help="training state (resumed if present)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "default_model" / "controlnet"))
+    p.add_argument(
+        "--model",
+        default=str(Path(__file__).resolve().parents[1] / "default_model"),
+        help="folder with the frozen model (checkpoints/framefold-tiny.safetensors and its motion module)",
+    )
+    p.add_argument("--init-from", help="start from an exported ControlNet file instead of the UNet's encoder copy")
+    p.add_argument("--object-weight", type=float, default=0.0, help="extra loss weight on the object's latent pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--minutes", type=float, default=20.0, help="time budget of this run")

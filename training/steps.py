@@ -24,7 +24,7 @@ Stages, all on infinite random data from :mod:`pipelines.synthetic`:
 
 The result is one FrameFold checkpoint (SD single-file key layout + configs in metadata, written by
 :func:`pipelines.loading.checkpoint.save_framefold_checkpoint`) and one motion module file (released
-AnimateDiff key layout, :func:`pipelines.loading.motion_keys.save_motion_module`).
+AnimateDiff key layout, :func:`pipelines.loading.motion.save_motion_module`).
 
 All randomness is seeded per step (``seed``, ``step``), so a resumed run draws the same data as an
 uninterrupted one.
@@ -333,6 +333,9 @@ def diffusion_step(
     min_snr: float = 5.0,
     high_noise_fraction: float = 0.0,
     high_noise_from: int = 850,
+    timesteps: Optional[torch.Tensor] = None,
+    noise: Optional[torch.Tensor] = None,
+    pixel_weight: Optional[torch.Tensor] = None,
 ):
     """One denoising loss on latents [B*F,C,h,w] with one caption and one timestep per clip.
 
@@ -341,12 +344,19 @@ def diffusion_step(
     t = T). Min-SNR weighting per clip: min(SNR, min_snr) / SNR for epsilon, min(SNR + 1, min_snr) /
     (SNR + 1) for v (which keeps full weight at SNR 0, the steps that must take the layout and motion
     from the caption). A ``high_noise_fraction`` of the clips draw their timestep from
-    ``[high_noise_from, T)`` instead of ``[0, T)``. Returns (loss, parts).
+    ``[high_noise_from, T)`` instead of ``[0, T)``. ``timesteps`` ``[clips]`` and ``noise`` (shaped like
+    ``latents``) replace the random draws; ``pixel_weight`` ``[B*F,1,h,w]`` weights the squared error per
+    latent pixel (see :func:`shape_pair_step`). Returns (loss, parts).
     """
     clips = latents.shape[0] // num_frames
     T = abar.shape[0]
-    t = sample_timesteps(clips, T, generator, high_noise_fraction, high_noise_from)
-    noise = torch.randn(latents.shape, generator=generator)
+    t = (
+        timesteps
+        if timesteps is not None
+        else sample_timesteps(clips, T, generator, high_noise_fraction, high_noise_from)
+    )
+    if noise is None:
+        noise = torch.randn(latents.shape, generator=generator)
     if offset_noise:
         per_clip = torch.randn(clips, latents.shape[1], 1, 1, generator=generator) * offset_noise
         noise = noise + per_clip.repeat_interleave(num_frames, 0)
@@ -363,9 +373,75 @@ def diffusion_step(
     else:
         target = noise
         weight = torch.clamp(snr, max=min_snr) / snr
-    per_frame = (pred - target).square().mean(dim=(1, 2, 3))
-    loss = (per_frame * weight.repeat_interleave(num_frames)).mean()
+    error = (pred - target).square()
+    per_frame = error.mean(dim=(1, 2, 3))
+    if pixel_weight is not None:
+        error = error * pixel_weight
+    loss = (error.mean(dim=(1, 2, 3)) * weight.repeat_interleave(num_frames)).mean()
     return loss, {"mse": per_frame.detach().mean().item()}
+
+
+def shape_difference_weight(videos: np.ndarray, downscale: int, object_weight: float) -> torch.Tensor:
+    """Per-latent-pixel loss weights ``[S*F, 1, h, w]`` for renders of one layout in S shapes ``[S, F, H, W, 3]``:
+    ``1 + object_weight`` wherever the renders differ (dilated to the latent grid by a max-pool), 1 elsewhere."""
+    pixels = torch.from_numpy(np.ascontiguousarray(videos))
+    differs = (pixels.amax(dim=0) - pixels.amin(dim=0)).amax(dim=-1) > 0.02  # [F, H, W]
+    grid = F.max_pool2d(differs[:, None].float(), downscale)
+    weight = 1.0 + object_weight * grid
+    return weight.repeat(videos.shape[0], 1, 1, 1)
+
+
+def shape_pair_step(
+    model: "TinyModel",
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    abar: torch.Tensor,
+    *,
+    layouts: int = 2,
+    t_from: int = 200,
+    object_weight: float = 4.0,
+):
+    """A denoising step on ``layouts`` random scenes, each rendered as every shape of the grammar with the same
+    positions, sizes, colour, motion and background, the same noise and the same timestep (t in
+    ``[t_from, T)``), each with its own caption; the squared error counts ``1 + object_weight`` times where
+    the shapes' renders differ.
+
+    Why: a circle and a square of the same half-width differ only in four corners (about 5% of a 16x16x4
+    latent at the usual sizes), so in ordinary steps the shape word barely changes the loss, and the shipped
+    model learned to ignore it (its loss on circle clips was the same with "circle" or "square" in the
+    caption; sampling then ended on squares). Paired renders with shared noise leave the caption as the only
+    way to tell the clips apart, and the weights put the gradient where they differ.
+    """
+    groups = []
+    for _ in range(layouts):
+        scene = synthetic.random_scene(rng)
+        template = int(rng.integers(len(synthetic.GRAMMAR.templates)))
+        groups.append([synthetic.with_attributes(scene, shape=shape, template=template) for shape in synthetic.SHAPES])
+    shapes = len(synthetic.SHAPES)
+    videos = [np.stack([synthetic.render_scene(s) for s in group]) for group in groups]
+    frames = videos[0].shape[1]
+    with torch.no_grad():
+        latents = encode_latents(model, np.concatenate(videos), generator)
+    downscale = videos[0].shape[2] // latents.shape[-1]
+    weight = torch.cat([shape_difference_weight(v, downscale, object_weight) for v in videos])
+    per_group = torch.randn((layouts, 1, frames) + tuple(latents.shape[1:]), generator=generator)
+    noise = per_group.expand(-1, shapes, -1, -1, -1, -1).reshape(latents.shape)
+    T = abar.shape[0]
+    t = torch.randint(t_from, T, (layouts,), generator=generator).repeat_interleave(shapes)
+    captions = [s.caption for group in groups for s in group]
+    return diffusion_step(
+        model,
+        latents,
+        captions,
+        frames,
+        abar,
+        generator,
+        use_motion=True,
+        offset_noise=0.0,
+        timesteps=t,
+        noise=noise,
+        pixel_weight=weight,
+    )
 
 
 def caption_context(model: "TinyModel", captions, num_frames: int) -> torch.Tensor:
@@ -518,6 +594,32 @@ class EMA:
 
 
 # ----------------------------------------------------------------------------------------- export
+
+
+def load_exported_model(model: TinyModel, folder) -> None:
+    """Load shipped files (``checkpoints/framefold-tiny.safetensors`` and
+    ``animatediff_models/framefold-tiny-motion.safetensors`` under ``folder``) into ``model``: UNet, VAE (with its
+    scaling factor), text encoder and motion module. The configs must match ``model.config``; the schedule
+    must match too (a fine-tune continues the shipped model's objective)."""
+    from pathlib import Path
+
+    from ..pipelines.loading.checkpoint import load_checkpoint
+    from ..pipelines.loading.motion import load_motion_module
+
+    folder = Path(folder)
+    diffusion, text_encoder, vae = load_checkpoint(folder / "checkpoints" / "framefold-tiny.safetensors")
+    motion = load_motion_module(folder / "animatediff_models" / "framefold-tiny-motion.safetensors")
+    shipped, wanted = diffusion.schedule, model.config.schedule
+    if (shipped.prediction_type, shipped.zero_terminal_snr) != (wanted.prediction_type, wanted.zero_terminal_snr):
+        raise ValueError(
+            f"{folder}: the shipped model uses {shipped.prediction_type} (zero terminal SNR "
+            f"{shipped.zero_terminal_snr}); start the fine-tune with the same --prediction / --zero-terminal-snr"
+        )
+    model.unet.load_state_dict(diffusion.unet.state_dict())
+    model.vae.load_state_dict(vae.model.state_dict())
+    model.text.load_state_dict(text_encoder.model.state_dict())
+    model.motion.load_state_dict(motion.state_dict())
+    set_scaling_factor(model, vae.model.config.scaling_factor)
 
 
 def export_model(model: TinyModel, checkpoint_path, motion_path, ema: Optional[EMA] = None):
