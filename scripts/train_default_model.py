@@ -185,6 +185,11 @@ def parse_args(argv=None):
         "(training.shape_pair_step; 0 = never)",
     )
     p.add_argument("--shape-pair-layouts", type=int, default=2, help="layouts per paired-shape step")
+    p.add_argument(
+        "--shape-pair-frames",
+        action="store_true",
+        help="paired-shape steps take one frame per layout through the image UNet (cheaper: use more layouts)",
+    )
     p.add_argument("--shape-pair-t-from", type=int, default=200, help="paired-shape steps draw t from [this, T)")
     p.add_argument(
         "--shape-object-weight", type=float, default=4.0, help="extra loss weight where the shapes' renders differ"
@@ -387,6 +392,7 @@ def run_step(model, stage, step, args, abar, aligner=None, table=None):
             layouts=args.shape_pair_layouts,
             t_from=args.shape_pair_t_from,
             object_weight=args.shape_object_weight,
+            single_frames=args.shape_pair_frames,
         )
     if stage == "video" and args.terminal_every and step % args.terminal_every == args.terminal_every - 1:
         focused = step < args.terminal_focus_steps

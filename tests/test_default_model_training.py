@@ -636,3 +636,36 @@ def test_shape_pair_step_shares_layout_noise_and_timestep_across_shapes(monkeypa
     # each clip is captioned with its own shape
     contexts = seen["context"].reshape(6, 16, *seen["context"].shape[1:])[:, 0]
     assert not torch.allclose(contexts[0], contexts[1]) and not torch.allclose(contexts[1], contexts[2])
+
+
+def test_one_frame_scene_renders_that_frame_of_the_clip():
+    scene = synthetic.random_scene(np.random.default_rng(3))
+    video = synthetic.render_scene(scene)
+    for frame in (0, 7, 15):
+        single = synthetic.render_scene(training.one_frame(scene, frame))
+        assert single.shape == (1, 64, 64, 3)
+        np.testing.assert_allclose(single[0], video[frame], atol=1e-6)
+
+
+def test_shape_pair_step_on_single_frames_uses_the_image_unet():
+    from framefold.pipelines.models.bundle import ScheduleConfig
+
+    config = training.micro_config()
+    config.schedule = ScheduleConfig(prediction_type="v_prediction", zero_terminal_snr=True)
+    torch.manual_seed(0)
+    model = training.TinyModel(config)
+    seen = {}
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x, timesteps, context, num_frames):
+            seen.update(x=x, t=timesteps, frames=num_frames)
+            return torch.zeros_like(x, requires_grad=True)
+
+    model.unet = Recorder()
+    abar = training.alphas_cumprod(config.schedule)
+    loss, _ = training.shape_pair_step(
+        model, np.random.default_rng(1), torch.Generator().manual_seed(1), abar, layouts=5, single_frames=True
+    )
+    assert torch.isfinite(loss) and seen["frames"] == 1 and seen["x"].shape[0] == 15
+    t = seen["t"].reshape(5, 3)
+    assert torch.all(t == t[:, :1]) and torch.all(t >= 200)

@@ -391,6 +391,14 @@ def shape_difference_weight(videos: np.ndarray, downscale: int, object_weight: f
     return weight.repeat(videos.shape[0], 1, 1, 1)
 
 
+def one_frame(scene: synthetic.Scene, frame: int) -> synthetic.Scene:
+    """The one-frame scene showing frame ``frame`` of ``scene`` (renders 16 times faster than the clip)."""
+    t = frame / max(scene.frames - 1, 1)
+    centre = scene_centre(scene, frame)
+    size = scene.start_size + t * (scene.end_size - scene.start_size)
+    return synthetic.with_attributes(scene, start=centre, end=centre, start_size=size, end_size=size, frames=1)
+
+
 def shape_pair_step(
     model: "TinyModel",
     rng: np.random.Generator,
@@ -400,6 +408,7 @@ def shape_pair_step(
     layouts: int = 2,
     t_from: int = 200,
     object_weight: float = 4.0,
+    single_frames: bool = False,
 ):
     """A denoising step on ``layouts`` random scenes, each rendered as every shape of the grammar with the same
     positions, sizes, colour, motion and background, the same noise and the same timestep (t in
@@ -411,11 +420,17 @@ def shape_pair_step(
     model learned to ignore it (its loss on circle clips was the same with "circle" or "square" in the
     caption; sampling then ended on squares). Paired renders with shared noise leave the caption as the only
     way to tell the clips apart, and the weights put the gradient where they differ.
+
+    ``single_frames``: one random frame of each layout through the image UNet (no motion module) instead of the
+    clip: the shapes are drawn by the spatial layers, and a frame costs a sixteenth of a clip, so a step can
+    afford many more layouts.
     """
     groups = []
     for _ in range(layouts):
         scene = synthetic.random_scene(rng)
         template = int(rng.integers(len(synthetic.GRAMMAR.templates)))
+        if single_frames:
+            scene = one_frame(scene, int(rng.integers(scene.frames)))
         groups.append([synthetic.with_attributes(scene, shape=shape, template=template) for shape in synthetic.SHAPES])
     shapes = len(synthetic.SHAPES)
     videos = [np.stack([synthetic.render_scene(s) for s in group]) for group in groups]
@@ -436,7 +451,7 @@ def shape_pair_step(
         frames,
         abar,
         generator,
-        use_motion=True,
+        use_motion=not single_frames,
         offset_noise=0.0,
         timesteps=t,
         noise=noise,
