@@ -52,3 +52,19 @@ def test_prototypes_classify_themselves():
     assert classify_blob((0.79, 0.975)) == "circle"
     assert classify_blob((1.0, 0.64)) == "square"  # an ideal square: fills its box, 2/pi of its circle
     assert classify_blob((0.5, 0.41)) == "triangle"  # an ideal equilateral triangle
+
+
+def test_a_concave_star_is_not_a_filled_triangle():
+    import cv2
+
+    # a three-pointed star: a triangle with its sides pushed in (what the shipped model drew for "triangle")
+    mask = np.zeros((64, 64), np.uint8)
+    angles = np.pi / 2 + np.arange(6) * np.pi / 3
+    radii = np.where(np.arange(6) % 2 == 0, 16.0, 6.0)
+    points = np.stack([32 + radii * np.cos(angles), 32 - radii * np.sin(angles)], axis=1)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
+    found = measure_shape(np.stack([mask] * 4))
+    assert found["shape"] == "concave" and found["shape_votes"]["concave"] == 4
+    filled = np.zeros((64, 64), np.uint8)
+    cv2.fillPoly(filled, [np.round(points[::2]).astype(np.int32)], 1)
+    assert measure_shape(np.stack([filled] * 4))["shape"] == "triangle"

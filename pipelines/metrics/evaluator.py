@@ -150,11 +150,22 @@ SHAPE_PROTOTYPES: Dict[str, Tuple[float, float]] = {
     "triangle": (0.62, 0.59),
 }
 MIN_SHAPE_AREA = 25  # pixels: smaller blobs say little about their outline
+# Area of a blob's outline over the area of its convex hull below which it is not a filled shape (a concave
+# three-pointed star is no triangle: about 0.75). Lowest over the frames of 90 generator clips (seed 123): raw 0.91,
+# through the default model's VAE 0.83 (triangles; circles and squares >= 0.91).
+MIN_SOLIDITY = 0.8
+NOT_FILLED = "concave"
 
 
 def blob_fills(mask: np.ndarray, allow_border: bool = False) -> Optional[Tuple[float, float]]:
     """(area / bounding-box area, area / minimum-enclosing-circle area) of a blob, or None when it is too small
     or (unless ``allow_border``) touches the frame's border, where it may be cut off."""
+    outline = blob_outline(mask, allow_border)
+    return None if outline is None else outline[:2]
+
+
+def blob_outline(mask: np.ndarray, allow_border: bool = False) -> Optional[Tuple[float, float, float]]:
+    """:func:`blob_fills` plus the solidity of the largest blob (its outline's area / its convex hull's area)."""
     import cv2
 
     m = np.ascontiguousarray(mask, dtype=np.uint8)
@@ -166,23 +177,29 @@ def blob_fills(mask: np.ndarray, allow_border: bool = False) -> Optional[Tuple[f
     contour = max(contours, key=cv2.contourArea)
     _x, _y, w, h = cv2.boundingRect(contour)
     _centre, radius = cv2.minEnclosingCircle(contour)
-    return area / float(w * h), area / float(np.pi * max(radius, 0.5) ** 2)
+    hull_area = cv2.contourArea(cv2.convexHull(contour))
+    solidity = cv2.contourArea(contour) / hull_area if hull_area > 0 else 0.0
+    return area / float(w * h), area / float(np.pi * max(radius, 0.5) ** 2), float(solidity)
 
 
-def classify_blob(fills: Tuple[float, float]) -> str:
-    """The shape whose prototype is nearest to a blob's two fills."""
-    return min(SHAPES, key=lambda s: sum((a - b) ** 2 for a, b in zip(fills, SHAPE_PROTOTYPES[s])))
+def classify_blob(fills: Tuple[float, ...]) -> str:
+    """The shape whose prototype is nearest to a blob's two fills; ``NOT_FILLED`` when a third value (the
+    solidity, see :func:`blob_outline`) is below ``MIN_SOLIDITY``."""
+    if len(fills) > 2 and fills[2] < MIN_SOLIDITY:
+        return NOT_FILLED
+    return min(SHAPES, key=lambda s: sum((a - b) ** 2 for a, b in zip(fills[:2], SHAPE_PROTOTYPES[s])))
 
 
 def measure_shape(masks: np.ndarray) -> Dict:
-    """The shape most frames show (``shape`` None when no frame has a usable blob) and the per-frame votes."""
-    fills = [f for f in (blob_fills(m) for m in masks) if f is not None]
-    if not fills:
-        fills = [f for f in (blob_fills(m, allow_border=True) for m in masks) if f is not None]
-    votes = {s: 0 for s in SHAPES}
-    for f in fills:
+    """The shape most frames show (``shape`` None when no frame has a usable blob; ``NOT_FILLED`` when most
+    blobs are concave) and the per-frame votes."""
+    outlines = [f for f in (blob_outline(m) for m in masks) if f is not None]
+    if not outlines:
+        outlines = [f for f in (blob_outline(m, allow_border=True) for m in masks) if f is not None]
+    votes = {s: 0 for s in SHAPES + (NOT_FILLED,)}
+    for f in outlines:
         votes[classify_blob(f)] += 1
-    shape = max(SHAPES, key=lambda s: votes[s]) if fills else None
+    shape = max(votes, key=lambda s: votes[s]) if outlines else None
     return {"shape": shape, "shape_votes": votes}
 
 
