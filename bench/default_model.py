@@ -46,6 +46,8 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--count", type=int, default=72, help="prompt x seed pairs (balanced over shape x motion)")
     p.add_argument("--seeds", type=int, default=1, help="seeds per prompt")
+    p.add_argument("--prompt-seed", type=int, default=2024, help="seed of the colour/background draws")
+    p.add_argument("--first-seed", type=int, default=5000, help="sampling seed of the first pair")
     p.add_argument("--steps", type=int, default=defaults["steps"])
     p.add_argument("--cfg", type=float, default=defaults["cfg"])
     p.add_argument("--sampler", default=defaults["sampler_name"])
@@ -99,13 +101,14 @@ def generate(model, text_encoder, vae, prompt, seed, *, steps, cfg, sampler, sch
     return vae.decode(latent)
 
 
-def prompt_set(count, seeds):
+def prompt_set(count, seeds, prompt_seed=2024, first_seed=5000):
     """``count`` (prompt, seed) pairs balanced over shape x motion (count // 18 per cell, the rest spread), colour
-    and background drawn at random (seeded); seed i is 5000 + i, a range no training run selected weights on.
-    ``seeds`` > 1 repeats each prompt with that many consecutive seeds (count stays the total)."""
+    and background drawn at random (seeded by ``prompt_seed``); seed i is ``first_seed`` + i (5000 + i by
+    default, a range no training run selected weights on). ``seeds`` > 1 repeats each prompt with that many
+    consecutive seeds (count stays the total)."""
     from framefold.pipelines import synthetic
 
-    rng = np.random.default_rng(2024)
+    rng = np.random.default_rng(prompt_seed)
     grammar = synthetic.GRAMMAR
     cells = [(shape, motion) for shape in grammar.shapes for motion in grammar.motions]
     pairs = []
@@ -114,7 +117,7 @@ def prompt_set(count, seeds):
             colour = grammar.colours[rng.integers(len(grammar.colours))]
             background = grammar.backgrounds[rng.integers(len(grammar.backgrounds))]
             for _ in range(seeds):
-                pairs.append((grammar.caption(colour, shape, motion, background), 5000 + len(pairs)))
+                pairs.append((grammar.caption(colour, shape, motion, background), first_seed + len(pairs)))
     return pairs[:count]
 
 
@@ -236,7 +239,7 @@ def main():
 
         args.scheduler = default_spacing(model.schedule)
     print(f"load: {time.perf_counter() - t0:.2f} s")
-    pairs = prompt_set(args.count, args.seeds)
+    pairs = prompt_set(args.count, args.seeds, args.prompt_seed, args.first_seed)
     keys = ("colour_ok", "shape_ok", "motion_ok", "background_ok", "stability_ok", "all_ok")
     confusion = collections.defaultdict(list)
     totals = collections.Counter()

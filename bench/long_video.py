@@ -2,7 +2,7 @@
 tuned setting, side by side, with peak memory and seconds.
 
 For each configuration a fresh subprocess generates 64-frame videos over prompt x seed pairs with the long-video
-example's settings (``example_workflows/long_video_vidrd.json``: 20 DDIM steps, trailing spacing, cfg 4.5, PNS) and
+example's settings (``example_workflows/long_video_vidrd.json``: 20 DDIM steps, trailing spacing, cfg 2, PNS) and
 measures, on the decoded frames, ``pipelines.metrics.seam_ratios`` at the clip joins (1.0 = a join no more visible
 than an ordinary frame step; >> 1 a jump; << 1 a freeze) and the within-clip flicker (mean |frame step| over the
 steps that are not joins). Configurations (``--only`` picks a subset):
@@ -206,7 +206,7 @@ def main():
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--pairs", type=int, default=8, help=f"prompt x seed pairs (at most {len(PAIRS)})")
     parser.add_argument("--size", type=int, default=64, help="frame size in pixels")
-    parser.add_argument("--cfg", type=float, default=4.5)
+    parser.add_argument("--cfg", type=float, default=2.0)
     parser.add_argument("--spacing", default="trailing")
     parser.add_argument("--model", choices=("default", "gp", "tiny"), default="default")
     parser.add_argument("--rho", type=float, default=0.95, help="frame correlation of the gp proxy")

@@ -30,8 +30,18 @@ def test_keyframe_masks_keep_all_or_a_few_frames():
     assert all(1 <= int(m.sum()) <= 4 for m in masks if not m.all())
 
 
+def test_keyframe_loss_weights_raise_only_the_controlled_frames_of_keyframe_clips():
+    keep = torch.ones(2, 16)
+    keep[1] = 0
+    keep[1, [0, 15]] = 1  # clip 1: keyframe control on its first and last frames
+    weights = cn_training.keyframe_loss_weights(keep.flatten(), 16, 5.0).view(2, 16)
+    assert torch.equal(weights[0], torch.ones(16))  # fully controlled clip: unchanged
+    assert weights[1, 0] == weights[1, 15] == 6.0
+    assert torch.equal(weights[1, 1:15], torch.ones(14))
+
+
 def test_training_steps_run_save_resume_and_warm_start(tmp_path, capsys):
-    common = ["--threads", "1", "--batch", "1", "--log-every", "1", "--object-weight", "2"]
+    common = ["--threads", "1", "--batch", "1", "--log-every", "1", "--object-weight", "2", "--keyframe-weight", "4"]
     cn_training.main(common + ["--state", str(tmp_path / "a.pt"), "--out", str(tmp_path / "a"), "--steps", "2"])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line.get("step") for line in lines if "step" in line] == [1, 2]

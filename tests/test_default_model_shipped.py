@@ -14,15 +14,18 @@ MOTION = "framefold-tiny-motion.safetensors"
 
 # Prompts and seeds that the shipped weights render right in every respect the evaluator checks (colour, shape,
 # motion, background, stability), at the example workflows' settings (checked with bench/default_model.py:
-# 20 DDIM steps, trailing spacing, cfg 4.5). One of each kind of motion. No circle: the shipped weights draw
-# "circle" as a square (issue 21; e.g. "a yellow circle growing on a gray background", seeds 1000-1003).
+# 20 DDIM steps, trailing spacing, cfg 2). One of each kind of motion, each shape. The circles are ones the
+# session-6 weights drew as squares, the green triangle one the session-7 weights drew as a three-pointed star
+# at cfg 3.
 CASES = [
-    ("a blue square moving left on a gradient background", 1001),
+    ("a red circle moving left on a black background", 1000),
     ("a blue square moving up on a black background", 1001),
-    ("a yellow square growing on a gray background", 1000),
+    ("a yellow circle growing on a gray background", 1000),
     ("a cyan triangle shrinking on a gray background", 1001),
+    ("a magenta square moving right on a gradient background", 1000),
+    ("a green triangle moving down on a white background", 1000),
 ]
-STEPS, CFG = 20, 4.5
+STEPS, CFG = 20, 2.0
 
 
 def test_embedded_files_are_listed_first_and_small():

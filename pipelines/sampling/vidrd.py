@@ -51,11 +51,12 @@ Observer = Callable[[int, int, float, torch.Tensor], None]
 
 OVERLAP_MODES = ("drop", "keep", "drop_first")
 # seam_ratio 1 = a join as visible as an ordinary frame step, << 1 a freeze, >> 1 a jump. bench/long_video.py with the
-# long-video example's settings (embedded default model, 64 frames, 20 DDIM steps trailing, cfg 4.5, 8 prompt x seed
-# pairs, 32 joins), M 4, alpha 4: the paper's beta 0.4 with drop: median 3.41 (1.74..8.66); beta 0.7 with
-# drop_first: median 0.89 (0.44..1.88); keep repeats a frame (ratio 0.00 at beta 1). GP proxy (rho 0.95, 2 pairs):
-# drop 2.14, drop_first 1.01. drop_first is the long-video example's setting; "drop" stays the default so that the
-# paper's defaults give the paper's N - M new frames per clip and existing workflows keep their output.
+# long-video example's settings (embedded default model, session-7 weights, 64 frames, 20 DDIM steps trailing, cfg 2,
+# 8 prompt x seed pairs, 32 joins), M 4, alpha 4: the paper's beta 0.4 with drop: median 3.94 (1.75..8.55); beta 0.7
+# with drop_first: median 0.79 (0.27..1.32); independent clips 5.63; keep repeats a frame (ratio 0.00 at beta 1).
+# GP proxy (rho 0.95, 2 pairs): drop 2.14, drop_first 1.01. drop_first is the long-video example's setting; "drop"
+# stays the default so that the paper's defaults give the paper's N - M new frames per clip and existing workflows
+# keep their output.
 DEFAULT_OVERLAP = "drop"
 
 # float tolerance for eq. 8's strict inequality (beta, j/M are decimals such as 0.4)
